@@ -1,0 +1,13 @@
+"""A Prefect ECS worker on AWS Fargate: reads the stack's config once, composes the components and
+exports what a work pool and an operator need. It declares no resource of its own."""
+
+import pulumi
+
+from components.stack import build_stack
+from components.settings import load_settings
+
+settings = load_settings(pulumi.Config(), pulumi.get_project(), pulumi.get_stack())
+stack = build_stack(settings)
+
+for key, value in stack.exports().items():
+    pulumi.export(key, value)

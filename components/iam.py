@@ -1,0 +1,205 @@
+"""The four IAM roles of a Prefect ECS deployment, each with only what its holder does.
+
+- `execution_role`: ECS uses it to start the worker: pull the image, write its logs, read the
+  Prefect credential secret (that one secret only).
+- `worker_task_role`: the worker process itself: register task definitions and run, watch and stop
+  flow-run tasks in this cluster only, and pass the two flow-run roles to ECS only.
+- `flow_run_execution_role`: ECS uses it to start flow-run tasks (image, logs, the same secret).
+- `flow_run_task_role`: what flow code may do in AWS. Empty unless `flowRunPolicyArns` names
+  policies, so a flow's AWS access is always an explicit choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+ECS_TASKS = "ecs-tasks.amazonaws.com"
+TASK_EXECUTION_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
+
+
+@dataclass(frozen=True)
+class IamArgs:
+    cluster_name: str
+    log_group_name: str
+    secret_arn: pulumi.Input[str]
+    flow_run_policy_arns: Sequence[str]
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class AwsContext:
+    """Partition, region and account of the deployment, for building ARNs before resources exist."""
+
+    partition: pulumi.Output[str]
+    region: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+
+    @classmethod
+    def current(cls, opts: pulumi.InvokeOptions) -> "AwsContext":
+        return cls(
+            partition=aws.get_partition_output(opts=opts).partition,
+            region=aws.get_region_output(opts=opts).region,
+            account_id=aws.get_caller_identity_output(opts=opts).account_id,
+        )
+
+    def arn(self, service: str, resource: str, *, regional: bool = True) -> pulumi.Output[str]:
+        return pulumi.Output.format(
+            "arn:{0}:{1}:{2}:{3}:{4}", self.partition, service,
+            self.region if regional else "", self.account_id, resource,
+        )
+
+
+def assume_role_policy(account_id: pulumi.Input[str]) -> pulumi.Output[str]:
+    """ECS tasks may assume the role, and only on behalf of this account (confused deputy)."""
+    return pulumi.Output.json_dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": ECS_TASKS},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+        }],
+    })
+
+
+def policy_document(statements: list[dict[str, Any]]) -> pulumi.Output[str]:
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+class WorkerIam(pulumi.ComponentResource):
+    execution_role: aws.iam.Role
+    worker_task_role: aws.iam.Role
+    flow_run_execution_role: aws.iam.Role
+    flow_run_task_role: aws.iam.Role
+
+    def __init__(self, name: str, args: IamArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("prefect-ecs-worker:index:WorkerIam", name, None, opts)
+        self._name = name
+        self._args = args
+        self.context = AwsContext.current(pulumi.InvokeOptions(parent=self))
+        ctx = self.context
+        cluster_arn = ctx.arn("ecs", f"cluster/{args.cluster_name}")
+        read_secret = {
+            "Sid": "ReadPrefectCredential",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": args.secret_arn,
+        }
+
+        self.execution_role = self._role("execution", "ECS starts the Prefect worker with it")
+        self._attach_execution_policy(self.execution_role, "execution")
+        self._inline(self.execution_role, "execution-secret", [read_secret])
+
+        self.flow_run_execution_role = self._role(
+            "flow-run-execution", "ECS starts Prefect flow-run tasks with it")
+        self._attach_execution_policy(self.flow_run_execution_role, "flow-run-execution")
+        self._inline(self.flow_run_execution_role, "flow-run-execution-secret", [read_secret])
+
+        self.flow_run_task_role = self._role("flow-run-task", "Prefect flow code runs with it")
+        for index, policy_arn in enumerate(args.flow_run_policy_arns):
+            aws.iam.RolePolicyAttachment(
+                f"{name}-flow-run-task-policy-{index}",
+                role=self.flow_run_task_role.name,
+                policy_arn=policy_arn,
+                opts=pulumi.ResourceOptions(parent=self.flow_run_task_role),
+            )
+
+        self.worker_task_role = self._role("worker-task", "the Prefect worker runs with it")
+        task_definitions = ctx.arn("ecs", "task-definition/*")
+        cluster_tasks = ctx.arn("ecs", f"task/{args.cluster_name}/*")
+        self._inline(self.worker_task_role, "worker-task", [
+            {
+                "Sid": "ManageFlowRunTaskDefinitions",
+                "Effect": "Allow",
+                "Action": [
+                    "ecs:RegisterTaskDefinition",
+                    "ecs:DeregisterTaskDefinition",
+                    "ecs:DescribeTaskDefinition",
+                    "ecs:ListTaskDefinitions",
+                ],
+                # AWS: these task-definition actions support no resource-level permissions.
+                "Resource": "*",
+            },
+            {
+                "Sid": "RunFlowRunTasksInThisCluster",
+                "Effect": "Allow",
+                "Action": "ecs:RunTask",
+                # RunTask's resource is the task definition, whose family each deployment names;
+                # the condition keeps the tasks in this stack's cluster.
+                "Resource": task_definitions,
+                "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}},
+            },
+            {
+                "Sid": "WatchAndStopFlowRunTasks",
+                "Effect": "Allow",
+                "Action": ["ecs:DescribeTasks", "ecs:StopTask"],
+                # Task ids are made by ECS at RunTask time; the ARN pins the cluster.
+                "Resource": cluster_tasks,
+            },
+            {
+                "Sid": "TagOnCreate",
+                "Effect": "Allow",
+                "Action": "ecs:TagResource",
+                # Tags only as part of the worker's own RunTask/RegisterTaskDefinition calls.
+                "Resource": [task_definitions, cluster_tasks],
+                "Condition": {"StringEquals": {
+                    "ecs:CreateAction": ["RunTask", "RegisterTaskDefinition"]}},
+            },
+            {
+                "Sid": "ReadNetworkForTaskPlacement",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeSubnets", "ec2:DescribeVpcs"],
+                # AWS: EC2 Describe* actions support no resource-level permissions.
+                "Resource": "*",
+            },
+            {
+                "Sid": "ReadFlowRunLogs",
+                "Effect": "Allow",
+                "Action": "logs:GetLogEvents",
+                "Resource": ctx.arn("logs", f"log-group:{args.log_group_name}:log-stream:*"),
+            },
+            {
+                "Sid": "PassFlowRunRolesToEcsOnly",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": [self.flow_run_execution_role.arn, self.flow_run_task_role.arn],
+                "Condition": {"StringEquals": {"iam:PassedToService": ECS_TASKS}},
+            },
+        ])
+
+        self.register_outputs({
+            "execution_role_arn": self.execution_role.arn,
+            "worker_task_role_arn": self.worker_task_role.arn,
+            "flow_run_execution_role_arn": self.flow_run_execution_role.arn,
+            "flow_run_task_role_arn": self.flow_run_task_role.arn,
+        })
+
+    def _role(self, role: str, description: str) -> aws.iam.Role:
+        return aws.iam.Role(
+            f"{self._name}-{role}",
+            description=f"prefect-ecs-worker: {description}",
+            assume_role_policy=assume_role_policy(self.context.account_id),
+            tags=dict(self._args.tags),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _attach_execution_policy(self, role: aws.iam.Role, name: str) -> None:
+        aws.iam.RolePolicyAttachment(
+            f"{self._name}-{name}-managed",
+            role=role.name,
+            policy_arn=pulumi.Output.format(
+                "arn:{0}:iam::aws:{1}", self.context.partition, TASK_EXECUTION_POLICY),
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+
+    def _inline(self, role: aws.iam.Role, name: str, statements: list[dict[str, Any]]) -> None:
+        aws.iam.RolePolicy(
+            f"{self._name}-{name}",
+            role=role.name,
+            policy=policy_document(statements),
+            opts=pulumi.ResourceOptions(parent=role),
+        )

@@ -1,0 +1,135 @@
+"""The network the worker and its flow runs live in.
+
+Either a new multi-AZ VPC from `awsx.ec2.Vpc` (public subnets, plus private subnets behind NAT unless
+`natGateways` is `none`), or an adopted VPC. Plus two security groups with no ingress at all: the
+worker's, whose egress is only what the worker talks to (HTTPS, and the Prefect API's port), and the
+flow runs', whose egress is open because flow code reaches whatever it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_awsx as awsx
+
+from components.settings import ExistingVpc, NatGateways, subnet_mask
+
+NAT_STRATEGIES = {
+    "none": awsx.ec2.NatGatewayStrategy.NONE,
+    "single": awsx.ec2.NatGatewayStrategy.SINGLE,
+    "per-az": awsx.ec2.NatGatewayStrategy.ONE_PER_AZ,
+}
+ANYWHERE_V4 = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    nat_gateways: NatGateways
+    availability_zone_count: int
+    vpc_cidr: str
+    existing_vpc: Optional[ExistingVpc]
+    # Ports the worker reaches besides 443 (AWS APIs, image registry): a self-hosted API's port.
+    worker_egress_ports: Sequence[int]
+    tags: Mapping[str, str]
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: pulumi.Output[list]
+    private_subnet_ids: pulumi.Output[list]
+    worker_subnet_ids: pulumi.Output[list]
+    assign_public_ip: bool
+    worker_security_group: aws.ec2.SecurityGroup
+    flow_run_security_group: aws.ec2.SecurityGroup
+
+    def __init__(self, name: str, args: NetworkArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("prefect-ecs-worker:index:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        if args.existing_vpc is None:
+            vpc = awsx.ec2.Vpc(
+                f"{name}-vpc",
+                cidr_block=args.vpc_cidr,
+                number_of_availability_zones=args.availability_zone_count,
+                # Auto lays each AZ's subnets out inside that AZ's slice of the VPC (Legacy is
+                # deprecated and would warn); explicit masks keep the layout stable.
+                subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
+                subnet_specs=_subnet_specs(args),
+                nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(
+                    strategy=NAT_STRATEGIES[args.nat_gateways]
+                ),
+                enable_dns_hostnames=True,
+                enable_dns_support=True,
+                tags=dict(args.tags),
+                opts=child,
+            )
+            self.vpc_id = vpc.vpc_id
+            self.public_subnet_ids = vpc.public_subnet_ids
+            self.private_subnet_ids = vpc.private_subnet_ids
+        else:
+            self.vpc_id = pulumi.Output.from_input(args.existing_vpc.vpc_id)
+            self.public_subnet_ids = pulumi.Output.from_input(list(args.existing_vpc.public_subnet_ids))
+            self.private_subnet_ids = pulumi.Output.from_input(
+                list(args.existing_vpc.private_subnet_ids)
+            )
+
+        self.assign_public_ip = args.nat_gateways == "none"
+        self.worker_subnet_ids = (
+            self.public_subnet_ids if self.assign_public_ip else self.private_subnet_ids
+        )
+
+        worker_ports = sorted({443, *args.worker_egress_ports})
+        self.worker_security_group = aws.ec2.SecurityGroup(
+            f"{name}-worker-sg",
+            description="Prefect worker: no inbound; outbound HTTPS to AWS APIs and Prefect",
+            vpc_id=self.vpc_id,
+            ingress=[],
+            egress=[
+                aws.ec2.SecurityGroupEgressArgs(
+                    description=f"TCP {port} out", protocol="tcp", from_port=port, to_port=port,
+                    cidr_blocks=[ANYWHERE_V4],
+                )
+                for port in worker_ports
+            ],
+            tags={**args.tags, "Name": f"{name}-worker"},
+            opts=child,
+        )
+        self.flow_run_security_group = aws.ec2.SecurityGroup(
+            f"{name}-flow-run-sg",
+            description="Prefect flow runs: no inbound; outbound open for flow code",
+            vpc_id=self.vpc_id,
+            ingress=[],
+            egress=[
+                aws.ec2.SecurityGroupEgressArgs(
+                    description="all out", protocol="-1", from_port=0, to_port=0,
+                    cidr_blocks=[ANYWHERE_V4],
+                )
+            ],
+            tags={**args.tags, "Name": f"{name}-flow-run"},
+            opts=child,
+        )
+
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "public_subnet_ids": self.public_subnet_ids,
+                "private_subnet_ids": self.private_subnet_ids,
+                "worker_subnet_ids": self.worker_subnet_ids,
+                "worker_security_group_id": self.worker_security_group.id,
+                "flow_run_security_group_id": self.flow_run_security_group.id,
+            }
+        )
+
+
+def _subnet_specs(args: NetworkArgs) -> list[awsx.ec2.SubnetSpecArgs]:
+    mask = subnet_mask(args.vpc_cidr)
+    specs = [awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PUBLIC, cidr_mask=mask,
+                                     tags=dict(args.tags))]
+    # With no NAT there is no route out of a private subnet, so none is made.
+    if args.nat_gateways != "none":
+        specs.append(awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PRIVATE, cidr_mask=mask,
+                                             tags=dict(args.tags)))
+    return specs

@@ -1,0 +1,56 @@
+"""The Prefect credential in Secrets Manager.
+
+Given a value (a Pulumi secret), the stack creates the secret and its first version; the value is
+encrypted in Pulumi state and reaches the container only through the task definition's `secrets`.
+Given an ARN, the stack adopts that secret and the value never enters Pulumi state at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from components.settings import PrefectCredential
+
+# Days a deleted secret can still be restored; Secrets Manager accepts 7..30.
+RECOVERY_WINDOW_DAYS = 7
+
+
+@dataclass(frozen=True)
+class PrefectSecretArgs:
+    credential: PrefectCredential
+    description: str
+    tags: Mapping[str, str]
+
+
+class PrefectSecret(pulumi.ComponentResource):
+    arn: pulumi.Output[str]
+    env_name: str
+
+    def __init__(self, name: str, args: PrefectSecretArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("prefect-ecs-worker:index:PrefectSecret", name, None, opts)
+        self.env_name = args.credential.env_name
+
+        if args.credential.secret_arn is not None:
+            self.arn = pulumi.Output.from_input(args.credential.secret_arn)
+        else:
+            secret = aws.secretsmanager.Secret(
+                f"{name}-secret",
+                description=args.description,
+                recovery_window_in_days=RECOVERY_WINDOW_DAYS,
+                tags=dict(args.tags),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            aws.secretsmanager.SecretVersion(
+                f"{name}-version",
+                secret_id=secret.id,
+                secret_string=pulumi.Output.secret(args.credential.value),
+                opts=pulumi.ResourceOptions(parent=secret),
+            )
+            self.arn = secret.arn
+
+        self.register_outputs({"arn": self.arn})

@@ -1,0 +1,428 @@
+"""The stack's configuration, read once and validated before any resource is declared.
+
+Every key lives in the `prefect-ecs-worker:` namespace and is declared, with its default, in
+`Pulumi.yaml`. `load_settings` turns a `pulumi.Config` into a frozen `Settings`; a bad value raises
+`ConfigError`, a `pulumi.RunError`, so `pulumi preview` stops with the message and no stack trace.
+The message names the key, shows the value (never a secret's) and says what is accepted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Optional
+from urllib.parse import urlparse
+
+import pulumi
+
+NAMESPACE = "prefect-ecs-worker"
+
+NatGateways = Literal["none", "single", "per-az"]
+NAT_MODES: tuple[str, ...] = ("none", "single", "per-az")
+CPU_ARCHITECTURES = ("X86_64", "ARM64")
+CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+
+# Fargate's valid task sizes (Linux, platform 1.4.0): CPU units -> allowed memory in MiB.
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+
+# The values CloudWatch Logs accepts for retentionInDays (0, "never expire", is refused on purpose).
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+
+# RFC 1918 ranges; a VPC for a private worker belongs in one of them.
+PRIVATE_RANGES = tuple(
+    ipaddress.ip_network(c) for c in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
+MIN_AZS, MAX_AZS = 2, 6
+# Each AZ gets one /(prefix+4) block per subnet tier, so at most 16 subnets fit, and AWS's
+# smallest subnet is a /28: the VPC prefix must be /16../24.
+SUBNET_BITS = 4
+MIN_VPC_PREFIX, MAX_VPC_PREFIX = 16, 24
+
+PREFECT_CLOUD_HOST = "api.prefect.cloud"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+CLOUD_PATH = re.compile(rf"^/api/accounts/{UUID}/workspaces/{UUID}/?$")
+# Prefect refuses these characters in object names (prefect.types.BANNED_CHARACTERS).
+PREFECT_BANNED_CHARACTERS = ("/", "%", "&", ">", "<")
+SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
+)
+POLICY_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[A-Za-z0-9/_+=,.@-]+$")
+VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
+SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
+# [registry[:port]/]repository[:tag][@sha256:digest]
+IMAGE_NAME = re.compile(r"^([a-z0-9.-]+(:\d+)?/)?[a-z0-9]+([._/-][a-z0-9]+)*$")
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$", re.UNICODE)
+DEFAULT_WORKER_IMAGE = "prefecthq/prefect-aws:0.7.12-python3.12"
+
+
+class ConfigError(pulumi.RunError):
+    """A configuration value that the stack refuses; raised before any resource exists."""
+
+    def __init__(self, key: str, value: Any, accepted: str, *, secret: bool = False):
+        shown = "[secret]" if secret else json.dumps(value)
+        self.key = f"{NAMESPACE}:{key}"
+        super().__init__(f"{self.key} = {shown} is not valid: {accepted}")
+
+
+@dataclass(frozen=True)
+class PrefectCredential:
+    """The one credential the worker sends to the Prefect API.
+
+    `env_name` is the variable the container gets it as; exactly one of `value` (a secret Output that
+    the stack stores in a new Secrets Manager secret) and `secret_arn` (an existing secret) is set.
+    """
+
+    env_name: Literal["PREFECT_API_KEY", "PREFECT_API_AUTH_STRING"]
+    value: Optional[pulumi.Output[str]] = None
+    secret_arn: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ExistingVpc:
+    vpc_id: str
+    private_subnet_ids: tuple[str, ...]
+    public_subnet_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    stack: str
+    prefect_api_url: str
+    credential: PrefectCredential
+    work_pool_name: str
+    work_queues: tuple[str, ...]
+    worker_image: str
+    worker_cpu: int
+    worker_memory: int
+    worker_count: int
+    cpu_architecture: Literal["X86_64", "ARM64"]
+    capacity_provider: Literal["FARGATE", "FARGATE_SPOT"]
+    nat_gateways: NatGateways
+    availability_zone_count: int
+    vpc_cidr: str
+    existing_vpc: Optional[ExistingVpc]
+    log_retention_days: int
+    flow_run_policy_arns: tuple[str, ...]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        """A stack-unique prefix for physical names AWS requires to be unique."""
+        return f"{self.project}-{self.stack}"
+
+    @property
+    def worker_in_public_subnets(self) -> bool:
+        """With no NAT gateway the only route out is the internet gateway, so the worker needs a
+        public IP. It still has no inbound rule."""
+        return self.nat_gateways == "none"
+
+    @property
+    def is_prefect_cloud(self) -> bool:
+        return urlparse(self.prefect_api_url).hostname == PREFECT_CLOUD_HOST
+
+    @property
+    def api_port(self) -> int:
+        parsed = urlparse(self.prefect_api_url)
+        return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
+    """Read and validate every key; raise `ConfigError` on the first bad value."""
+    reader = _Reader(config)
+    prefect_api_url = _api_url(reader.required("prefectApiUrl"))
+    credential = _credential(config, reader, prefect_api_url)
+    cpu = reader.integer("workerCpu", 256)
+    memory = reader.integer("workerMemory", 512)
+    cpu_architecture = reader.choice("cpuArchitecture", "X86_64", CPU_ARCHITECTURES)
+    capacity_provider = reader.choice("capacityProvider", "FARGATE", CAPACITY_PROVIDERS)
+    nat_gateways = reader.choice("natGateways", "single", NAT_MODES)
+    _check_fargate_size(cpu, memory)
+    if capacity_provider == "FARGATE_SPOT" and cpu_architecture == "ARM64":
+        raise ConfigError(
+            "capacityProvider", capacity_provider,
+            "Fargate Spot runs X86_64 tasks only; use cpuArchitecture X86_64 or capacityProvider FARGATE",
+        )
+    availability_zone_count = reader.integer("availabilityZoneCount", 2)
+    if not MIN_AZS <= availability_zone_count <= MAX_AZS:
+        raise ConfigError(
+            "availabilityZoneCount", availability_zone_count,
+            f"a whole number from {MIN_AZS} to {MAX_AZS} (a worker in one AZ dies with that AZ)",
+        )
+    vpc_cidr = reader.string("vpcCidr", "10.0.0.0/16")
+    _check_vpc_cidr(vpc_cidr, availability_zone_count, tiers=1 if nat_gateways == "none" else 2)
+    return Settings(
+        project=project,
+        stack=stack,
+        prefect_api_url=prefect_api_url,
+        credential=credential,
+        work_pool_name=_work_pool_name(reader.required("workPoolName")),
+        work_queues=_work_queues(reader.string_list("workQueues")),
+        worker_image=_image(reader.string("workerImage", DEFAULT_WORKER_IMAGE)),
+        worker_cpu=cpu,
+        worker_memory=memory,
+        worker_count=reader.integer("workerCount", 1, minimum=1, maximum=10),
+        cpu_architecture=cpu_architecture,  # type: ignore[arg-type]
+        capacity_provider=capacity_provider,  # type: ignore[arg-type]
+        nat_gateways=nat_gateways,  # type: ignore[arg-type]
+        availability_zone_count=availability_zone_count,
+        vpc_cidr=vpc_cidr,
+        existing_vpc=_existing_vpc(reader, nat_gateways),
+        log_retention_days=reader.choice_int("logRetentionDays", 30, LOG_RETENTION_DAYS),
+        flow_run_policy_arns=_policy_arns(reader.string_list("flowRunPolicyArns")),
+        tags=_tags(reader.string_list("tags"), project, stack),
+    )
+
+
+class _Reader:
+    """Typed access to plain config values, each failure a `ConfigError` naming the key."""
+
+    def __init__(self, config: pulumi.Config):
+        self._config = config
+
+    def string(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        value = self._config.get(key)
+        return default if value is None or value == "" else value
+
+    def required(self, key: str) -> str:
+        value = self.string(key)
+        if value is None:
+            raise ConfigError(
+                key, None, f"it is required: pulumi config set {key} <value>"
+            )
+        return value
+
+    def integer(self, key: str, default: int, *, minimum: Optional[int] = None,
+                maximum: Optional[int] = None) -> int:
+        raw = self.string(key)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(key, raw, "a whole number") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ConfigError(key, value, f"a whole number from {minimum} to {maximum}")
+        return value
+
+    def choice(self, key: str, default: str, accepted: tuple[str, ...]) -> str:
+        value = self.string(key, default)
+        if value not in accepted:
+            raise ConfigError(key, value, "one of " + ", ".join(accepted))
+        return value
+
+    def choice_int(self, key: str, default: int, accepted: tuple[int, ...]) -> int:
+        value = self.integer(key, default)
+        if value not in accepted:
+            raise ConfigError(key, value, "one of " + ", ".join(map(str, accepted)))
+        return value
+
+    def _json(self, key: str, kind: type, description: str) -> Any:
+        raw = self.string(key)
+        if raw is None:
+            return kind()
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(key, raw, description) from None
+        if not isinstance(value, kind):
+            raise ConfigError(key, value, description)
+        return value
+
+    def string_list(self, key: str) -> tuple[str, ...]:
+        description = "a list of strings, e.g. pulumi config set --path '" + key + "[0]' value"
+        value = self._json(key, list, description)
+        if not all(isinstance(item, str) and item for item in value):
+            raise ConfigError(key, value, description)
+        return tuple(value)
+
+
+def _api_url(url: str) -> str:
+    parsed = urlparse(url)
+    accepted = (
+        "Prefect Cloud's https://api.prefect.cloud/api/accounts/<account uuid>/workspaces/"
+        "<workspace uuid>, or a self-hosted server's http(s)://<host>[:port]/api"
+    )
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
+        raise ConfigError("prefectApiUrl", url, accepted)
+    if parsed.hostname == PREFECT_CLOUD_HOST:
+        if parsed.scheme != "https" or not CLOUD_PATH.match(parsed.path):
+            raise ConfigError("prefectApiUrl", url, accepted)
+    elif not parsed.path.rstrip("/").endswith("/api"):
+        raise ConfigError("prefectApiUrl", url, accepted)
+    return url.rstrip("/")
+
+
+def _credential(config: pulumi.Config, reader: _Reader, api_url: str) -> PrefectCredential:
+    """Exactly one of the four credential keys; Prefect Cloud takes an API key only."""
+    secret_keys = ("prefectApiKey", "prefectApiAuthString")
+    present = [
+        key for key in (*secret_keys, "prefectApiKeySecretArn", "prefectApiAuthStringSecretArn")
+        if reader.string(key) is not None
+    ]
+    cloud = urlparse(api_url).hostname == PREFECT_CLOUD_HOST
+    accepted = (
+        "set exactly one of prefectApiKey (pulumi config set --secret prefectApiKey) or "
+        "prefectApiKeySecretArn"
+        + ("" if cloud else ", or for a self-hosted server prefectApiAuthString or "
+           "prefectApiAuthStringSecretArn")
+    )
+    if len(present) != 1:
+        raise ConfigError(" + ".join(present) or "prefectApiKey", None, accepted,
+                          secret=bool(present))
+    key = present[0]
+    if cloud and key.startswith("prefectApiAuthString"):
+        raise ConfigError(key, None, "Prefect Cloud authenticates with an API key: " + accepted,
+                          secret=True)
+    env_name = "PREFECT_API_KEY" if key.startswith("prefectApiKey") else "PREFECT_API_AUTH_STRING"
+    if key in secret_keys:
+        # A value set without --secret sits in plain text in the stack file: refuse it.
+        if not pulumi.runtime.is_config_secret(config.full_key(key)):
+            raise ConfigError(key, None, f"a secret: pulumi config set --secret {key}", secret=True)
+        return PrefectCredential(env_name=env_name, value=config.get_secret(key))
+    arn = reader.string(key)
+    if not SECRET_ARN.match(arn):
+        raise ConfigError(key, arn, "a Secrets Manager secret ARN, "
+                          "arn:aws:secretsmanager:<region>:<account>:secret:<name>")
+    return PrefectCredential(env_name=env_name, secret_arn=arn)
+
+
+def _work_pool_name(name: str) -> str:
+    banned = [c for c in PREFECT_BANNED_CHARACTERS if c in name]
+    if banned or name.strip() != name or len(name) > 255 or name.lower().startswith("prefect"):
+        raise ConfigError(
+            "workPoolName", name,
+            "1-255 characters without / % & > < or surrounding spaces, not starting with "
+            "'prefect' (Prefect reserves that prefix)",
+        )
+    return name
+
+
+def _work_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
+    for queue in queues:
+        if any(c in queue for c in PREFECT_BANNED_CHARACTERS) or queue.strip() != queue:
+            raise ConfigError("workQueues", list(queues),
+                              "queue names without / % & > < or surrounding spaces")
+    if len(set(queues)) != len(queues):
+        raise ConfigError("workQueues", list(queues), "a list without duplicates")
+    return queues
+
+
+def _image(image: str) -> str:
+    """Pinned means a digest, or a tag other than latest*: those move under a running service."""
+    accepted = "an image pinned by tag or digest, e.g. " + DEFAULT_WORKER_IMAGE + ", not latest*"
+    name, _, digest = image.partition("@")
+    repository, tag = name, None
+    if ":" in name.rsplit("/", 1)[-1]:
+        repository, tag = name.rsplit(":", 1)
+    well_formed = (
+        IMAGE_NAME.match(repository)
+        and (tag is None or IMAGE_TAG.match(tag))
+        and (not digest or IMAGE_DIGEST.match(digest))
+    )
+    if not well_formed or (not digest and (tag is None or tag.startswith("latest"))):
+        raise ConfigError("workerImage", image, accepted)
+    return image
+
+
+def _check_fargate_size(cpu: int, memory: int) -> None:
+    if cpu not in FARGATE_SIZES:
+        raise ConfigError("workerCpu", cpu, "one of Fargate's CPU sizes: "
+                          + ", ".join(map(str, FARGATE_SIZES)))
+    allowed = FARGATE_SIZES[cpu]
+    if memory not in allowed:
+        raise ConfigError(
+            "workerMemory", memory,
+            f"with workerCpu {cpu}, Fargate accepts {allowed[0]}..{allowed[-1]} MiB in steps of "
+            f"{allowed[1] - allowed[0]}: " + ", ".join(map(str, allowed)),
+        )
+
+
+def _check_vpc_cidr(cidr: str, az_count: int, tiers: int) -> None:
+    try:
+        network = ipaddress.ip_network(cidr)
+    except ValueError:
+        network = None
+    if network is None or network.version != 4 or not any(
+        network.subnet_of(r) for r in PRIVATE_RANGES
+    ):
+        raise ConfigError("vpcCidr", cidr, "an IPv4 network inside 10.0.0.0/8, 172.16.0.0/12 or "
+                          "192.168.0.0/16, written with its network address, e.g. 10.0.0.0/16")
+    if not MIN_VPC_PREFIX <= network.prefixlen <= MAX_VPC_PREFIX:
+        raise ConfigError("vpcCidr", cidr, f"a prefix from /{MIN_VPC_PREFIX} to /{MAX_VPC_PREFIX}")
+    if az_count * tiers > 2 ** SUBNET_BITS:
+        raise ConfigError(
+            "availabilityZoneCount", az_count,
+            f"at most {2 ** SUBNET_BITS // tiers} AZs fit {tiers} subnet tier(s) in {cidr}",
+        )
+
+
+def subnet_mask(vpc_cidr: str) -> int:
+    """Each subnet is a 1/16th slice of the VPC."""
+    return ipaddress.ip_network(vpc_cidr).prefixlen + SUBNET_BITS
+
+
+def _existing_vpc(reader: _Reader, nat_gateways: str) -> Optional[ExistingVpc]:
+    vpc_id = reader.string("vpcId")
+    private = reader.string_list("privateSubnetIds")
+    public = reader.string_list("publicSubnetIds")
+    if vpc_id is None:
+        for key, ids in (("privateSubnetIds", private), ("publicSubnetIds", public)):
+            if ids:
+                raise ConfigError(key, list(ids), "only together with vpcId (adopting a VPC)")
+        return None
+    if not VPC_ID.match(vpc_id):
+        raise ConfigError("vpcId", vpc_id, "a VPC id, vpc- and 8 or 17 hex digits")
+    for key, ids in (("privateSubnetIds", private), ("publicSubnetIds", public)):
+        bad = [i for i in ids if not SUBNET_ID.match(i)]
+        if bad:
+            raise ConfigError(key, list(ids), "subnet ids, subnet- and 8 or 17 hex digits")
+    worker_key, worker_ids = (
+        ("publicSubnetIds", public) if nat_gateways == "none" else ("privateSubnetIds", private)
+    )
+    if len(set(worker_ids)) < MIN_AZS:
+        raise ConfigError(
+            worker_key, list(worker_ids),
+            f"with natGateways {nat_gateways} the worker runs in these subnets: give at least "
+            f"{MIN_AZS}, in different AZs",
+        )
+    return ExistingVpc(vpc_id, private, public)
+
+
+def _policy_arns(arns: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [a for a in arns if not POLICY_ARN.match(a)]
+    if bad:
+        raise ConfigError("flowRunPolicyArns", list(arns),
+                          "IAM policy ARNs, arn:aws:iam::<account or aws>:policy/<name>")
+    if "arn:aws:iam::aws:policy/AdministratorAccess" in arns:
+        raise ConfigError("flowRunPolicyArns", list(arns),
+                          "policies narrower than AdministratorAccess: flow code runs with them")
+    return arns
+
+
+def _tags(entries: tuple[str, ...], project: str, stack: str) -> dict[str, str]:
+    accepted = ("Key=Value entries, keys of 1-128 characters not starting with 'aws:', values up "
+                "to 256 characters, each key once")
+    tags: dict[str, str] = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if (not sep or key in tags or key.lower().startswith("aws:") or not TAG_KEY.match(key)
+                or len(value) > 256):
+            raise ConfigError("tags", list(entries), accepted)
+        tags[key] = value
+    return {"project": project, "stack": stack, "managed-by": "pulumi", **tags}

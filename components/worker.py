@@ -1,0 +1,174 @@
+"""The ECS cluster and the Fargate service that runs the pull-based Prefect ECS worker.
+
+The worker polls its work pool and launches each flow run as an ECS task in the same cluster. It
+gets `PREFECT_API_URL` as a plain variable and its credential only through the task definition's
+`secrets` (ECS reads it from Secrets Manager with the execution role at start). It logs to
+CloudWatch, and ECS probes its `/health` endpoint from inside the container, so no port is opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+CONTAINER_NAME = "prefect-worker"
+HEALTH_PORT = 8080
+# The prefect images ship Python, not curl; ECS marks the container unhealthy on a non-zero exit.
+HEALTH_CHECK_COMMAND = (
+    "python -c \"import sys, urllib.request; "
+    f"sys.exit(urllib.request.urlopen('http://localhost:{HEALTH_PORT}/health', timeout=4).status != 200)\""
+)
+
+
+@dataclass(frozen=True)
+class WorkerArgs:
+    cluster_name: str
+    log_group_name: str
+    log_retention_days: int
+    family: str
+    image: str
+    cpu: int
+    memory: int
+    cpu_architecture: str
+    capacity_provider: str
+    desired_count: int
+    work_pool_name: str
+    work_queues: Sequence[str]
+    prefect_api_url: str
+    credential_env_name: str
+    credential_secret_arn: pulumi.Input[str]
+    execution_role_arn: pulumi.Input[str]
+    task_role_arn: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[str]]
+    security_group_ids: Sequence[pulumi.Input[str]]
+    assign_public_ip: bool
+    region: pulumi.Input[str]
+    tags: Mapping[str, str]
+
+
+def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]:
+    command = ["prefect", "worker", "start", "--pool", work_pool_name, "--type", "ecs",
+               "--with-healthcheck"]
+    for queue in work_queues:
+        command += ["--work-queue", queue]
+    return command
+
+
+def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
+    return pulumi.Output.json_dumps([{
+        "name": CONTAINER_NAME,
+        "image": args.image,
+        "essential": True,
+        "command": worker_command(args.work_pool_name, args.work_queues),
+        # Container-level memory equal to the task's: the worker is the only container.
+        "memory": args.memory,
+        "environment": [
+            {"name": "PREFECT_API_URL", "value": args.prefect_api_url},
+            # The ECS observer (prefect-aws) needs a region and does not read the task metadata.
+            {"name": "AWS_DEFAULT_REGION", "value": args.region},
+            {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
+        ],
+        "secrets": [{"name": args.credential_env_name, "valueFrom": args.credential_secret_arn}],
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": args.log_group_name,
+                "awslogs-region": args.region,
+                "awslogs-stream-prefix": "worker",
+            },
+        },
+        "healthCheck": {
+            "command": ["CMD-SHELL", HEALTH_CHECK_COMMAND],
+            "interval": 30,
+            "timeout": 5,
+            "retries": 3,
+            "startPeriod": 60,
+        },
+        # An init process forwards SIGTERM so the worker stops cleanly on deploys and scale-in.
+        "linuxParameters": {"initProcessEnabled": True},
+        "stopTimeout": 60,
+    }])
+
+
+class PrefectWorker(pulumi.ComponentResource):
+    cluster: aws.ecs.Cluster
+    log_group: aws.cloudwatch.LogGroup
+    task_definition: aws.ecs.TaskDefinition
+    service: aws.ecs.Service
+
+    def __init__(self, name: str, args: WorkerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("prefect-ecs-worker:index:PrefectWorker", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        self.cluster = aws.ecs.Cluster(
+            f"{name}-cluster",
+            name=args.cluster_name,
+            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            tags=tags,
+            opts=child,
+        )
+        capacity_providers = aws.ecs.ClusterCapacityProviders(
+            f"{name}-capacity-providers",
+            cluster_name=self.cluster.name,
+            capacity_providers=["FARGATE", "FARGATE_SPOT"],
+            opts=pulumi.ResourceOptions(parent=self.cluster),
+        )
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=args.log_group_name,
+            retention_in_days=args.log_retention_days,
+            tags=tags,
+            opts=child,
+        )
+        self.task_definition = aws.ecs.TaskDefinition(
+            f"{name}-task",
+            family=args.family,
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            cpu=str(args.cpu),
+            memory=str(args.memory),
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                operating_system_family="LINUX", cpu_architecture=args.cpu_architecture),
+            execution_role_arn=args.execution_role_arn,
+            task_role_arn=args.task_role_arn,
+            container_definitions=container_definitions(args),
+            tags=tags,
+            opts=child,
+        )
+        self.service = aws.ecs.Service(
+            f"{name}-service",
+            cluster=self.cluster.arn,
+            task_definition=self.task_definition.arn,
+            desired_count=args.desired_count,
+            capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(
+                capacity_provider=args.capacity_provider, weight=1, base=0)],
+            platform_version="LATEST",
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=args.subnet_ids,
+                security_groups=list(args.security_group_ids),
+                assign_public_ip=args.assign_public_ip,
+            ),
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+                enable=True, rollback=True),
+            # A new worker starts before the old one stops, so polling never pauses on deploy.
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            enable_execute_command=False,
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            wait_for_steady_state=True,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[capacity_providers]),
+        )
+
+        self.register_outputs({
+            "cluster_name": self.cluster.name,
+            "cluster_arn": self.cluster.arn,
+            "service_name": self.service.name,
+            "log_group_name": self.log_group.name,
+            "task_definition_arn": self.task_definition.arn,
+        })

@@ -1,0 +1,31 @@
+"""Session fixtures: real moto and Prefect servers, started once and stopped by PID."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.servers import MotoServer, PrefectServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def server_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def moto_server(server_dir):
+    server = MotoServer(server_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(server_dir):
+    server = PrefectServer(server_dir)
+    yield server
+    server.stop()

@@ -1,0 +1,124 @@
+"""Real servers for the slower rungs: moto (the AWS API) and a Prefect server (SQLite).
+
+Each runs as a child process on a free 127.0.0.1 port and is stopped by its PID. Use them through
+the session fixtures in `conftest.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float, process: Optional[subprocess.Popen] = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def stop(process: subprocess.Popen, timeout: float = 15) -> Optional[int]:
+    """SIGTERM by PID, then SIGKILL if it lingers; returns the exit code."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(5)
+    return process.returncode
+
+
+def _default_sigint() -> None:
+    # A container's PID 1 child gets default signal handling; a shell's background job does not.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
+
+
+class MotoServer:
+    """`moto_server` on a free port; ECS services report running tasks."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "moto.log"
+        env = {**os.environ, "MOTO_ECS_SERVICE_RUNNING": "1"}
+        self.process = spawn([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+                             env, self.log_path)
+        wait_for_http(f"{self.url}/moto-api/", 30, self.process)
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def client_env(self) -> dict[str, str]:
+        """What points boto3 (and a worker) at this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+class PrefectServer:
+    """`prefect server start` with SQLite in a temporary PREFECT_HOME."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.home = Path(tempfile.mkdtemp(prefix="prefect-home-", dir=workdir))
+        self.log_path = workdir / "prefect-server.log"
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home}/prefect.db",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        }
+        self.process = spawn(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            self.env, self.log_path)
+        wait_for_http(f"{self.api_url}/health", 90, self.process)
+
+    def client_env(self) -> dict[str, str]:
+        """What a Prefect client (CLI, worker, flow) needs to reach this server."""
+        return {"PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.home)}
+
+    def stop(self) -> None:
+        stop(self.process)
