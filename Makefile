@@ -11,7 +11,10 @@ deploy:  ## pulumi up for STACK, after checking the CLI and AWS credentials
 
 $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	# uv resolves and installs the pinned set in seconds; plain pip is the fallback.
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9 \
+	  && $(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt \
+	  || $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 test: $(VENV)/.dev-installed  ## every test, including the ones that start moto and Prefect
