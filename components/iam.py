@@ -109,7 +109,10 @@ class WorkerIam(pulumi.ComponentResource):
             )
 
         self.worker_task_role = self._role("worker-task", "the Prefect worker runs with it")
+        # The worker registers flow-run task definitions at run time, under families it derives
+        # from deployment ids: no ARN known now names them.
         task_definitions = ctx.arn("ecs", "task-definition/*")
+        # Task ids exist only once RunTask returns; the cluster part pins this stack's cluster.
         cluster_tasks = ctx.arn("ecs", f"task/{args.cluster_name}/*")
         self._inline(self.worker_task_role, "worker-task", [
             {
