@@ -36,7 +36,7 @@ has_aws_credentials() {
 command -v pulumi >/dev/null 2>&1 || fail "the Pulumi CLI is not installed (or not on PATH).
   Install it: curl -fsSL https://get.pulumi.com | sh   (or see https://www.pulumi.com/docs/install/)
   then open a new shell and run this again."
-has_aws_credentials || fail "no AWS credentials found.
+has_aws_credentials || fail "no AWS credentials found (or aws sts get-caller-identity refused them).
   Set AWS_PROFILE (after 'aws configure' or 'aws sso login'), or AWS_ACCESS_KEY_ID and
   AWS_SECRET_ACCESS_KEY, for the account to deploy into; then run this again."
 command -v "$PYTHON" >/dev/null 2>&1 || fail "$PYTHON is not installed; install Python 3.10 or newer."
