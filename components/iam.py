@@ -109,27 +109,34 @@ class WorkerIam(pulumi.ComponentResource):
             )
 
         self.worker_task_role = self._role("worker-task", "the Prefect worker runs with it")
+        # The worker registers flow-run task definitions at run time, under families it derives
+        # from deployment ids: no ARN known now names them.
         task_definitions = ctx.arn("ecs", "task-definition/*")
+        # Task ids exist only once RunTask returns; the cluster part pins this stack's cluster.
         cluster_tasks = ctx.arn("ecs", f"task/{args.cluster_name}/*")
         self._inline(self.worker_task_role, "worker-task", [
             {
                 "Sid": "ManageFlowRunTaskDefinitions",
                 "Effect": "Allow",
+                # The worker registers one definition per deployment and describes it (and the
+                # family's latest revision) before each run; its observer deregisters the ones it
+                # registered once their task stops. It never lists definitions.
                 "Action": [
                     "ecs:RegisterTaskDefinition",
                     "ecs:DeregisterTaskDefinition",
                     "ecs:DescribeTaskDefinition",
-                    "ecs:ListTaskDefinitions",
                 ],
-                # AWS: these task-definition actions support no resource-level permissions.
+                # AWS: these three actions have no resource type in IAM (the Service Authorization
+                # Reference lists none), so a statement naming them must use "*".
                 "Resource": "*",
             },
             {
                 "Sid": "RunFlowRunTasksInThisCluster",
                 "Effect": "Allow",
                 "Action": "ecs:RunTask",
-                # RunTask's resource is the task definition, whose family each deployment names;
-                # the condition keeps the tasks in this stack's cluster.
+                # RunTask's resource is the task definition; the worker derives its family from
+                # each deployment's id at run time, so only "task-definition/*" can name them all.
+                # The condition keeps every task in this stack's cluster.
                 "Resource": task_definitions,
                 "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}},
             },
@@ -137,14 +144,18 @@ class WorkerIam(pulumi.ComponentResource):
                 "Sid": "WatchAndStopFlowRunTasks",
                 "Effect": "Allow",
                 "Action": ["ecs:DescribeTasks", "ecs:StopTask"],
-                # Task ids are made by ECS at RunTask time; the ARN pins the cluster.
+                # The worker stops a cancelled run's task; its observer describes a task (with its
+                # tags) on each ECS event. Task ids exist only after RunTask, so the "*" is the task
+                # id; the ARN pins this cluster.
                 "Resource": cluster_tasks,
             },
             {
                 "Sid": "TagOnCreate",
                 "Effect": "Allow",
                 "Action": "ecs:TagResource",
-                # Tags only as part of the worker's own RunTask/RegisterTaskDefinition calls.
+                # RunTask with tags (the worker tags every flow-run task with prefect.io/*) needs
+                # ecs:TagResource; the condition allows it only inside RunTask or
+                # RegisterTaskDefinition, on the same "*" ARNs as above.
                 "Resource": [task_definitions, cluster_tasks],
                 "Condition": {"StringEquals": {
                     "ecs:CreateAction": ["RunTask", "RegisterTaskDefinition"]}},
@@ -152,6 +163,8 @@ class WorkerIam(pulumi.ComponentResource):
             {
                 "Sid": "ReadNetworkForTaskPlacement",
                 "Effect": "Allow",
+                # With vpc_id and network_configuration in the job variables, the worker checks
+                # that the VPC exists and the subnets belong to it before each RunTask.
                 "Action": ["ec2:DescribeSubnets", "ec2:DescribeVpcs"],
                 # AWS: EC2 Describe* actions support no resource-level permissions.
                 "Resource": "*",
@@ -159,6 +172,9 @@ class WorkerIam(pulumi.ComponentResource):
             {
                 "Sid": "ReadFlowRunLogs",
                 "Effect": "Allow",
+                # The observer copies a crashed flow run's last log lines into Prefect. Flow runs
+                # log to this stack's group (the job variables say so); stream names carry the
+                # deployment and task ids, hence the "*".
                 "Action": "logs:GetLogEvents",
                 "Resource": ctx.arn("logs", f"log-group:{args.log_group_name}:log-stream:*"),
             },

@@ -56,8 +56,10 @@ UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 CLOUD_PATH = re.compile(rf"^/api/accounts/{UUID}/workspaces/{UUID}/?$")
 # Prefect refuses these characters in object names (prefect.types.BANNED_CHARACTERS).
 PREFECT_BANNED_CHARACTERS = ("/", "%", "&", ">", "<")
+# The complete ARN, with the six characters Secrets Manager appends to the name: IAM matches the
+# execution role's Resource against it exactly, so a partial ARN would deny the read at task start.
 SECRET_ARN = re.compile(
-    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
 )
 POLICY_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[A-Za-z0-9/_+=,.@-]+$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
@@ -297,8 +299,8 @@ def _credential(config: pulumi.Config, reader: _Reader, api_url: str) -> Prefect
         return PrefectCredential(env_name=env_name, value=config.get_secret(key))
     arn = reader.string(key)
     if not SECRET_ARN.match(arn):
-        raise ConfigError(key, arn, "a Secrets Manager secret ARN, "
-                          "arn:aws:secretsmanager:<region>:<account>:secret:<name>")
+        raise ConfigError(key, arn, "the complete ARN of a Secrets Manager secret, "
+                          "arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>")
     return PrefectCredential(env_name=env_name, secret_arn=arn)
 
 
@@ -324,8 +326,10 @@ def _work_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _image(image: str) -> str:
-    """Pinned means a digest, or a tag other than latest*: those move under a running service."""
-    accepted = "an image pinned by tag or digest, e.g. " + DEFAULT_WORKER_IMAGE + ", not latest*"
+    """Pinned means a digest, or a tag that does not say latest: those (latest, 3-latest, ...) move
+    under a running service."""
+    accepted = ("an image pinned by tag or digest, e.g. " + DEFAULT_WORKER_IMAGE
+                + ", not a tag containing 'latest'")
     name, _, digest = image.partition("@")
     repository, tag = name, None
     if ":" in name.rsplit("/", 1)[-1]:
@@ -335,7 +339,7 @@ def _image(image: str) -> str:
         and (tag is None or IMAGE_TAG.match(tag))
         and (not digest or IMAGE_DIGEST.match(digest))
     )
-    if not well_formed or (not digest and (tag is None or tag.startswith("latest"))):
+    if not well_formed or (not digest and (tag is None or "latest" in tag.lower())):
         raise ConfigError("workerImage", image, accepted)
     return image
 
@@ -365,10 +369,13 @@ def _check_vpc_cidr(cidr: str, az_count: int, tiers: int) -> None:
                           "192.168.0.0/16, written with its network address, e.g. 10.0.0.0/16")
     if not MIN_VPC_PREFIX <= network.prefixlen <= MAX_VPC_PREFIX:
         raise ConfigError("vpcCidr", cidr, f"a prefix from /{MIN_VPC_PREFIX} to /{MAX_VPC_PREFIX}")
-    if az_count * tiers > 2 ** SUBNET_BITS:
+    # awsx (Auto) gives each AZ a 1/2^ceil(log2(AZs)) slice of the VPC and packs the tiers in it.
+    az_slices = 1 << (az_count - 1).bit_length()
+    if az_slices * tiers > 2 ** SUBNET_BITS:
         raise ConfigError(
             "availabilityZoneCount", az_count,
-            f"at most {2 ** SUBNET_BITS // tiers} AZs fit {tiers} subnet tier(s) in {cidr}",
+            f"fewer AZs: {tiers} subnet tier(s) of 1/{2 ** SUBNET_BITS} of {cidr} each do not fit "
+            f"in 1/{az_slices} of it per AZ",
         )
 
 

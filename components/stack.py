@@ -37,6 +37,7 @@ class Stack:
             execution_role_arn=self.iam.flow_run_execution_role.arn,
             task_role_arn=self.iam.flow_run_task_role.arn,
             secret_arn=self.secret.arn,
+            log_group=self.worker.log_group.name,
         ).apply(lambda v: {
             "cluster": v["cluster"],
             "vpc_id": v["vpc_id"],
@@ -48,6 +49,13 @@ class Stack:
             "execution_role_arn": v["execution_role_arn"],
             "task_role_arn": v["task_role_arn"],
             secret_variable: v["secret_arn"],
+            # Flow runs log to the stack's group, where the observer may read them. The group
+            # exists, and the flow-run execution role may write to it but not create groups.
+            "configure_cloudwatch_logs": True,
+            "cloudwatch_logs_options": {
+                "awslogs-group": v["log_group"],
+                "awslogs-create-group": "false",
+            },
         })
 
     def exports(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.harness import Evaluation, evaluate_stack  # noqa: E402
 from tests.servers import MotoServer, PrefectServer  # noqa: E402
 
 
@@ -29,3 +30,17 @@ def prefect_server(server_dir):
     server = PrefectServer(server_dir)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def evaluated():
+    """Each stack file evaluated once per session, with the credentials a user adds; tests that
+    only read the result share it."""
+    cache: dict[str, Evaluation] = {}
+
+    def get(stack: str) -> Evaluation:
+        if stack not in cache:
+            cache[stack] = evaluate_stack(stack)
+        return cache[stack]
+
+    return get

@@ -160,9 +160,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 def evaluate(config: dict[str, str], stack: str = "test",
              secret_keys: Iterable[str] = (f"{PROJECT}:prefectApiKey",
-                                           f"{PROJECT}:prefectApiAuthString")) -> Evaluation:
-    """Run `__main__.py` under mocks with this config; return what it declared and exported."""
-    mocks = RecordingMocks()
+                                           f"{PROJECT}:prefectApiAuthString"),
+             mocks: Optional[RecordingMocks] = None) -> Evaluation:
+    """Run `__main__.py` under mocks with this config; return what it declared and exported.
+
+    Pass `mocks` to inspect what was recorded when the program raises (a refused config)."""
+    mocks = mocks if mocks is not None else RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(config, [k for k in secret_keys if k in config])
     captured: dict[str, Any] = {}
@@ -201,3 +204,17 @@ def is_secret_input(value: Any) -> bool:
 
 def policy(resource: Declared) -> dict[str, Any]:
     return json.loads(resource.inputs["policy"])
+
+
+def stack_file_values(stack: str) -> dict[str, Any]:
+    """The project keys a stack file sets, without the namespace, as YAML typed them."""
+    config = (yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}).get("config", {})
+    prefix = f"{PROJECT}:"
+    return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+
+
+def worker_container(evaluation: Evaluation) -> dict[str, Any]:
+    """The worker task definition's only container, parsed from `containerDefinitions`."""
+    (container,) = json.loads(
+        evaluation.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    return container
