@@ -29,3 +29,10 @@ def prefect_server(server_dir):
     server = PrefectServer(server_dir)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def moto(moto_server):
+    """The session's moto server, emptied before each test that uses it."""
+    moto_server.reset()
+    yield moto_server
