@@ -115,7 +115,8 @@ class Replay:
     endpoint_url: str
     region: str = "us-east-1"
     ids: dict[str, str] = field(default_factory=dict)
-    created: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (type, logical name) -> what moto returned; a name alone is not unique across types.
+    created: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str):
@@ -171,7 +172,7 @@ class Replay:
         if unread:
             raise ReplayError(resource, f"inputs not replayed: {unread}; translate them in "
                                         f"tests/replay.py or name them engine-side")
-        self.created[resource.name] = created or {}
+        self.created[(resource.type, resource.name)] = created or {}
 
 
 Handler = Callable[[Replay, Declared, Inputs], Optional[dict[str, Any]]]
