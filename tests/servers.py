@@ -98,7 +98,7 @@ class MotoServer:
 class PrefectServer:
     """`prefect server start` with SQLite in a temporary PREFECT_HOME."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_env: Optional[dict[str, str]] = None):
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.home = Path(tempfile.mkdtemp(prefix="prefect-home-", dir=workdir))
@@ -110,6 +110,7 @@ class PrefectServer:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_ENABLED": "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            **(extra_env or {}),
         }
         self.process = spawn(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
