@@ -501,3 +501,15 @@ def replay(evaluation: Evaluation, endpoint_url: str) -> Replay:
 def real_exports(evaluation: Evaluation, replayed: Replay) -> dict[str, Any]:
     """The stack's exports as they would read after this deployment: mock ids replaced by moto's."""
     return replayed.real(evaluation.exports)
+
+
+def start_service_tasks(replayed: Replay, service: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stand in for ECS's scheduler, which moto lacks: start the service's desired tasks with the
+    service's own network configuration, grouped and tagged as ECS groups a service's tasks."""
+    request = service["request"]
+    return replayed.client("ecs").run_task(
+        cluster=request["cluster"], taskDefinition=request["taskDefinition"],
+        count=request["desiredCount"], group=f"service:{service['name']}",
+        startedBy="ecs-svc/replay", networkConfiguration=request["networkConfiguration"],
+        capacityProviderStrategy=request.get("capacityProviderStrategy", []),
+    )["tasks"]

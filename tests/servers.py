@@ -6,6 +6,7 @@ the session fixtures in `conftest.py`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -79,6 +80,14 @@ class MotoServer:
 
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def hold_tasks(self) -> None:
+        """Keep ECS tasks RUNNING: moto otherwise moves a task one state on at each describe."""
+        body = json.dumps({"model_name": "ecs::task",
+                           "transition": {"progression": "manual", "times": 1000}}).encode()
+        request = urllib.request.Request(f"{self.url}/moto-api/state-manager/set-transition",
+                                         data=body, method="POST")
         urllib.request.urlopen(request, timeout=10).close()
 
     def client_env(self) -> dict[str, str]:
