@@ -93,6 +93,17 @@ def wait_online(api_url: str, pool: str, timeout: float, process=None) -> dict[s
     raise AssertionError(f"no worker ONLINE in pool {pool!r} within {timeout}s")
 
 
+def wait_for_log(log_path: Path, text: str, timeout: float) -> str:
+    """The worker prints its start line just after its first heartbeat, so ONLINE can come first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = log_path.read_text() if log_path.exists() else ""
+        if text in log:
+            return log
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {log_path} within {timeout}s")
+
+
 def health_status(port: int) -> Optional[int]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import ROOT, TEST_API_KEY, evaluate_stack
-from tests.prefect_worker import create_ecs_pool, wait_online, worker_launch
+from tests.prefect_worker import create_ecs_pool, wait_for_log, wait_online, worker_launch
 from tests.replay import real_exports, replay, start_service_tasks
 from tests.servers import stop
 
@@ -48,6 +48,7 @@ def live(moto_server, prefect_server, tmp_path_factory):
     log_path = home / "worker.log"
     process = launch.start(log_path)
     wait_online(prefect_server.api_url, POOL, 60, process)
+    wait_for_log(log_path, "started!", 10)
     ship_worker_log(replayed, exports["logGroupName"], tasks[0]["taskArn"], log_path)
 
     outputs = home / "outputs.json"

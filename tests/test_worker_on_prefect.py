@@ -14,7 +14,8 @@ import pytest
 
 from tests.harness import evaluate_stack
 from tests.prefect_worker import (
-    create_ecs_pool, deploy_and_run, health_status, wait_online, worker_container, worker_launch,
+    create_ecs_pool, deploy_and_run, health_status, wait_for_log, wait_online, worker_container,
+    worker_launch,
 )
 from tests.replay import real_exports, replay
 from tests.servers import PrefectServer, free_port, stop
@@ -75,7 +76,7 @@ def test_worker_goes_online_in_the_pool_and_answers_health(worker, prefect_serve
     assert online["name"].startswith("ECSWorker")
     assert time.monotonic() - started < ONLINE_WITHIN_S
     assert health_status(launch.health_port) == 200
-    assert f"Worker '{online['name']}' started!" in log_path.read_text()
+    assert f"Worker '{online['name']}' started!" in wait_for_log(log_path, "started!", 10)
 
 
 def test_a_flow_run_lands_in_the_stack_cluster_network_and_roles(deployed, worker, prefect_server):
