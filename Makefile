@@ -31,3 +31,13 @@ bench: $(VENV)/.dev-installed
 
 clean:
 	rm -rf $(VENV)
+
+.PHONY: verify bench-pickup
+# verify needs boto3 only: it uses the project venv when there is one.
+VERIFY_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+
+verify:  ## check the live deployment of STACK; OUTPUTS=file.json instead of the pulumi CLI
+	$(VERIFY_PY) scripts/verify.py $(if $(OUTPUTS),--outputs $(OUTPUTS),--stack $(STACK))
+
+bench-pickup: $(VENV)/.dev-installed  ## flow-run pickup latency vs the worker's poll interval
+	$(PY) bench/pickup_latency.py

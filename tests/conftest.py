@@ -44,3 +44,10 @@ def evaluated():
         return cache[stack]
 
     return get
+
+
+@pytest.fixture
+def moto(moto_server):
+    """The session's moto server, emptied before each test that uses it."""
+    moto_server.reset()
+    yield moto_server

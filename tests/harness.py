@@ -72,6 +72,9 @@ class Declared:
     name: str
     inputs: dict[str, Any]
     parent: Optional[str] = None
+    # What the mock answered: the id and outputs later resources reference (replay maps them).
+    id: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,11 +112,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs = dict(args.inputs)
         self._count += 1
-        self.resources.append(Declared(args.typ, args.name, inputs))
-        name = inputs.get("name") or f"{args.name}-{self._count:07x}"
+        declared = Declared(args.typ, args.name, inputs)
+        self.resources.append(declared)
+        declared.id, declared.outputs = self._answer(args.typ, args.name, inputs)
+        return declared.id, declared.outputs
+
+    def _answer(self, typ: str, logical_name: str, inputs: dict[str, Any]) -> tuple[str, dict]:
+        name = inputs.get("name") or f"{logical_name}-{self._count:07x}"
         outputs: dict[str, Any] = {"name": name}
         resource_id = name
-        typ = args.typ
         if typ == "awsx:ec2:Vpc":
             # awsx is remote: return only its outputs, never its inputs (their names collide).
             az_count = int(inputs.get("numberOfAvailabilityZones", 3))

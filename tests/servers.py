@@ -6,6 +6,7 @@ the session fixtures in `conftest.py`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -81,6 +82,14 @@ class MotoServer:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
 
+    def hold_tasks(self) -> None:
+        """Keep ECS tasks RUNNING: moto otherwise moves a task one state on at each describe."""
+        body = json.dumps({"model_name": "ecs::task",
+                           "transition": {"progression": "manual", "times": 1000}}).encode()
+        request = urllib.request.Request(f"{self.url}/moto-api/state-manager/set-transition",
+                                         data=body, method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
     def client_env(self) -> dict[str, str]:
         """What points boto3 (and a worker) at this server."""
         return {
@@ -98,7 +107,7 @@ class MotoServer:
 class PrefectServer:
     """`prefect server start` with SQLite in a temporary PREFECT_HOME."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_env: Optional[dict[str, str]] = None):
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.home = Path(tempfile.mkdtemp(prefix="prefect-home-", dir=workdir))
@@ -110,6 +119,7 @@ class PrefectServer:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_ENABLED": "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            **(extra_env or {}),
         }
         self.process = spawn(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],

@@ -1,0 +1,174 @@
+"""Rung 3's parts: the worker container as the stack declares it, run against a real Prefect server.
+
+`worker_launch` reads the worker container's `command`, `environment` and `secrets` from the
+declared task definition and resolves each secret from (moto's) Secrets Manager by its `valueFrom`
+ARN, as ECS does at task start. The Prefect REST helpers here use the HTTP API directly, so the
+test process needs no Prefect client of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+from tests.harness import Evaluation
+from tests.replay import Replay
+from tests.servers import BIN, free_port, spawn
+
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+# Runs are created by the test and carry no code; the worker only launches them.
+FLOW_NAME = "stack-smoke"
+
+
+def api(api_url: str, method: str, path: str, body: Any = None,
+        headers: Optional[dict[str, str]] = None, timeout: float = 10) -> Any:
+    request = urllib.request.Request(
+        f"{api_url.rstrip('/')}/{path.lstrip('/')}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})})
+    for attempt in range(5):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                payload = response.read()
+            return json.loads(payload) if payload else None
+        except urllib.error.HTTPError as error:
+            # SQLite answers 503 while another writer holds the database: retry briefly.
+            if error.code == 503 and attempt < 4:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            error.msg = f"{error.msg}: {error.read()[:500].decode(errors='replace')}"
+            raise
+
+
+@lru_cache(maxsize=1)
+def ecs_base_job_template() -> dict[str, Any]:
+    """prefect-aws's own ECS template (read in a child process: importing Prefect here would
+    configure it for the test runner), with container-level cpu and memory added because moto's
+    RunTask fails without container memory. Fargate itself only needs the task-level sizes."""
+    script = ("import json; from prefect_aws.workers.ecs_worker import ECSWorker; "
+              "print(json.dumps(ECSWorker.get_default_base_job_template()))")
+    template = json.loads(subprocess.run([sys.executable, "-c", script], check=True,
+                                         capture_output=True, text=True, timeout=120).stdout)
+    container = template["job_configuration"]["task_definition"]["containerDefinitions"][0]
+    container.update(cpu="{{ cpu }}", memory="{{ memory }}")
+    return template
+
+
+def create_ecs_pool(api_url: str, name: str, **variable_defaults: Any) -> dict[str, Any]:
+    """The pool as `prefect work-pool create --type ecs` makes it with prefect-aws installed. The
+    container-level sizes default to Fargate's smallest task (moto needs a number there)."""
+    template = json.loads(json.dumps(ecs_base_job_template()))
+    for key, value in {"cpu": 256, "memory": 512, **variable_defaults}.items():
+        template["variables"]["properties"][key]["default"] = value
+    return api(api_url, "POST", "/work_pools/", {"name": name, "type": "ecs",
+                                                 "base_job_template": template})
+
+
+def workers(api_url: str, pool: str, headers: Optional[dict[str, str]] = None) -> list[dict]:
+    return api(api_url, "POST", f"/work_pools/{pool}/workers/filter", {}, headers=headers)
+
+
+def wait_online(api_url: str, pool: str, timeout: float, process=None) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"worker exited with {process.returncode} before going ONLINE")
+        try:
+            online = [w for w in workers(api_url, pool) if w["status"] == "ONLINE"]
+        except urllib.error.HTTPError as error:
+            if error.code != 404:  # the pool appears when the worker creates it
+                raise
+            online = []
+        if online:
+            return online[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no worker ONLINE in pool {pool!r} within {timeout}s")
+
+
+def wait_for_log(log_path: Path, text: str, timeout: float) -> str:
+    """The worker prints its start line just after its first heartbeat, so ONLINE can come first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = log_path.read_text() if log_path.exists() else ""
+        if text in log:
+            return log
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {log_path} within {timeout}s")
+
+
+def health_status(port: int) -> Optional[int]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return None
+
+
+def deploy_and_run(api_url: str, pool: str, job_variables: dict[str, Any]) -> str:
+    """A deployment on the pool with these job variables, and one run of it scheduled now."""
+    flow = api(api_url, "POST", "/flows/", {"name": FLOW_NAME})
+    deployment = api(api_url, "POST", "/deployments/", {
+        "name": f"{pool}-smoke", "flow_id": flow["id"], "work_pool_name": pool,
+        "job_variables": job_variables, "entrypoint": "flows.py:stack_smoke", "path": "/opt/flows",
+    })
+    return api(api_url, "POST", f"/deployments/{deployment['id']}/create_flow_run", {})["id"]
+
+
+@dataclass
+class WorkerLaunch:
+    command: list[str]
+    env: dict[str, str]
+    health_port: int
+    declared_env: dict[str, str]
+    secret_names: list[str]
+
+    def start(self, log_path: Path) -> subprocess.Popen:
+        return spawn(self.command, self.env, log_path)
+
+
+def worker_container(evaluation: Evaluation, replayed: Replay) -> dict[str, Any]:
+    """The worker's container definition as declared, with mock ids mapped to moto's."""
+    declared = evaluation.one(TASK_DEFINITION).inputs["containerDefinitions"]
+    (container,) = json.loads(replayed.real(declared))
+    return container
+
+
+def worker_launch(evaluation: Evaluation, replayed: Replay, *, api_url: str, home: Path,
+                  aws_env: dict[str, str], extra_env: Optional[dict[str, str]] = None,
+                  secret_overrides: Optional[dict[str, str]] = None) -> WorkerLaunch:
+    """The container's exact command and environment, and its secrets resolved as ECS would."""
+    container = worker_container(evaluation, replayed)
+    declared_env = {item["name"]: item["value"] for item in container["environment"]}
+    env = dict(declared_env)
+    secretsmanager = replayed.client("secretsmanager")
+    for item in container.get("secrets", []):
+        env[item["name"]] = secretsmanager.get_secret_value(SecretId=item["valueFrom"])["SecretString"]
+    env.update(secret_overrides or {})
+    health_port = free_port()
+    env.update({
+        # The declared URL is the stack's Prefect Cloud workspace, unreachable from here: the
+        # test's own server stands in for it. Everything else is the declared value.
+        "PREFECT_API_URL": api_url,
+        # 8080 inside the task's own network namespace; a free loopback port here.
+        "PREFECT_WORKER_WEBSERVER_PORT": str(health_port),
+        # In ECS the task role supplies credentials and the endpoint is AWS; here, moto.
+        **aws_env,
+        # A container starts with an empty home; PATH finds the `prefect` the image would have.
+        "PREFECT_HOME": str(home),
+        "HOME": str(home),
+        "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        **(extra_env or {}),
+    })
+    return WorkerLaunch(container["command"], env, health_port, declared_env,
+                        [item["name"] for item in container.get("secrets", [])])

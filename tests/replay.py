@@ -1,0 +1,515 @@
+"""Replay what the program declared, under mocks, into a moto server through boto3.
+
+Mocks only record what the program asks for; this asks the AWS API (as moto implements it, with
+botocore's client-side validation in front) to accept it. Every resource is read from an
+`Evaluation`, never retyped: each declared input is either turned into the API call the provider
+would make or named as engine-side (`waitForSteadyState`), and an input nobody translated fails
+the replay, so a new argument cannot slip past unchecked.
+
+Resources replay in declaration order: the engine registers a resource only once the outputs it
+depends on exist, so that order is already a dependency order. Ids and ARNs the mocks invented
+(`vpc-000…7`, `sg-000…f`, the secret's ARN) are mapped to the ones moto returns, and any mock id
+left unmapped in a later resource's inputs is an error.
+
+`HANDLERS` maps a Pulumi type token to one function; a resource of a type with no handler fails
+the replay before anything is created, listing every such type.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Optional
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from tests.harness import PROJECT, Declared, Evaluation, is_secret_input
+
+# This program's own components group resources; AWS never sees them.
+COMPONENT_PREFIX = f"{PROJECT}:"
+# Ids the mocks invent are zero-padded counters (see RecordingMocks._id); moto's are random.
+MOCK_ID = re.compile(r"\b(vpc|subnet|sg)-0{8,}[0-9a-f]*\b")
+AWS_MANAGED_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/(?:(.*)/)?([^/]+)$")
+
+
+class ReplayError(AssertionError):
+    """The AWS API (or what awsx would check) refused a declared resource."""
+
+    def __init__(self, resource: Declared, message: str):
+        self.resource = resource
+        super().__init__(f"{resource.type} {resource.name!r}: {message}")
+
+
+class UnknownResourceTypes(AssertionError):
+    def __init__(self, unknown: dict[str, list[str]]):
+        self.types = sorted(unknown)
+        listed = "; ".join(f"{t} ({', '.join(names)})" for t, names in sorted(unknown.items()))
+        super().__init__(f"no replay handler for: {listed}. Add one to tests/replay.py HANDLERS.")
+
+
+class Inputs:
+    """A resource's declared inputs, with mock ids replaced by moto's; tracks what was read."""
+
+    def __init__(self, resource: Declared, values: dict[str, Any]):
+        self._resource = resource
+        self._values = values
+        self._read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._read.add(key)
+        return self._values.get(key, default)
+
+    def require(self, key: str) -> Any:
+        self._read.add(key)
+        if key not in self._values:
+            raise ReplayError(self._resource, f"declares no {key!r}")
+        return self._values[key]
+
+    def integer(self, key: str, default: Any = None) -> Optional[int]:
+        """The engine carries numbers as floats; the provider sends the schema's integer."""
+        value = self.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not float(value).is_integer():
+            raise ReplayError(self._resource, f"{key} = {value!r} is not an integer")
+        return int(value)
+
+    def secret(self, key: str) -> Any:
+        value = self.require(key)
+        return value["value"] if is_secret_input(value) else value
+
+    def engine_side(self, *keys: str) -> None:
+        """Inputs the provider acts on itself (waiting, deleting), with no create-time API field."""
+        self._read.update(keys)
+
+    def unread(self) -> list[str]:
+        return sorted(set(self._values) - self._read)
+
+
+def aws_tags(tags: Optional[dict[str, str]]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in (tags or {}).items()]
+
+
+def ecs_tags(tags: Optional[dict[str, str]]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in (tags or {}).items()]
+
+
+@lru_cache(maxsize=1)
+def aws_managed_policies() -> dict[str, Any]:
+    """moto's copy of AWS's managed policies (name -> path, document), read from the moto package.
+    Loading them into the server instead (MOTO_IAM_LOAD_MANAGED_POLICIES) costs ~2 s per reset."""
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    return json.loads(aws_managed_policies_data)
+
+
+@dataclass
+class Replay:
+    """One replay into one moto server: the clients, the id map, and what was created."""
+
+    endpoint_url: str
+    region: str = "us-east-1"
+    ids: dict[str, str] = field(default_factory=dict)
+    # (type, logical name) -> what moto returned; a name alone is not unique across types.
+    created: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str):
+        if service not in self._clients:
+            self._clients[service] = boto3.client(
+                service, endpoint_url=self.endpoint_url, region_name=self.region,
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+                # One attempt: a refusal should fail at once, not after botocore's retries.
+                config=Config(retries={"max_attempts": 1}),
+            )
+        return self._clients[service]
+
+    def map(self, mock_value: Any, real_value: Any) -> None:
+        if isinstance(mock_value, str) and mock_value and mock_value != real_value:
+            self.ids[mock_value] = real_value
+
+    def real(self, value: Any) -> Any:
+        """`value` with every mock id or ARN (also inside JSON strings) replaced by moto's."""
+        if isinstance(value, dict):
+            return {k: self.real(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.real(v) for v in value]
+        if isinstance(value, str) and self.ids:
+            pattern = re.compile("|".join(re.escape(k) for k in sorted(self.ids, key=len, reverse=True)))
+            return pattern.sub(lambda m: self.ids[m.group(0)], value)
+        return value
+
+    def run(self, evaluation: Evaluation | Iterable[Declared]) -> "Replay":
+        resources = evaluation.resources if isinstance(evaluation, Evaluation) else list(evaluation)
+        unknown: dict[str, list[str]] = {}
+        for resource in resources:
+            if not resource.type.startswith(COMPONENT_PREFIX) and resource.type not in HANDLERS:
+                unknown.setdefault(resource.type, []).append(resource.name)
+        if unknown:
+            raise UnknownResourceTypes(unknown)
+        for resource in resources:
+            if resource.type.startswith(COMPONENT_PREFIX):
+                continue
+            self.replay_one(resource)
+        return self
+
+    def replay_one(self, resource: Declared) -> None:
+        values = self.real(resource.inputs)
+        leftover = sorted({m.group(0) for m in MOCK_ID.finditer(json.dumps(values))})
+        if leftover:
+            raise ReplayError(resource, f"references {leftover}, which no replayed resource created")
+        inputs = Inputs(resource, values)
+        try:
+            created = HANDLERS[resource.type](self, resource, inputs)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            raise ReplayError(resource, f"{type(error).__name__}: {error}") from error
+        unread = inputs.unread()
+        if unread:
+            raise ReplayError(resource, f"inputs not replayed: {unread}; translate them in "
+                                        f"tests/replay.py or name them engine-side")
+        self.created[(resource.type, resource.name)] = created or {}
+
+
+Handler = Callable[[Replay, Declared, Inputs], Optional[dict[str, Any]]]
+
+
+def _physical_name(resource: Declared, inputs: Inputs) -> str:
+    """The declared name, else the auto-name the mock gave (logical name plus a suffix)."""
+    return inputs.get("name") or resource.outputs["name"]
+
+
+# --- network -----------------------------------------------------------------------------------
+
+def awsx_vpc(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    """What `awsx.ec2.Vpc` builds: the VPC, a subnet per AZ per declared tier, the internet gateway
+    and the NAT gateways of the strategy. Its deploy-time checks (awsx/ec2/vpc.ts) are repeated
+    here because under mocks the component never runs."""
+    ec2 = replay.client("ec2")
+    cidr = ipaddress.ip_network(inputs.require("cidrBlock"))
+    az_count = inputs.integer("numberOfAvailabilityZones", 3)
+    inputs.engine_side("subnetStrategy")  # the layout within the CIDR; any layout hosts the stack
+    specs = inputs.get("subnetSpecs") or [{"type": "Public"}, {"type": "Private"}]
+    nat = (inputs.get("natGateways") or {}).get("strategy", "OnePerAz")
+    tiers = [spec["type"] for spec in specs]
+    if nat != "None" and not {"Public", "Private"} <= set(tiers):
+        raise ReplayError(resource, f"NAT strategy {nat} needs public and private subnets, "
+                                    f"declared {tiers} (awsx refuses this at deploy time)")
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+    if az_count > len(zones):
+        raise ReplayError(resource, f"{az_count} AZs asked, the region has {len(zones)}")
+
+    tags = aws_tags(inputs.get("tags"))
+    vpc_id = ec2.create_vpc(
+        CidrBlock=str(cidr),
+        TagSpecifications=[{"ResourceType": "vpc", "Tags": tags}] if tags else [],
+    )["Vpc"]["VpcId"]
+    for attribute in ("EnableDnsHostnames", "EnableDnsSupport"):
+        key = attribute[0].lower() + attribute[1:]
+        ec2.modify_vpc_attribute(VpcId=vpc_id, **{attribute: {"Value": bool(inputs.get(key, True))}})
+
+    subnet_ids: dict[str, list[str]] = {"Public": [], "Private": [], "Isolated": []}
+    allocated: list[ipaddress.IPv4Network] = []
+    for spec in specs:
+        mask = int(spec.get("cidrMask") or cidr.prefixlen + 4)
+        for zone in zones[:az_count]:
+            block = next((b for b in cidr.subnets(new_prefix=mask)
+                          if not any(b.overlaps(a) for a in allocated)), None)
+            if block is None:
+                raise ReplayError(resource, f"{cidr} has no room for another /{mask} subnet "
+                                            f"({len(allocated)} allocated)")
+            allocated.append(block)
+            subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock=str(block), AvailabilityZone=zone)
+            subnet_ids[spec["type"]].append(subnet["Subnet"]["SubnetId"])
+
+    gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    nat_count = {"None": 0, "Single": 1, "OnePerAz": az_count}[nat]
+    nat_ids = []
+    for public_subnet in subnet_ids["Public"][:nat_count]:
+        allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+        nat_ids.append(ec2.create_nat_gateway(SubnetId=public_subnet, AllocationId=allocation)
+                       ["NatGateway"]["NatGatewayId"])
+
+    replay.map(resource.outputs["vpcId"], vpc_id)
+    for tier, key in (("Public", "publicSubnetIds"), ("Private", "privateSubnetIds")):
+        declared = resource.outputs.get(key) or []
+        if len(declared) != len(subnet_ids[tier]):
+            raise ReplayError(resource, f"mock answered {len(declared)} {tier} subnets, "
+                                        f"awsx would build {len(subnet_ids[tier])}")
+        for mock_id, real_id in zip(declared, subnet_ids[tier]):
+            replay.map(mock_id, real_id)
+    return {"vpc_id": vpc_id, "public_subnet_ids": subnet_ids["Public"],
+            "private_subnet_ids": subnet_ids["Private"], "nat_gateway_ids": nat_ids}
+
+
+def _ip_permission(rule: dict[str, Any]) -> dict[str, Any]:
+    permission: dict[str, Any] = {"IpProtocol": str(rule["protocol"])}
+    if str(rule["protocol"]) != "-1":
+        permission.update(FromPort=int(rule["fromPort"]), ToPort=int(rule["toPort"]))
+    description = {"Description": rule["description"]} if rule.get("description") else {}
+    permission["IpRanges"] = [{"CidrIp": c, **description} for c in rule.get("cidrBlocks") or []]
+    permission["Ipv6Ranges"] = [{"CidrIpv6": c, **description}
+                                for c in rule.get("ipv6CidrBlocks") or []]
+    permission["UserIdGroupPairs"] = [{"GroupId": g, **description}
+                                      for g in rule.get("securityGroups") or []]
+    return permission
+
+
+def security_group(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    """Like the provider: create the group, drop AWS's default allow-all egress, then add exactly
+    the declared rules."""
+    ec2 = replay.client("ec2")
+    tags = aws_tags(inputs.get("tags"))
+    group_id = ec2.create_security_group(
+        GroupName=_physical_name(resource, inputs),
+        Description=inputs.get("description") or "Managed by Pulumi",
+        VpcId=inputs.require("vpcId"),
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}] if tags else [],
+    )["GroupId"]
+    inputs.engine_side("revokeRulesOnDelete")
+    ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    egress = [_ip_permission(rule) for rule in inputs.get("egress") or []]
+    ingress = [_ip_permission(rule) for rule in inputs.get("ingress") or []]
+    if egress:
+        ec2.authorize_security_group_egress(GroupId=group_id, IpPermissions=egress)
+    if ingress:
+        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=ingress)
+    replay.map(resource.id, group_id)
+    return {"id": group_id}
+
+
+# --- IAM ---------------------------------------------------------------------------------------
+
+def iam_role(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    iam = replay.client("iam")
+    name = _physical_name(resource, inputs)
+    trust_policy = inputs.require("assumeRolePolicy")
+    role = iam.create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=trust_policy,
+        Description=inputs.get("description") or "",
+        Tags=aws_tags(inputs.get("tags")),
+        MaxSessionDuration=inputs.integer("maxSessionDuration", 3600),
+        Path=inputs.get("path") or "/",
+    )["Role"]
+    # moto parses a trust policy on UpdateAssumeRolePolicy only, so send it again that way.
+    iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust_policy)
+    inputs.engine_side("forceDetachPolicies")
+    replay.map(resource.id, role["RoleName"])
+    replay.map(resource.outputs.get("arn"), role["Arn"])
+    return {"name": role["RoleName"], "arn": role["Arn"]}
+
+
+def iam_role_policy(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    name = _physical_name(resource, inputs)
+    replay.client("iam").put_role_policy(
+        RoleName=inputs.require("role"), PolicyName=name,
+        PolicyDocument=inputs.require("policy"))
+    return {"name": name}
+
+
+def iam_role_policy_attachment(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    """moto starts with no AWS-managed policies. An `arn:aws:iam::aws:policy/...` ARN is looked up
+    in moto's copy of AWS's list (a typo fails here, as AttachRolePolicy would fail), and a
+    customer-managed stand-in with that path, name and document is attached in its place."""
+    iam = replay.client("iam")
+    policy_arn = inputs.require("policyArn")
+    managed = AWS_MANAGED_POLICY.match(policy_arn)
+    if managed:
+        path, name = managed.group(1), managed.group(2)
+        known = aws_managed_policies().get(name)
+        if known is None or known["Path"].strip("/") != (path or ""):
+            raise ReplayError(resource, f"{policy_arn} is not an AWS managed policy "
+                                        f"(moto's copy of AWS's list has no such name and path)")
+        stand_in = replay.ids.get(policy_arn)
+        if stand_in is None:
+            stand_in = iam.create_policy(PolicyName=name, Path=known["Path"],
+                                         PolicyDocument=json.dumps(known["Document"]))["Policy"]["Arn"]
+            replay.map(policy_arn, stand_in)
+        policy_arn = stand_in
+    iam.attach_role_policy(RoleName=inputs.require("role"), PolicyArn=policy_arn)
+    return {"policy_arn": policy_arn}
+
+
+# --- secret, logs ------------------------------------------------------------------------------
+
+def secret(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    created = replay.client("secretsmanager").create_secret(
+        Name=_physical_name(resource, inputs),
+        Description=inputs.get("description") or "",
+        Tags=aws_tags(inputs.get("tags")),
+        **({"KmsKeyId": inputs.get("kmsKeyId")} if inputs.get("kmsKeyId") else {}),
+    )
+    # Applies when the secret is deleted (DeleteSecret's RecoveryWindowInDays), not at create.
+    inputs.engine_side("recoveryWindowInDays")
+    replay.map(resource.id, created["ARN"])
+    replay.map(resource.outputs.get("arn"), created["ARN"])
+    return {"arn": created["ARN"], "name": created["Name"]}
+
+
+def secret_version(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    version = replay.client("secretsmanager").put_secret_value(
+        SecretId=inputs.require("secretId"), SecretString=inputs.secret("secretString"))
+    return {"version_id": version["VersionId"]}
+
+
+def log_group(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    logs = replay.client("logs")
+    name = _physical_name(resource, inputs)
+    logs.create_log_group(logGroupName=name, tags=inputs.get("tags") or {})
+    retention = inputs.integer("retentionInDays")
+    if retention:
+        logs.put_retention_policy(logGroupName=name, retentionInDays=retention)
+    inputs.engine_side("skipDestroy")
+    return {"name": name}
+
+
+# --- ECS ---------------------------------------------------------------------------------------
+
+def ecs_cluster(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    cluster = replay.client("ecs").create_cluster(
+        clusterName=_physical_name(resource, inputs),
+        settings=inputs.get("settings") or [],
+        tags=ecs_tags(inputs.get("tags")),
+    )["cluster"]
+    replay.map(resource.id, cluster["clusterArn"])
+    replay.map(resource.outputs.get("arn"), cluster["clusterArn"])
+    return {"arn": cluster["clusterArn"], "name": cluster["clusterName"]}
+
+
+def ecs_cluster_capacity_providers(replay: Replay, resource: Declared, inputs: Inputs) -> dict:
+    replay.client("ecs").put_cluster_capacity_providers(
+        cluster=inputs.require("clusterName"),
+        capacityProviders=inputs.require("capacityProviders"),
+        defaultCapacityProviderStrategy=[
+            {"capacityProvider": s["capacityProvider"], "weight": int(s.get("weight", 0)),
+             "base": int(s.get("base", 0))}
+            for s in inputs.get("defaultCapacityProviderStrategies") or []],
+    )
+    return {}
+
+
+def ecs_task_definition(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    """RegisterTaskDefinition with the container definitions exactly as declared: botocore checks
+    every key and type against the ECS API model."""
+    try:
+        containers = json.loads(inputs.require("containerDefinitions"))
+    except json.JSONDecodeError as error:
+        raise ReplayError(resource, f"containerDefinitions is not JSON: {error}") from error
+    optional = {
+        "cpu": inputs.get("cpu"),
+        "memory": inputs.get("memory"),
+        "networkMode": inputs.get("networkMode"),
+        "requiresCompatibilities": inputs.get("requiresCompatibilities"),
+        "runtimePlatform": inputs.get("runtimePlatform"),
+        "executionRoleArn": inputs.get("executionRoleArn"),
+        "taskRoleArn": inputs.get("taskRoleArn"),
+        "volumes": inputs.get("volumes"),
+        "ephemeralStorage": inputs.get("ephemeralStorage"),
+        "tags": ecs_tags(inputs.get("tags")) or None,
+    }
+    # Provider-side: keep old revisions on replace, and track the latest revision in state.
+    inputs.engine_side("skipDestroy", "trackLatest")
+    definition = replay.client("ecs").register_task_definition(
+        family=inputs.require("family"), containerDefinitions=containers,
+        **{k: v for k, v in optional.items() if v is not None},
+    )["taskDefinition"]
+    replay.map(resource.outputs.get("arn"), definition["taskDefinitionArn"])
+    return {"arn": definition["taskDefinitionArn"]}
+
+
+def ecs_service(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "cluster": inputs.require("cluster"),
+        "serviceName": _physical_name(resource, inputs),
+        "taskDefinition": inputs.require("taskDefinition"),
+        "desiredCount": inputs.integer("desiredCount", 0),
+        "tags": ecs_tags(inputs.get("tags")),
+    }
+    if inputs.get("launchType"):
+        request["launchType"] = inputs.get("launchType")
+    strategies = inputs.get("capacityProviderStrategies") or []
+    if strategies:
+        request["capacityProviderStrategy"] = [
+            {"capacityProvider": s["capacityProvider"], "weight": int(s.get("weight", 0)),
+             "base": int(s.get("base", 0))} for s in strategies]
+    if inputs.get("platformVersion"):
+        request["platformVersion"] = inputs.get("platformVersion")
+    network = inputs.get("networkConfiguration")
+    if network is not None:
+        public_ip = network.get("assignPublicIp", False)
+        if not isinstance(public_ip, bool):
+            raise ReplayError(resource, f"assignPublicIp = {public_ip!r} is not a boolean")
+        request["networkConfiguration"] = {"awsvpcConfiguration": {
+            "subnets": network.get("subnets"),
+            "securityGroups": network.get("securityGroups") or [],
+            "assignPublicIp": "ENABLED" if public_ip else "DISABLED",
+        }}
+    deployment: dict[str, Any] = {}
+    breaker = inputs.get("deploymentCircuitBreaker")
+    if breaker is not None:
+        deployment["deploymentCircuitBreaker"] = dict(breaker)
+    for key, api_key in (("deploymentMinimumHealthyPercent", "minimumHealthyPercent"),
+                         ("deploymentMaximumPercent", "maximumPercent")):
+        value = inputs.integer(key)
+        if value is not None:
+            deployment[api_key] = value
+    if deployment:
+        request["deploymentConfiguration"] = deployment
+    for key, api_key in (("enableExecuteCommand", "enableExecuteCommand"),
+                         ("enableEcsManagedTags", "enableECSManagedTags"),
+                         ("propagateTags", "propagateTags"),
+                         ("healthCheckGracePeriodSeconds", "healthCheckGracePeriodSeconds"),
+                         ("schedulingStrategy", "schedulingStrategy")):
+        value = inputs.get(key)
+        if value is not None:
+            request[api_key] = value
+    # The provider polls DescribeServices until steady; AWS sees no such field.
+    inputs.engine_side("waitForSteadyState", "forceDelete", "forceNewDeployment", "triggers")
+    service = replay.client("ecs").create_service(**request)["service"]
+    replay.map(resource.id, service["serviceArn"])
+    return {"arn": service["serviceArn"], "name": service["serviceName"],
+            "cluster": request["cluster"], "request": request}
+
+
+HANDLERS: dict[str, Handler] = {
+    "awsx:ec2:Vpc": awsx_vpc,
+    "aws:ec2/securityGroup:SecurityGroup": security_group,
+    "aws:iam/role:Role": iam_role,
+    "aws:iam/rolePolicy:RolePolicy": iam_role_policy,
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": iam_role_policy_attachment,
+    "aws:secretsmanager/secret:Secret": secret,
+    "aws:secretsmanager/secretVersion:SecretVersion": secret_version,
+    "aws:cloudwatch/logGroup:LogGroup": log_group,
+    "aws:ecs/cluster:Cluster": ecs_cluster,
+    "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders": ecs_cluster_capacity_providers,
+    "aws:ecs/taskDefinition:TaskDefinition": ecs_task_definition,
+    "aws:ecs/service:Service": ecs_service,
+}
+
+
+def replay(evaluation: Evaluation, endpoint_url: str) -> Replay:
+    return Replay(endpoint_url).run(evaluation)
+
+
+def real_exports(evaluation: Evaluation, replayed: Replay) -> dict[str, Any]:
+    """The stack's exports as they would read after this deployment: mock ids replaced by moto's."""
+    return replayed.real(evaluation.exports)
+
+
+def start_service_tasks(replayed: Replay, service: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stand in for ECS's scheduler, which moto lacks: start the service's desired tasks with the
+    service's own network configuration, grouped and tagged as ECS groups a service's tasks."""
+    request = service["request"]
+    return replayed.client("ecs").run_task(
+        cluster=request["cluster"], taskDefinition=request["taskDefinition"],
+        count=request["desiredCount"], group=f"service:{service['name']}",
+        startedBy="ecs-svc/replay", networkConfiguration=request["networkConfiguration"],
+        capacityProviderStrategy=request.get("capacityProviderStrategy", []),
+    )["tasks"]

@@ -1,0 +1,198 @@
+"""Rung 2: what each stack declares is accepted by the AWS API (moto server, botocore validation).
+
+Every stack file is evaluated under mocks and replayed into moto; then the deployed state is read
+back and compared with the declaration. Each broken declaration below is one a real `pulumi up`
+would hit, and the replay must refuse it, naming the resource.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Callable
+
+import boto3
+import pytest
+
+from tests.harness import Declared, Evaluation, evaluate_stack, stack_names
+from tests.replay import HANDLERS, ReplayError, UnknownResourceTypes, real_exports, replay
+
+pytestmark = pytest.mark.slow
+
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+SERVICE = "aws:ecs/service:Service"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Evaluation:
+    return evaluate_stack("dev")
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_every_declared_resource_is_accepted_by_the_aws_api(stack, moto):
+    evaluation = evaluate_stack(stack)
+    replayed = replay(evaluation, moto.url)
+
+    aws_resources = [(r.type, r.name) for r in evaluation.resources if r.type in HANDLERS]
+    assert sorted(replayed.created) == sorted(aws_resources)
+
+    exports = real_exports(evaluation, replayed)
+    ecs = replayed.client("ecs")
+    service_created = replayed.created[(SERVICE, evaluation.one(SERVICE).name)]
+    service = ecs.describe_services(cluster=exports["clusterArn"],
+                                    services=[service_created["arn"]])["services"][0]
+    network = service["networkConfiguration"]["awsvpcConfiguration"]
+    assert network["subnets"] == exports["workerSubnetIds"]
+    assert network["securityGroups"] == [exports["workerSecurityGroupId"]]
+    assert network["assignPublicIp"] == ("ENABLED" if exports["workerAssignsPublicIp"] else "DISABLED")
+    declared_service = evaluation.one(SERVICE).inputs
+    # AWS refuses a strategy naming a provider the cluster lacks; moto does not check, so we do.
+    (cluster,) = ecs.describe_clusters(clusters=[exports["clusterArn"]])["clusters"]
+    assert {s["capacityProvider"] for s in declared_service["capacityProviderStrategies"]} <= set(
+        cluster["capacityProviders"])
+    assert service["desiredCount"] == declared_service["desiredCount"]
+
+    declared_task = evaluation.one(TASK_DEFINITION).inputs
+    task = ecs.describe_task_definition(taskDefinition=exports["taskDefinitionArn"])["taskDefinition"]
+    assert task["cpu"] == declared_task["cpu"] and task["memory"] == declared_task["memory"]
+    assert task["runtimePlatform"] == declared_task["runtimePlatform"]
+    assert task["executionRoleArn"] == exports["executionRoleArn"]
+    assert task["taskRoleArn"] == exports["workerTaskRoleArn"]
+    (container,) = task["containerDefinitions"]
+    assert container["secrets"] == [{"name": "PREFECT_API_KEY",
+                                     "valueFrom": exports["credentialSecretArn"]}]
+
+    secrets = replayed.client("secretsmanager")
+    assert secrets.describe_secret(SecretId=exports["credentialSecretArn"])["VersionIdsToStages"]
+
+    ec2 = replayed.client("ec2")
+    (worker_sg,) = ec2.describe_security_groups(GroupIds=[exports["workerSecurityGroupId"]])[
+        "SecurityGroups"]
+    assert worker_sg["VpcId"] == exports["vpcId"] and worker_sg["IpPermissions"] == []
+    assert {(p["IpProtocol"], p.get("FromPort")) for p in worker_sg["IpPermissionsEgress"]} == {
+        ("tcp", int(rule["fromPort"]))
+        for rule in evaluation.one("aws:ec2/securityGroup:SecurityGroup", "network-worker-sg")
+        .inputs["egress"]}
+    (vpc,) = ec2.describe_vpcs(VpcIds=[exports["vpcId"]])["Vpcs"]
+    assert ec2.describe_vpc_attribute(VpcId=vpc["VpcId"], Attribute="enableDnsHostnames")[
+        "EnableDnsHostnames"]["Value"]
+
+    iam = replayed.client("iam")
+    execution_role = exports["executionRoleArn"].rsplit("/", 1)[1]
+    assert iam.list_role_policies(RoleName=execution_role)["PolicyNames"]
+    attached = iam.list_attached_role_policies(RoleName=execution_role)["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["AmazonECSTaskExecutionRolePolicy"]
+
+
+# --- deliberately broken declarations ----------------------------------------------------------
+
+def _one(resources: list[Declared], type_: str, name: str | None = None) -> Declared:
+    return next(r for r in resources if r.type == type_ and (name is None or r.name == name))
+
+
+def _json_edit(key: str, edit: Callable[[Any], None]) -> Callable[[Declared], None]:
+    def mutate(resource: Declared) -> None:
+        document = json.loads(resource.inputs[key])
+        edit(document)
+        resource.inputs[key] = json.dumps(document)
+    return mutate
+
+
+def _set(key: str, value: Any) -> Callable[[Declared], None]:
+    return lambda resource: resource.inputs.__setitem__(key, value)
+
+
+def _network(**changes: Any) -> Callable[[Declared], None]:
+    return lambda resource: resource.inputs["networkConfiguration"].update(changes)
+
+
+BROKEN = {
+    "trust policy not JSON": (
+        "aws:iam/role:Role", "iam-execution",
+        lambda r: r.inputs.__setitem__("assumeRolePolicy", r.inputs["assumeRolePolicy"][:-2]),
+        "MalformedPolicyDocument"),
+    "inline policy not JSON": (
+        "aws:iam/rolePolicy:RolePolicy", "iam-worker-task",
+        lambda r: r.inputs.__setitem__("policy", r.inputs["policy"].replace('"Statement":', "")),
+        "MalformedPolicyDocument"),
+    "inline policy action without service prefix": (
+        "aws:iam/rolePolicy:RolePolicy", "iam-execution-secret",
+        _json_edit("policy", lambda doc: doc["Statement"][0].update(Action="GetSecretValue")),
+        "must be prefaced by a vendor"),
+    "managed policy ARN with the wrong path": (
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "iam-execution-managed",
+        _set("policyArn", "arn:aws:iam::aws:policy/AmazonECSTaskExecutionRolePolicy"),
+        "is not an AWS managed policy"),
+    "empty secret value": (
+        "aws:secretsmanager/secretVersion:SecretVersion", None,
+        _set("secretString", ""), "Invalid length for parameter SecretString"),
+    "log group name too long": (
+        "aws:cloudwatch/logGroup:LogGroup", None,
+        _set("name", "/ecs/" + "x" * 520), "InvalidParameterException"),
+    "egress rule with an invalid CIDR": (
+        "aws:ec2/securityGroup:SecurityGroup", "network-worker-sg",
+        lambda r: r.inputs["egress"][0].update(cidrBlocks=["0.0.0.0/33"]),
+        "invalid CIDR"),
+    "unknown container definition key": (
+        TASK_DEFINITION, None,
+        _json_edit("containerDefinitions", lambda defs: defs[0].update(memoryMiB=512)),
+        'Unknown parameter in containerDefinitions[0]: "memoryMiB"'),
+    "container port as a string": (
+        TASK_DEFINITION, None,
+        _json_edit("containerDefinitions",
+                   lambda defs: defs[0].update(portMappings=[{"containerPort": "8080"}])),
+        "Invalid type for parameter containerDefinitions[0].portMappings[0].containerPort"),
+    "service in no subnet": (
+        SERVICE, None, _network(subnets=[]), "subnets can not be empty"),
+    "service in a subnet nothing created": (
+        SERVICE, None, _network(subnets=["subnet-00000000000000999"]),
+        "which no replayed resource created"),
+    "assignPublicIp not a boolean": (
+        SERVICE, None, _network(assignPublicIp="ENABLED"), "is not a boolean"),
+    "circuit breaker without rollback": (
+        SERVICE, None, _set("deploymentCircuitBreaker", {"enable": True}),
+        'Missing required parameter in deploymentConfiguration.deploymentCircuitBreaker: "rollback"'),
+    "service input the replay does not translate": (
+        SERVICE, None, _set("availabilityZoneRebalancing", "ENABLED"),
+        "inputs not replayed: ['availabilityZoneRebalancing']"),
+    "NAT gateways without private subnets": (
+        "awsx:ec2:Vpc", None, _set("natGateways", {"strategy": "Single"}),
+        "needs public and private subnets"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_replay_refuses_a_broken_declaration_naming_the_resource(case, dev, moto):
+    type_, name, mutate, expected = BROKEN[case]
+    resources = copy.deepcopy(dev.resources)
+    target = _one(resources, type_, name)
+    mutate(target)
+
+    with pytest.raises(ReplayError) as refused:
+        replay(Evaluation(resources, dev.calls, dev.exports), moto.url)
+
+    assert refused.value.resource.name == target.name
+    assert f"{type_} {target.name!r}" in str(refused.value)
+    assert expected in str(refused.value)
+
+
+def test_the_unbroken_dev_stack_replays(dev, moto):
+    """The baseline of the broken cases: without a mutation the same replay succeeds."""
+    assert replay(Evaluation(copy.deepcopy(dev.resources), dev.calls, dev.exports), moto.url).created
+
+
+def test_a_type_without_a_handler_fails_before_anything_is_created(dev, moto):
+    resources = copy.deepcopy(dev.resources) + [
+        Declared("aws:sqs/queue:Queue", "worker-events", {"name": "events"}),
+        Declared("aws:cloudwatch/metricAlarm:MetricAlarm", "worker-alarm", {}),
+    ]
+
+    with pytest.raises(UnknownResourceTypes) as unknown:
+        replay(Evaluation(resources, dev.calls, dev.exports), moto.url)
+
+    assert unknown.value.types == ["aws:cloudwatch/metricAlarm:MetricAlarm", "aws:sqs/queue:Queue"]
+    assert "worker-events" in str(unknown.value)
+    clusters = boto3.client("ecs", endpoint_url=moto.url, region_name="us-east-1",
+                            aws_access_key_id="testing",
+                            aws_secret_access_key="testing").list_clusters()
+    assert clusters["clusterArns"] == []
