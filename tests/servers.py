@@ -72,7 +72,9 @@ class MotoServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "moto.log"
-        env = {**os.environ, "MOTO_ECS_SERVICE_RUNNING": "1"}
+        env = {**os.environ, "MOTO_ECS_SERVICE_RUNNING": "1",
+               # Where /moto-api/recorder/* keeps recorded requests (tests read RunTask back).
+               "MOTO_RECORDER_FILEPATH": str(workdir / "moto-recording")}
         self.process = spawn([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
                              env, self.log_path)
         wait_for_http(f"{self.url}/moto-api/", 30, self.process)
@@ -98,7 +100,7 @@ class MotoServer:
 class PrefectServer:
     """`prefect server start` with SQLite in a temporary PREFECT_HOME."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_env: Optional[dict[str, str]] = None):
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.home = Path(tempfile.mkdtemp(prefix="prefect-home-", dir=workdir))
@@ -110,6 +112,7 @@ class PrefectServer:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_ENABLED": "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            **(extra_env or {}),
         }
         self.process = spawn(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
