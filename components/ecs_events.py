@@ -70,9 +70,9 @@ class EcsEvents(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        # Auto-named: rule names stop at 64 characters and nothing needs this one up front.
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-task-state",
-            name=f"{args.queue_name}-task-state",
             description="ECS task state changes of this cluster, for the Prefect worker's observer",
             event_pattern=task_state_change_pattern(args.cluster_arn),
             tags=tags,

@@ -46,13 +46,16 @@ def test_rule_matches_task_state_changes_of_this_cluster_only(stack):
 
 def test_only_this_rule_may_send_to_the_queue():
     evaluation = evaluated("staging")
-    rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{evaluation.one(RULE).inputs['name']}"
+    # Under mocks an auto-named resource is named after its logical name.
+    rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{evaluation.one(RULE).name}-"
     document = policy(evaluation.one("aws:sqs/queuePolicy:QueuePolicy"))
     [statement] = document["Statement"]
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
-    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+    assert list(statement["Condition"]) == ["ArnEquals"]
+    assert list(statement["Condition"]["ArnEquals"]) == ["aws:SourceArn"]
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"].startswith(rule_arn)
     assert statement["Resource"].endswith(":prefect-ecs-worker-staging-ecs-events")
 
 

@@ -86,9 +86,9 @@ class Replay:
             sqs.create_queue(QueueName=queue.inputs["name"], Attributes=attributes)
         rule = evaluation.one("aws:cloudwatch/eventRule:EventRule")
         events = boto3.client("events")
-        events.put_rule(Name=rule.inputs["name"], EventPattern=rule.inputs["eventPattern"])
+        events.put_rule(Name=rule.name, EventPattern=rule.inputs["eventPattern"])
         target = evaluation.one("aws:cloudwatch/eventTarget:EventTarget")
-        events.put_targets(Rule=rule.inputs["name"],
+        events.put_targets(Rule=rule.name,
                            Targets=[{"Id": "worker-events", "Arn": target.inputs["arn"]}])
 
     def mapped(self, document):
@@ -218,3 +218,26 @@ def test_deployment_without_job_variables_runs_on_the_stack_and_crashes_are_seen
         stop(worker)
         moto_post(moto_server.url, "/moto-api/recorder/stop-recording")
         provider.delete(pool.id, pool.outs)
+
+
+def test_worker_waits_for_a_missing_pool_instead_of_creating_it(
+        moto_server, prefect_server, tmp_path, monkeypatch):
+    """With manageWorkPool false the pool is someone else's: the declared worker never makes one."""
+    moto_server.reset()
+    moto_env = moto_server.client_env()
+    for key, value in moto_env.items():
+        monkeypatch.setenv(key, value)
+    evaluation = evaluate_stack(STACK, prefectApiUrl=prefect_server.api_url,
+                                workPoolName="someone-elses-pool", manageWorkPool="false")
+    command, env, _ = worker_process_spec(evaluation, Replay(evaluation), tmp_path, moto_env)
+    log = tmp_path / "worker.log"
+    worker = spawn(command, env, log)
+    try:
+        wait_for("the worker noticing the missing pool",
+                 lambda: "'someone-elses-pool' not found" in log.read_text(errors="replace"), 60, log)
+        time.sleep(3)  # a few more polls
+        response = httpx.get(f"{prefect_server.api_url}/work_pools/someone-elses-pool", timeout=10)
+        assert response.status_code == 404
+        assert worker.poll() is None, "the worker keeps running and polling"
+    finally:
+        stop(worker)
