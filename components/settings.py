@@ -207,7 +207,8 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         work_pool_concurrency_limit=concurrency_limit or None,
         flow_run_cpu=flow_run_cpu,
         flow_run_memory=flow_run_memory,
-        flow_run_image=_image(reader.string("flowRunImage", DEFAULT_FLOW_RUN_IMAGE), "flowRunImage"),
+        flow_run_image=_image(reader.string("flowRunImage", DEFAULT_FLOW_RUN_IMAGE), "flowRunImage",
+                              DEFAULT_FLOW_RUN_IMAGE),
         manage_work_pool=reader.boolean("manageWorkPool", True),
     )
 
@@ -354,9 +355,8 @@ def _work_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
     return queues
 
 
-def _image(image: str, key: str = "workerImage") -> str:
+def _image(image: str, key: str = "workerImage", example: str = DEFAULT_WORKER_IMAGE) -> str:
     """Pinned means a digest, or a tag other than latest*: those move under a running service."""
-    example = DEFAULT_FLOW_RUN_IMAGE if key == "flowRunImage" else DEFAULT_WORKER_IMAGE
     accepted = "an image pinned by tag or digest, e.g. " + example + ", not latest*"
     name, _, digest = image.partition("@")
     repository, tag = name, None

@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from components.job_template import TEMPLATE_PATH, upstream_document
 from tests.harness import ROOT
 
@@ -15,6 +17,8 @@ def _refresh_script():
     return module
 
 
+# Imports prefect and prefect-aws (~3 s): runs with the real-parts tier, not the mock suite.
+@pytest.mark.slow
 def test_checked_in_template_equals_installed_prefect_aws():
     script = _refresh_script()
     assert Path(script.TEMPLATE_PATH) == TEMPLATE_PATH
