@@ -136,12 +136,18 @@ def worker_process_spec(evaluation, replay: Replay, tmp_path: Path, moto_env: di
     return command, env, container
 
 
-def test_deployment_without_job_variables_runs_on_the_stack_and_crashes_are_seen(
-        moto_server, prefect_server, tmp_path, monkeypatch):
+@pytest.fixture
+def moto_env(moto_server, monkeypatch) -> dict[str, str]:
+    """An empty moto, with boto3 in this process pointed at it."""
     moto_server.reset()
-    moto_env = moto_server.client_env()
-    for key, value in moto_env.items():
+    env = moto_server.client_env()
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
+    return env
+
+
+def test_deployment_without_job_variables_runs_on_the_stack_and_crashes_are_seen(
+        moto_server, moto_env, prefect_server, tmp_path):
     api = prefect_server.api_url
     evaluation = evaluate_stack(STACK, prefectApiUrl=api)
     replay = Replay(evaluation)
@@ -221,12 +227,8 @@ def test_deployment_without_job_variables_runs_on_the_stack_and_crashes_are_seen
 
 
 def test_worker_waits_for_a_missing_pool_instead_of_creating_it(
-        moto_server, prefect_server, tmp_path, monkeypatch):
+        moto_env, prefect_server, tmp_path):
     """With manageWorkPool false the pool is someone else's: the declared worker never makes one."""
-    moto_server.reset()
-    moto_env = moto_server.client_env()
-    for key, value in moto_env.items():
-        monkeypatch.setenv(key, value)
     evaluation = evaluate_stack(STACK, prefectApiUrl=prefect_server.api_url,
                                 workPoolName="someone-elses-pool", manageWorkPool="false")
     command, env, _ = worker_process_spec(evaluation, Replay(evaluation), tmp_path, moto_env)
