@@ -70,6 +70,9 @@ IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$", re.UNICODE)
 DEFAULT_WORKER_IMAGE = "prefecthq/prefect-aws:0.7.12-python3.12"
+DEFAULT_FLOW_RUN_IMAGE = "prefecthq/prefect:3.9.1-python3.12"
+# Prefect caps a pool's concurrent runs with any whole number; 0 here means "no limit".
+MAX_WORK_POOL_CONCURRENCY = 10_000
 
 
 class ConfigError(pulumi.RunError):
@@ -122,6 +125,11 @@ class Settings:
     log_retention_days: int
     flow_run_policy_arns: tuple[str, ...]
     tags: Mapping[str, str] = field(default_factory=dict)
+    work_pool_concurrency_limit: Optional[int] = None
+    flow_run_cpu: int = 512
+    flow_run_memory: int = 1024
+    flow_run_image: str = DEFAULT_FLOW_RUN_IMAGE
+    manage_work_pool: bool = True
 
     @property
     def prefix(self) -> str:
@@ -133,6 +141,11 @@ class Settings:
         """With no NAT gateway the only route out is the internet gateway, so the worker needs a
         public IP. It still has no inbound rule."""
         return self.nat_gateways == "none"
+
+    @property
+    def events_queue_name(self) -> str:
+        """The SQS queue of the cluster's ECS task events; named up front so IAM can grant it."""
+        return f"{self.prefix}-ecs-events"
 
     @property
     def is_prefect_cloud(self) -> bool:
@@ -168,6 +181,11 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         )
     vpc_cidr = reader.string("vpcCidr", "10.0.0.0/16")
     _check_vpc_cidr(vpc_cidr, availability_zone_count, tiers=1 if nat_gateways == "none" else 2)
+    flow_run_cpu = reader.integer("flowRunCpu", 512)
+    flow_run_memory = reader.integer("flowRunMemory", 1024)
+    _check_fargate_size(flow_run_cpu, flow_run_memory, "flowRunCpu", "flowRunMemory")
+    concurrency_limit = reader.integer("workPoolConcurrencyLimit", 0, minimum=0,
+                                       maximum=MAX_WORK_POOL_CONCURRENCY)
     return Settings(
         project=project,
         stack=stack,
@@ -188,6 +206,12 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         log_retention_days=reader.choice_int("logRetentionDays", 30, LOG_RETENTION_DAYS),
         flow_run_policy_arns=_policy_arns(reader.string_list("flowRunPolicyArns")),
         tags=_tags(reader.string_list("tags"), project, stack),
+        work_pool_concurrency_limit=concurrency_limit or None,
+        flow_run_cpu=flow_run_cpu,
+        flow_run_memory=flow_run_memory,
+        flow_run_image=_image(reader.string("flowRunImage", DEFAULT_FLOW_RUN_IMAGE), "flowRunImage",
+                              DEFAULT_FLOW_RUN_IMAGE),
+        manage_work_pool=reader.boolean("manageWorkPool", True),
     )
 
 
@@ -227,6 +251,14 @@ class _Reader:
         if value not in accepted:
             raise ConfigError(key, value, "one of " + ", ".join(accepted))
         return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        raw = self.string(key)
+        if raw is None:
+            return default
+        if raw.lower() not in ("true", "false"):
+            raise ConfigError(key, raw, "true or false")
+        return raw.lower() == "true"
 
     def choice_int(self, key: str, default: int, accepted: tuple[int, ...]) -> int:
         value = self.integer(key, default)
@@ -325,10 +357,10 @@ def _work_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
     return queues
 
 
-def _image(image: str) -> str:
+def _image(image: str, key: str = "workerImage", example: str = DEFAULT_WORKER_IMAGE) -> str:
     """Pinned means a digest, or a tag that does not say latest: those (latest, 3-latest, ...) move
     under a running service."""
-    accepted = ("an image pinned by tag or digest, e.g. " + DEFAULT_WORKER_IMAGE
+    accepted = ("an image pinned by tag or digest, e.g. " + example
                 + ", not a tag containing 'latest'")
     name, _, digest = image.partition("@")
     repository, tag = name, None
@@ -340,19 +372,20 @@ def _image(image: str) -> str:
         and (not digest or IMAGE_DIGEST.match(digest))
     )
     if not well_formed or (not digest and (tag is None or "latest" in tag.lower())):
-        raise ConfigError("workerImage", image, accepted)
+        raise ConfigError(key, image, accepted)
     return image
 
 
-def _check_fargate_size(cpu: int, memory: int) -> None:
+def _check_fargate_size(cpu: int, memory: int, cpu_key: str = "workerCpu",
+                        memory_key: str = "workerMemory") -> None:
     if cpu not in FARGATE_SIZES:
-        raise ConfigError("workerCpu", cpu, "one of Fargate's CPU sizes: "
+        raise ConfigError(cpu_key, cpu, "one of Fargate's CPU sizes: "
                           + ", ".join(map(str, FARGATE_SIZES)))
     allowed = FARGATE_SIZES[cpu]
     if memory not in allowed:
         raise ConfigError(
-            "workerMemory", memory,
-            f"with workerCpu {cpu}, Fargate accepts {allowed[0]}..{allowed[-1]} MiB in steps of "
+            memory_key, memory,
+            f"with {cpu_key} {cpu}, Fargate accepts {allowed[0]}..{allowed[-1]} MiB in steps of "
             f"{allowed[1] - allowed[0]}: " + ", ".join(map(str, allowed)),
         )
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 
+from components.ecs_events import EcsEvents, EcsEventsArgs
 from components.iam import IamArgs, WorkerIam
+from components.job_template import FlowRunDefaults
 from components.network import Network, NetworkArgs
 from components.secret import PrefectSecret, PrefectSecretArgs
 from components.settings import Settings
+from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker import PrefectWorker, WorkerArgs
 
 
@@ -22,41 +25,15 @@ class Stack:
     iam: WorkerIam
     worker: PrefectWorker
 
+    flow_runs: Optional[FlowRunDefaults] = None
+    events: Optional[EcsEvents] = None
+    # None when manageWorkPool is false: the pool is someone else's.
+    work_pool: Optional[WorkPool] = None
+
     def job_variables(self) -> pulumi.Output[dict[str, Any]]:
         """The ECS work pool's job variables that put flow runs in this stack's cluster, subnets,
         security group and roles, with the credential taken from Secrets Manager."""
-        secret_variable = (
-            "prefect_api_key_secret_arn" if self.secret.env_name == "PREFECT_API_KEY"
-            else "prefect_api_auth_string_secret_arn"
-        )
-        return pulumi.Output.all(
-            cluster=self.worker.cluster.arn,
-            vpc_id=self.network.vpc_id,
-            subnets=self.network.worker_subnet_ids,
-            security_group=self.network.flow_run_security_group.id,
-            execution_role_arn=self.iam.flow_run_execution_role.arn,
-            task_role_arn=self.iam.flow_run_task_role.arn,
-            secret_arn=self.secret.arn,
-            log_group=self.worker.log_group.name,
-        ).apply(lambda v: {
-            "cluster": v["cluster"],
-            "vpc_id": v["vpc_id"],
-            "network_configuration": {
-                "subnets": v["subnets"],
-                "securityGroups": [v["security_group"]],
-                "assignPublicIp": "ENABLED" if self.network.assign_public_ip else "DISABLED",
-            },
-            "execution_role_arn": v["execution_role_arn"],
-            "task_role_arn": v["task_role_arn"],
-            secret_variable: v["secret_arn"],
-            # Flow runs log to the stack's group, where the observer may read them. The group
-            # exists, and the flow-run execution role may write to it but not create groups.
-            "configure_cloudwatch_logs": True,
-            "cloudwatch_logs_options": {
-                "awslogs-group": v["log_group"],
-                "awslogs-create-group": "false",
-            },
-        })
+        return self.flow_runs.job_variables()
 
     def exports(self) -> dict[str, Any]:
         return {
@@ -79,6 +56,8 @@ class Stack:
             "flowRunTaskRoleArn": self.iam.flow_run_task_role.arn,
             "workPoolName": self.settings.work_pool_name,
             "workPoolJobVariables": self.job_variables(),
+            "workPoolManaged": self.work_pool is not None,
+            "ecsEventsQueueUrl": self.events.queue.url,
         }
 
 
@@ -105,7 +84,36 @@ def build_stack(settings: Settings) -> Stack:
         secret_arn=secret.arn,
         flow_run_policy_arns=settings.flow_run_policy_arns,
         tags=tags,
+        events_queue_name=settings.events_queue_name,
     ))
+    # Named up front, as IAM does, so the pool and the events rule exist before the worker polls.
+    cluster_arn = iam.context.arn("ecs", f"cluster/{cluster_name}")
+    flow_runs = FlowRunDefaults(
+        cluster_arn=cluster_arn,
+        vpc_id=network.vpc_id,
+        subnet_ids=network.worker_subnet_ids,
+        security_group_id=network.flow_run_security_group.id,
+        assign_public_ip=network.assign_public_ip,
+        execution_role_arn=iam.flow_run_execution_role.arn,
+        task_role_arn=iam.flow_run_task_role.arn,
+        credential_env_name=secret.env_name,
+        credential_secret_arn=secret.arn,
+        log_group_name=log_group_name,
+        region=iam.context.region,
+        capacity_provider=settings.capacity_provider,
+        cpu=settings.flow_run_cpu,
+        memory=settings.flow_run_memory,
+        image=settings.flow_run_image,
+    )
+    events = EcsEvents("ecs-events", EcsEventsArgs(
+        queue_name=settings.events_queue_name, cluster_arn=cluster_arn, tags=tags))
+    work_pool = WorkPool("work-pool", WorkPoolArgs(
+        api_url=settings.prefect_api_url,
+        name=settings.work_pool_name,
+        base_job_template=flow_runs.base_job_template(),
+        description=f"ECS flow runs of {settings.prefix}, managed by Pulumi",
+        concurrency_limit=settings.work_pool_concurrency_limit,
+    )) if settings.manage_work_pool else None
     worker = PrefectWorker("worker", WorkerArgs(
         cluster_name=cluster_name,
         log_group_name=log_group_name,
@@ -129,5 +137,7 @@ def build_stack(settings: Settings) -> Stack:
         assign_public_ip=network.assign_public_ip,
         region=iam.context.region,
         tags=tags,
+        events_queue_name=settings.events_queue_name,
+        depends_on=[events, *([work_pool] if work_pool else [])],
     ))
-    return Stack(settings, network, secret, iam, worker)
+    return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool)

@@ -47,11 +47,17 @@ class WorkerArgs:
     assign_public_ip: bool
     region: pulumi.Input[str]
     tags: Mapping[str, str]
+    # The queue of ECS task events the worker's observer reads for crash detection.
+    events_queue_name: Optional[str] = None
+    # What must exist before a worker starts polling: its work pool, its events queue.
+    depends_on: Sequence[pulumi.Resource] = ()
 
 
 def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]:
+    # The pool is the stack's (or someone else's): a worker that created a missing one would
+    # create it with prefect-aws's bare template (Prefect #20980).
     command = ["prefect", "worker", "start", "--pool", work_pool_name, "--type", "ecs",
-               "--with-healthcheck"]
+               "--with-healthcheck", "--no-create-pool-if-not-found"]
     for queue in work_queues:
         command += ["--work-queue", queue]
     return command
@@ -70,6 +76,12 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
             # The ECS observer (prefect-aws) needs a region and does not read the task metadata.
             {"name": "AWS_DEFAULT_REGION", "value": args.region},
             {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
+            *([
+                {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME",
+                 "value": args.events_queue_name},
+                {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION",
+                 "value": args.region},
+            ] if args.events_queue_name else []),
         ],
         "secrets": [{"name": args.credential_env_name, "valueFrom": args.credential_secret_arn}],
         "logConfiguration": {
@@ -162,7 +174,8 @@ class PrefectWorker(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             wait_for_steady_state=True,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[capacity_providers]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[capacity_providers, *args.depends_on]),
         )
 
         self.register_outputs({

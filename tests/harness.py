@@ -27,6 +27,8 @@ CLOUD_URL = (
     "/workspaces/7e9d2f10-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 )
 TEST_API_KEY = "pnu_test0000000000000000000000000000000000"
+# A Python dynamic resource registers under the SDK's provider package, not our own.
+WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
 
 
 def stack_names() -> list[str]:
@@ -147,6 +149,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
             resource_id = _arn("ecs", f"service/{name}")
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             outputs["arn"] = _arn("logs", f"log-group:{name}")
+        elif typ == "aws:sqs/queue:Queue":
+            outputs["arn"] = _arn("sqs", name)
+            outputs["url"] = resource_id = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+        elif typ == "aws:cloudwatch/eventRule:EventRule":
+            outputs["arn"] = _arn("events", f"rule/{name}")
+        elif typ == WORK_POOL:
+            outputs["pool_id"] = resource_id = f"00000000-0000-4000-8000-{self._count:012x}"
         elif typ == "aws:ec2/securityGroup:SecurityGroup":
             resource_id = self._id("sg")
             outputs["arn"] = _arn("ec2", f"security-group/{resource_id}")

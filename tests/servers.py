@@ -73,7 +73,9 @@ class MotoServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "moto.log"
-        env = {**os.environ, "MOTO_ECS_SERVICE_RUNNING": "1"}
+        env = {**os.environ, "MOTO_ECS_SERVICE_RUNNING": "1",
+               # Where /moto-api/recorder/* keeps recorded requests (tests read RunTask back).
+               "MOTO_RECORDER_FILEPATH": str(workdir / "moto-recording")}
         self.process = spawn([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
                              env, self.log_path)
         wait_for_http(f"{self.url}/moto-api/", 30, self.process)

@@ -1,0 +1,81 @@
+"""ECS task events reach the worker's observer through an encrypted queue only this rule feeds."""
+
+import functools
+import json
+
+import pytest
+
+from tests.harness import ACCOUNT, PROJECT, REGION, evaluate_stack, policy, stack_names
+
+QUEUE = "aws:sqs/queue:Queue"
+RULE = "aws:cloudwatch/eventRule:EventRule"
+
+# Read-only use: one evaluation per stack and config serves every test.
+evaluated = functools.lru_cache(evaluate_stack)
+
+
+def queues(evaluation):
+    return {q.name: q for q in evaluation.of_type(QUEUE)}
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_events_queue_is_encrypted_with_a_dead_letter_queue(stack):
+    evaluation = evaluated(stack)
+    found = queues(evaluation)
+    queue, dead_letter = found["ecs-events-queue"], found["ecs-events-dead-letter"]
+    assert queue.inputs["name"] == f"{PROJECT}-{stack}-ecs-events"
+    assert queue.inputs["sqsManagedSseEnabled"] is True
+    assert dead_letter.inputs["sqsManagedSseEnabled"] is True
+    redrive = json.loads(queue.inputs["redrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{dead_letter.inputs['name']}"
+    assert redrive["maxReceiveCount"] >= 1
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_rule_matches_task_state_changes_of_this_cluster_only(stack):
+    evaluation = evaluated(stack)
+    pattern = json.loads(evaluation.one(RULE).inputs["eventPattern"])
+    assert pattern == {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {"clusterArn": [evaluation.exports["clusterArn"]]},
+    }
+    target = evaluation.one("aws:cloudwatch/eventTarget:EventTarget")
+    assert target.inputs["arn"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{PROJECT}-{stack}-ecs-events"
+
+
+def test_only_this_rule_may_send_to_the_queue():
+    evaluation = evaluated("staging")
+    # Under mocks an auto-named resource is named after its logical name.
+    rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{evaluation.one(RULE).name}-"
+    document = policy(evaluation.one("aws:sqs/queuePolicy:QueuePolicy"))
+    [statement] = document["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert list(statement["Condition"]) == ["ArnEquals"]
+    assert list(statement["Condition"]["ArnEquals"]) == ["aws:SourceArn"]
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"].startswith(rule_arn)
+    assert statement["Resource"].endswith(":prefect-ecs-worker-staging-ecs-events")
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_worker_observer_reads_the_stack_queue(stack):
+    evaluation = evaluated(stack)
+    [container] = json.loads(
+        evaluation.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME"] == f"{PROJECT}-{stack}-ecs-events"
+    assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION"] == REGION
+
+
+def test_worker_role_reads_that_queue_and_no_other():
+    evaluation = evaluated("prod")
+    document = policy(evaluation.one("aws:iam/rolePolicy:RolePolicy", "iam-worker-task"))
+    sqs = [s for s in document["Statement"]
+           if any(a.startswith("sqs:") for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))]
+    assert len(sqs) == 1
+    assert sqs[0]["Resource"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{PROJECT}-prod-ecs-events"
+    assert set(sqs[0]["Action"]) == {
+        "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}
+    assert "sqs:SendMessage" not in sqs[0]["Action"]

@@ -1,0 +1,145 @@
+"""The work pool the stack declares: its template defaults put flow runs in this stack."""
+
+import base64
+import copy
+import functools
+import json
+
+import dill
+import pytest
+
+from components.job_template import FLOW_RUN_STREAM_PREFIX, upstream_template
+from tests.harness import (
+    ACCOUNT, PROJECT, REGION, TEST_API_KEY, WORK_POOL, evaluate_stack, stack_names,
+)
+
+# Read-only use: one evaluation per stack and config serves every test.
+evaluated = functools.lru_cache(evaluate_stack)
+
+
+def defaults(evaluation):
+    template = evaluation.one(WORK_POOL).inputs["base_job_template"]
+    return {name: spec.get("default") for name, spec in template["variables"]["properties"].items()}
+
+
+def role_arn(evaluation, logical_name):
+    return f"arn:aws:iam::{ACCOUNT}:role/{evaluation.one('aws:iam/role:Role', logical_name).inputs['name']}"
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_pool_defaults_put_flow_runs_in_this_stack(stack):
+    evaluation = evaluated(stack)
+    variables = defaults(evaluation)
+    exports = evaluation.exports
+    assert variables["cluster"] == f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{PROJECT}-{stack}"
+    assert variables["cluster"] == exports["clusterArn"]
+    assert variables["vpc_id"] == exports["vpcId"]
+    network = variables["network_configuration"]
+    assert network["subnets"] == exports["workerSubnetIds"]
+    assert network["securityGroups"] == [exports["flowRunSecurityGroupId"]]
+    assert network["assignPublicIp"] == ("ENABLED" if exports["workerAssignsPublicIp"] else "DISABLED")
+    assert variables["execution_role_arn"] == exports["flowRunExecutionRoleArn"]
+    assert variables["task_role_arn"] == exports["flowRunTaskRoleArn"]
+    assert variables["prefect_api_key_secret_arn"] == exports["credentialSecretArn"]
+    assert variables["prefect_api_auth_string_secret_arn"] is None
+
+
+def test_flow_runs_of_a_stack_without_nat_get_public_subnets_and_ip():
+    evaluation = evaluated("dev")
+    network = defaults(evaluation)["network_configuration"]
+    assert network["assignPublicIp"] == "ENABLED"
+    assert network["subnets"] == evaluation.exports["publicSubnetIds"]
+
+
+def test_flow_runs_of_a_stack_with_nat_stay_private():
+    evaluation = evaluated("prod")
+    network = defaults(evaluation)["network_configuration"]
+    assert network["assignPublicIp"] == "DISABLED"
+    assert network["subnets"] == evaluation.exports["privateSubnetIds"]
+    assert not set(network["subnets"]) & set(evaluation.exports["publicSubnetIds"])
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_flow_run_logs_go_to_the_stack_log_group(stack):
+    evaluation = evaluated(stack)
+    variables = defaults(evaluation)
+    assert variables["configure_cloudwatch_logs"] is True
+    options = variables["cloudwatch_logs_options"]
+    assert options["awslogs-group"] == evaluation.exports["logGroupName"] == f"/ecs/{PROJECT}-{stack}"
+    assert options["awslogs-region"] == REGION
+    assert options["awslogs-stream-prefix"] == FLOW_RUN_STREAM_PREFIX
+    assert options["awslogs-create-group"] == "false"
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_flow_runs_reuse_task_definitions_and_use_the_stack_capacity(stack):
+    evaluation = evaluated(stack)
+    variables = defaults(evaluation)
+    service = evaluation.one("aws:ecs/service:Service")
+    assert variables["match_latest_revision_in_family"] is True
+    [strategy] = variables["capacity_provider_strategy"]
+    assert strategy["capacityProvider"] == service.inputs["capacityProviderStrategies"][0]["capacityProvider"]
+
+
+def test_flow_run_size_and_image_come_from_config():
+    variables = defaults(evaluate_stack(
+        "dev", flowRunCpu="1024", flowRunMemory="4096", flowRunImage="example.com/flows:1.2.3"))
+    assert (variables["cpu"], variables["memory"], variables["image"]) == (
+        1024, 4096, "example.com/flows:1.2.3")
+
+
+def test_an_auth_string_is_referenced_by_its_own_variable():
+    evaluation = evaluate_stack(
+        "staging", prefectApiUrl="https://prefect.example.com/api",
+        prefectApiKey="", prefectApiAuthStringSecretArn=(
+            f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prefect-auth-Xy12Ab"))
+    variables = defaults(evaluation)
+    assert variables["prefect_api_auth_string_secret_arn"].endswith(":secret:prefect-auth-Xy12Ab")
+    assert variables["prefect_api_key_secret_arn"] is None
+
+
+def test_template_is_prefect_aws_own_with_container_memory_added():
+    template = copy.deepcopy(evaluated("dev").one(WORK_POOL).inputs["base_job_template"])
+    upstream = upstream_template()
+    container = template["job_configuration"]["task_definition"]["containerDefinitions"][0]
+    assert container.pop("memory") == "{{ memory }}"
+    assert template["job_configuration"] == upstream["job_configuration"]
+    assert set(template["variables"]["properties"]) == set(upstream["variables"]["properties"])
+
+
+def test_pool_is_named_and_typed_from_config():
+    evaluation = evaluated("staging", workPoolConcurrencyLimit="7")
+    pool = evaluation.one(WORK_POOL)
+    assert pool.inputs["name"] == "ecs-staging" == evaluation.exports["workPoolName"]
+    assert pool.inputs["type"] == "ecs"
+    assert pool.inputs["concurrency_limit"] == 7
+    assert pool.inputs["api_url"].startswith("https://api.prefect.cloud/api/accounts/")
+
+
+def test_no_concurrency_limit_by_default():
+    assert evaluated("dev").one(WORK_POOL).inputs.get("concurrency_limit") is None
+
+
+def test_the_credential_is_nowhere_in_the_pool_resource():
+    pool = evaluated("dev").one(WORK_POOL)
+    assert TEST_API_KEY not in json.dumps(pool.inputs)
+    provider = dill.loads(base64.b64decode(pool.inputs["__provider"]))
+    assert vars(provider) == {}
+    assert TEST_API_KEY.encode() not in base64.b64decode(pool.inputs["__provider"])
+
+
+def test_manage_work_pool_false_declares_no_pool():
+    evaluation = evaluated("dev", manageWorkPool="false")
+    assert evaluation.of_type(WORK_POOL) == []
+    assert evaluation.exports["workPoolManaged"] is False
+    # The exported variables still tell the pool's owner what to set.
+    assert evaluation.exports["workPoolJobVariables"]["cluster"] == evaluation.exports["clusterArn"]
+
+
+@pytest.mark.parametrize("manage", ["true", "false"])
+def test_worker_never_creates_a_missing_pool(manage):
+    evaluation = evaluated("dev", manageWorkPool=manage)
+    task = evaluation.one("aws:ecs/taskDefinition:TaskDefinition")
+    [container] = json.loads(task.inputs["containerDefinitions"])
+    assert "--no-create-pool-if-not-found" in container["command"]
+    assert container["command"][container["command"].index("--pool") + 1] == "ecs-dev"
