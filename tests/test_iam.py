@@ -24,7 +24,7 @@ ROLES = {"iam-execution", "iam-worker-task", "iam-flow-run-execution", "iam-flow
 # Found without importing it (importing prefect takes seconds).
 PREFECT_AWS = Path(importlib.util.find_spec("prefect_aws").origin).parent
 # The clients prefect-aws's worker and observer use, and the IAM service prefix of each.
-CLIENT_CALL = re.compile(r"\b(ecs|ec2|logs)_client\.([a-z][a-z_]*)\(")
+CLIENT_CALL = re.compile(r"\b(ecs|ec2|logs|sqs)_client\.([a-z][a-z_]*)\(")
 
 
 def role_arn(evaluation, name: str) -> str:
@@ -114,6 +114,10 @@ def test_worker_task_role_has_exactly_these_statements(evaluated):
          "Resource": [role_arn(evaluation, "iam-flow-run-execution"),
                       role_arn(evaluation, "iam-flow-run-task")],
          "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}},
+        {"Sid": "ReadEcsTaskEvents", "Effect": "Allow",
+         "Action": ["sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility"],
+         "Resource": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{cluster}-ecs-events"},
     ]
 
 
@@ -121,7 +125,7 @@ def test_worker_task_role_allows_every_call_prefect_aws_makes_and_no_other(evalu
     granted = {a for s in inline(evaluated("prod"), "iam-worker-task") for a in as_list(s["Action"])}
     called = calls_prefect_aws_makes()
     assert {"ecs:RunTask", "ecs:RegisterTaskDefinition", "ecs:DescribeTasks",
-            "logs:GetLogEvents"} <= called  # the source scan still finds the calls
+            "logs:GetLogEvents", "sqs:ReceiveMessage"} <= called  # the source scan still finds the calls
     # TagResource and PassRole are authorised inside RunTask/RegisterTaskDefinition, not called.
     assert granted - {"ecs:TagResource", "iam:PassRole"} == called
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import PROJECT, ROOT, TEST_API_KEY, load_stack_config, stack_file_values, stack_names
+from tests.harness import (
+    PROJECT, REGION, ROOT, TEST_API_KEY, load_stack_config, stack_file_values, stack_names,
+)
 
 YAML_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list}
 CREDENTIAL_KEYS = {"prefectApiKey", "prefectApiAuthString", "prefectApiKeySecretArn",
@@ -25,13 +27,18 @@ EXPORTS = {
     "workerSecurityGroupId", "flowRunSecurityGroupId", "clusterName", "clusterArn", "serviceName",
     "taskDefinitionArn", "logGroupName", "credentialSecretArn", "executionRoleArn",
     "workerTaskRoleArn", "flowRunExecutionRoleArn", "flowRunTaskRoleArn", "workPoolName",
-    "workPoolJobVariables",
+    "workPoolJobVariables", "workPoolManaged", "ecsEventsQueueUrl",
 }
 PREFECT_AWS = Path(importlib.util.find_spec("prefect_aws").origin).parent
 
 
 def declared_config() -> dict[str, dict]:
     return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+
+
+def project_defaults() -> dict:
+    """The project defaults, as YAML typed them."""
+    return {key: spec["default"] for key, spec in declared_config().items() if "default" in spec}
 
 
 def is_taggable(type_token: str) -> bool:
@@ -100,10 +107,12 @@ def test_untaggable_types_are_the_ones_aws_cannot_tag(evaluated):
     untaggable = {r.type for r in evaluated("prod").resources
                   if r.type.startswith("aws:") and not is_taggable(r.type)}
     assert untaggable == {
+        "aws:cloudwatch/eventTarget:EventTarget",
         "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders",
         "aws:iam/rolePolicy:RolePolicy",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
         "aws:secretsmanager/secretVersion:SecretVersion",
+        "aws:sqs/queuePolicy:QueuePolicy",
     }
 
 
@@ -119,7 +128,8 @@ def test_every_export_is_present_and_none_is_secret(evaluated, stack):
 @pytest.mark.parametrize("stack", stack_names())
 def test_job_variables_put_flow_runs_in_this_stack(evaluated, stack):
     exports = evaluated(stack).exports
-    no_nat = stack_file_values(stack)["natGateways"] == "none"
+    values = {**project_defaults(), **stack_file_values(stack)}
+    no_nat = values["natGateways"] == "none"
     assert exports["workPoolJobVariables"] == {
         "cluster": exports["clusterArn"],
         "vpc_id": exports["vpcId"],
@@ -133,7 +143,15 @@ def test_job_variables_put_flow_runs_in_this_stack(evaluated, stack):
         "prefect_api_key_secret_arn": exports["credentialSecretArn"],
         "configure_cloudwatch_logs": True,
         "cloudwatch_logs_options": {"awslogs-group": exports["logGroupName"],
+                                    "awslogs-region": REGION,
+                                    "awslogs-stream-prefix": "flow-run",
                                     "awslogs-create-group": "false"},
+        "match_latest_revision_in_family": True,
+        "capacity_provider_strategy": [
+            {"capacityProvider": values["capacityProvider"], "weight": 1, "base": 0}],
+        "cpu": values["flowRunCpu"],
+        "memory": values["flowRunMemory"],
+        "image": values["flowRunImage"],
     }
 
 

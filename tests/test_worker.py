@@ -83,22 +83,24 @@ def test_default_image_is_a_pinned_prefect_aws_release(evaluated):
 def test_worker_command_polls_the_stacks_pool_as_an_ecs_worker_with_health_check(evaluated, stack):
     command = worker_container(evaluated(stack))["command"]
     assert command == ["prefect", "worker", "start", "--pool", stack_file_values(stack)["workPoolName"],
-                       "--type", "ecs", "--with-healthcheck"]
+                       "--type", "ecs", "--with-healthcheck", "--no-create-pool-if-not-found"]
 
 
 def test_worker_command_polls_each_configured_work_queue():
     config = with_credentials(load_stack_config("staging"), workQueues='["etl", "reports"]')
     command = worker_container(evaluate(config))["command"]
     assert command[-4:] == ["--work-queue", "etl", "--work-queue", "reports"]
-    assert command[:8] == ["prefect", "worker", "start", "--pool", "ecs-staging", "--type", "ecs",
-                           "--with-healthcheck"]
+    assert command[:9] == ["prefect", "worker", "start", "--pool", "ecs-staging", "--type", "ecs",
+                           "--with-healthcheck", "--no-create-pool-if-not-found"]
 
 
-def test_worker_environment_names_the_api_region_and_health_port(evaluated):
+def test_worker_environment_names_the_api_region_health_port_and_events_queue(evaluated):
     assert environment(worker_container(evaluated("dev"))) == {
         "PREFECT_API_URL": CLOUD_URL,
         "AWS_DEFAULT_REGION": "us-east-1",
         "PREFECT_WORKER_WEBSERVER_PORT": str(HEALTH_PORT),
+        "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME": "prefect-ecs-worker-dev-ecs-events",
+        "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION": "us-east-1",
     }
 
 
