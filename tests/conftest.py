@@ -34,14 +34,15 @@ def prefect_server(server_dir):
 
 @pytest.fixture(scope="session")
 def evaluated():
-    """Each stack file evaluated once per session, with the credentials a user adds; tests that
-    only read the result share it."""
-    cache: dict[str, Evaluation] = {}
+    """Each stack file (with the same overrides) evaluated once per session, with the credentials
+    a user adds; tests that only read the result share it."""
+    cache: dict[tuple, Evaluation] = {}
 
-    def get(stack: str) -> Evaluation:
-        if stack not in cache:
-            cache[stack] = evaluate_stack(stack)
-        return cache[stack]
+    def get(stack: str, **overrides: str) -> Evaluation:
+        key = (stack, tuple(sorted(overrides.items())))
+        if key not in cache:
+            cache[key] = evaluate_stack(stack, **overrides)
+        return cache[key]
 
     return get
 

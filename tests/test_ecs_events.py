@@ -1,25 +1,20 @@
 """ECS task events reach the worker's observer through an encrypted queue only this rule feeds."""
 
-import functools
 import json
 
 import pytest
 
-from tests.harness import ACCOUNT, PROJECT, REGION, evaluate_stack, policy, stack_names
+from tests.harness import ACCOUNT, PROJECT, REGION, policy, stack_names
 
 QUEUE = "aws:sqs/queue:Queue"
 RULE = "aws:cloudwatch/eventRule:EventRule"
-
-# Read-only use: one evaluation per stack and config serves every test.
-evaluated = functools.lru_cache(evaluate_stack)
-
 
 def queues(evaluation):
     return {q.name: q for q in evaluation.of_type(QUEUE)}
 
 
 @pytest.mark.parametrize("stack", stack_names())
-def test_events_queue_is_encrypted_with_a_dead_letter_queue(stack):
+def test_events_queue_is_encrypted_with_a_dead_letter_queue(evaluated, stack):
     evaluation = evaluated(stack)
     found = queues(evaluation)
     queue, dead_letter = found["ecs-events-queue"], found["ecs-events-dead-letter"]
@@ -32,7 +27,7 @@ def test_events_queue_is_encrypted_with_a_dead_letter_queue(stack):
 
 
 @pytest.mark.parametrize("stack", stack_names())
-def test_rule_matches_task_state_changes_of_this_cluster_only(stack):
+def test_rule_matches_task_state_changes_of_this_cluster_only(evaluated, stack):
     evaluation = evaluated(stack)
     pattern = json.loads(evaluation.one(RULE).inputs["eventPattern"])
     assert pattern == {
@@ -44,7 +39,7 @@ def test_rule_matches_task_state_changes_of_this_cluster_only(stack):
     assert target.inputs["arn"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{PROJECT}-{stack}-ecs-events"
 
 
-def test_only_this_rule_may_send_to_the_queue():
+def test_only_this_rule_may_send_to_the_queue(evaluated):
     evaluation = evaluated("staging")
     # Under mocks an auto-named resource is named after its logical name.
     rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{evaluation.one(RULE).name}-"
@@ -60,7 +55,7 @@ def test_only_this_rule_may_send_to_the_queue():
 
 
 @pytest.mark.parametrize("stack", stack_names())
-def test_worker_observer_reads_the_stack_queue(stack):
+def test_worker_observer_reads_the_stack_queue(evaluated, stack):
     evaluation = evaluated(stack)
     [container] = json.loads(
         evaluation.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
@@ -69,7 +64,7 @@ def test_worker_observer_reads_the_stack_queue(stack):
     assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION"] == REGION
 
 
-def test_worker_role_reads_that_queue_and_no_other():
+def test_worker_role_reads_that_queue_and_no_other(evaluated):
     evaluation = evaluated("prod")
     document = policy(evaluation.one("aws:iam/rolePolicy:RolePolicy", "iam-worker-task"))
     sqs = [s for s in document["Statement"]

@@ -2,7 +2,6 @@
 
 import base64
 import copy
-import functools
 import json
 
 import dill
@@ -13,21 +12,13 @@ from tests.harness import (
     ACCOUNT, PROJECT, REGION, TEST_API_KEY, WORK_POOL, evaluate_stack, stack_names,
 )
 
-# Read-only use: one evaluation per stack and config serves every test.
-evaluated = functools.lru_cache(evaluate_stack)
-
-
 def defaults(evaluation):
     template = evaluation.one(WORK_POOL).inputs["base_job_template"]
     return {name: spec.get("default") for name, spec in template["variables"]["properties"].items()}
 
 
-def role_arn(evaluation, logical_name):
-    return f"arn:aws:iam::{ACCOUNT}:role/{evaluation.one('aws:iam/role:Role', logical_name).inputs['name']}"
-
-
 @pytest.mark.parametrize("stack", stack_names())
-def test_pool_defaults_put_flow_runs_in_this_stack(stack):
+def test_pool_defaults_put_flow_runs_in_this_stack(evaluated, stack):
     evaluation = evaluated(stack)
     variables = defaults(evaluation)
     exports = evaluation.exports
@@ -44,14 +35,14 @@ def test_pool_defaults_put_flow_runs_in_this_stack(stack):
     assert variables["prefect_api_auth_string_secret_arn"] is None
 
 
-def test_flow_runs_of_a_stack_without_nat_get_public_subnets_and_ip():
+def test_flow_runs_of_a_stack_without_nat_get_public_subnets_and_ip(evaluated):
     evaluation = evaluated("dev")
     network = defaults(evaluation)["network_configuration"]
     assert network["assignPublicIp"] == "ENABLED"
     assert network["subnets"] == evaluation.exports["publicSubnetIds"]
 
 
-def test_flow_runs_of_a_stack_with_nat_stay_private():
+def test_flow_runs_of_a_stack_with_nat_stay_private(evaluated):
     evaluation = evaluated("prod")
     network = defaults(evaluation)["network_configuration"]
     assert network["assignPublicIp"] == "DISABLED"
@@ -60,7 +51,7 @@ def test_flow_runs_of_a_stack_with_nat_stay_private():
 
 
 @pytest.mark.parametrize("stack", stack_names())
-def test_flow_run_logs_go_to_the_stack_log_group(stack):
+def test_flow_run_logs_go_to_the_stack_log_group(evaluated, stack):
     evaluation = evaluated(stack)
     variables = defaults(evaluation)
     assert variables["configure_cloudwatch_logs"] is True
@@ -72,7 +63,7 @@ def test_flow_run_logs_go_to_the_stack_log_group(stack):
 
 
 @pytest.mark.parametrize("stack", stack_names())
-def test_flow_runs_reuse_task_definitions_and_use_the_stack_capacity(stack):
+def test_flow_runs_reuse_task_definitions_and_use_the_stack_capacity(evaluated, stack):
     evaluation = evaluated(stack)
     variables = defaults(evaluation)
     service = evaluation.one("aws:ecs/service:Service")
@@ -98,7 +89,7 @@ def test_an_auth_string_is_referenced_by_its_own_variable():
     assert variables["prefect_api_key_secret_arn"] is None
 
 
-def test_template_is_prefect_aws_own_with_container_memory_added():
+def test_template_is_prefect_aws_own_with_container_memory_added(evaluated):
     template = copy.deepcopy(evaluated("dev").one(WORK_POOL).inputs["base_job_template"])
     upstream = upstream_template()
     container = template["job_configuration"]["task_definition"]["containerDefinitions"][0]
@@ -107,7 +98,7 @@ def test_template_is_prefect_aws_own_with_container_memory_added():
     assert set(template["variables"]["properties"]) == set(upstream["variables"]["properties"])
 
 
-def test_pool_is_named_and_typed_from_config():
+def test_pool_is_named_and_typed_from_config(evaluated):
     evaluation = evaluated("staging", workPoolConcurrencyLimit="7")
     pool = evaluation.one(WORK_POOL)
     assert pool.inputs["name"] == "ecs-staging" == evaluation.exports["workPoolName"]
@@ -116,11 +107,11 @@ def test_pool_is_named_and_typed_from_config():
     assert pool.inputs["api_url"].startswith("https://api.prefect.cloud/api/accounts/")
 
 
-def test_no_concurrency_limit_by_default():
+def test_no_concurrency_limit_by_default(evaluated):
     assert evaluated("dev").one(WORK_POOL).inputs.get("concurrency_limit") is None
 
 
-def test_the_credential_is_nowhere_in_the_pool_resource():
+def test_the_credential_is_nowhere_in_the_pool_resource(evaluated):
     pool = evaluated("dev").one(WORK_POOL)
     assert TEST_API_KEY not in json.dumps(pool.inputs)
     provider = dill.loads(base64.b64decode(pool.inputs["__provider"]))
@@ -128,7 +119,7 @@ def test_the_credential_is_nowhere_in_the_pool_resource():
     assert TEST_API_KEY.encode() not in base64.b64decode(pool.inputs["__provider"])
 
 
-def test_manage_work_pool_false_declares_no_pool():
+def test_manage_work_pool_false_declares_no_pool(evaluated):
     evaluation = evaluated("dev", manageWorkPool="false")
     assert evaluation.of_type(WORK_POOL) == []
     assert evaluation.exports["workPoolManaged"] is False
@@ -137,7 +128,7 @@ def test_manage_work_pool_false_declares_no_pool():
 
 
 @pytest.mark.parametrize("manage", ["true", "false"])
-def test_worker_never_creates_a_missing_pool(manage):
+def test_worker_never_creates_a_missing_pool(evaluated, manage):
     evaluation = evaluated("dev", manageWorkPool=manage)
     task = evaluation.one("aws:ecs/taskDefinition:TaskDefinition")
     [container] = json.loads(task.inputs["containerDefinitions"])
