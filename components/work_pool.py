@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 from urllib.parse import quote
@@ -41,6 +42,10 @@ CONFIG_NAMESPACE = "prefect-ecs-worker"
 REPLACE_KEYS = ("api_url", "name", "type")
 UPDATE_KEYS = ("description", "base_job_template", "concurrency_limit")
 TIMEOUT_SECONDS = 30
+# Rate limits (Prefect Cloud) and a busy server (a self-hosted one on SQLite answers 503 while
+# another writer holds the database) pass; anything else is an answer.
+RETRY_STATUSES = (429, 502, 503, 504)
+ATTEMPTS = 4
 
 
 class PrefectApiError(Exception):
@@ -85,6 +90,14 @@ def _read_secret(arn: str) -> str:
         ) from None
 
 
+def _retry_delay(response: httpx.Response, attempt: int) -> float:
+    try:
+        delay = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        delay = 0.5 * 2 ** attempt
+    return min(max(delay, 0.0), 10.0)
+
+
 def _integral(value: Any) -> Any:
     """The engine hands numbers over as floats; Prefect and ECS want 1024, not 1024.0."""
     if isinstance(value, float) and value.is_integer():
@@ -119,14 +132,18 @@ class WorkPoolProvider(ResourceProvider):
         credential: Optional[_CredentialSource] = getattr(self, "_credential", None)
         headers = {"Authorization": credential.authorization()} if credential else {}
         url = api_url.rstrip("/") + path
-        try:
-            response = httpx.request(method, url, json=body, headers=headers,
-                                     timeout=TIMEOUT_SECONDS)
-        except httpx.HTTPError as exc:
-            raise PrefectApiError(
-                f"cannot reach the Prefect API at {api_url} ({type(exc).__name__}: {exc}); check "
-                "prefectApiUrl and that the server is up"
-            ) from None
+        for attempt in range(ATTEMPTS):
+            try:
+                response = httpx.request(method, url, json=body, headers=headers,
+                                         timeout=TIMEOUT_SECONDS)
+            except httpx.HTTPError as exc:
+                raise PrefectApiError(
+                    f"cannot reach the Prefect API at {api_url} ({type(exc).__name__}: {exc}); "
+                    "check prefectApiUrl and that the server is up"
+                ) from None
+            if response.status_code not in RETRY_STATUSES or attempt == ATTEMPTS - 1:
+                break
+            time.sleep(_retry_delay(response, attempt))
         if response.status_code in (401, 403):
             raise PrefectApiError(
                 f"the Prefect API at {api_url} refused the credential (HTTP "

@@ -13,6 +13,11 @@ left unmapped in a later resource's inputs is an error.
 
 `HANDLERS` maps a Pulumi type token to one function; a resource of a type with no handler fails
 the replay before anything is created, listing every such type.
+
+The work pool is not an AWS resource. Its handler always runs the provider's own `check` (what the
+engine runs at preview); given a Prefect server (`prefect_api_url`), it creates the pool there
+through the provider, as `pulumi up` would on the declared server. Without one, the pool is listed
+in `Replay.not_created` with where its creation is tested instead: never skipped silently.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from tests.harness import PROJECT, Declared, Evaluation, is_secret_input
+from components.work_pool import PrefectApiError, WorkPoolProvider
+from tests.harness import PROJECT, WORK_POOL, Declared, Evaluation, is_secret_input
 
 # This program's own components group resources; AWS never sees them.
 COMPONENT_PREFIX = f"{PROJECT}:"
@@ -114,9 +120,13 @@ class Replay:
 
     endpoint_url: str
     region: str = "us-east-1"
+    # The Prefect server that stands in for the declared API URL; None: pools are checked only.
+    prefect_api_url: Optional[str] = None
     ids: dict[str, str] = field(default_factory=dict)
     # (type, logical name) -> what moto returned; a name alone is not unique across types.
     created: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # (type, logical name) -> why it was checked but not created, and where creating it is tested.
+    not_created: dict[tuple[str, str], str] = field(default_factory=dict)
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str):
@@ -166,13 +176,20 @@ class Replay:
         inputs = Inputs(resource, values)
         try:
             created = HANDLERS[resource.type](self, resource, inputs)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError,
+                PrefectApiError) as error:
             raise ReplayError(resource, f"{type(error).__name__}: {error}") from error
         unread = inputs.unread()
         if unread:
             raise ReplayError(resource, f"inputs not replayed: {unread}; translate them in "
                                         f"tests/replay.py or name them engine-side")
         self.created[(resource.type, resource.name)] = created or {}
+
+    def delete_work_pools(self) -> None:
+        """Delete the pools this replay created on the Prefect server (it outlives the test)."""
+        for (type_, _), created in self.created.items():
+            if type_ == WORK_POOL and created.get("created"):
+                WorkPoolProvider().delete(created["id"], created["outs"])
 
 
 Handler = Callable[[Replay, Declared, Inputs], Optional[dict[str, Any]]]
@@ -478,6 +495,147 @@ def ecs_service(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str,
             "cluster": request["cluster"], "request": request}
 
 
+# --- ECS task events: SQS and EventBridge -------------------------------------------------------
+
+# Pulumi input -> SQS attribute. SQS takes every attribute as a string.
+SQS_ATTRIBUTES = {
+    "delaySeconds": "DelaySeconds",
+    "maxMessageSize": "MaximumMessageSize",
+    "messageRetentionSeconds": "MessageRetentionPeriod",
+    "receiveWaitTimeSeconds": "ReceiveMessageWaitTimeSeconds",
+    "visibilityTimeoutSeconds": "VisibilityTimeout",
+    "kmsDataKeyReusePeriodSeconds": "KmsDataKeyReusePeriodSeconds",
+    "kmsMasterKeyId": "KmsMasterKeyId",
+    "sqsManagedSseEnabled": "SqsManagedSseEnabled",
+    "fifoQueue": "FifoQueue",
+    "contentBasedDeduplication": "ContentBasedDeduplication",
+    "redrivePolicy": "RedrivePolicy",
+    "redriveAllowPolicy": "RedriveAllowPolicy",
+    "policy": "Policy",
+}
+# The ranges the SQS API reference (CreateQueue) gives; moto checks only MaximumMessageSize.
+SQS_RANGES = {
+    "DelaySeconds": (0, 900),
+    "MaximumMessageSize": (1024, 262144),
+    "MessageRetentionPeriod": (60, 1209600),
+    "ReceiveMessageWaitTimeSeconds": (0, 20),
+    "VisibilityTimeout": (0, 43200),
+    "KmsDataKeyReusePeriodSeconds": (60, 86400),
+}
+
+
+def _sqs_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _check_policy_grammar(resource: Declared, document: str) -> None:
+    """AWS validates a resource policy's grammar on write; moto's SQS only parses the JSON, so
+    moto's IAM policy validator (the one CreatePolicy uses) stands in."""
+    from moto.iam.exceptions import MalformedPolicyDocument
+    from moto.iam.policy_validation import IAMPolicyDocumentValidator
+
+    try:
+        IAMPolicyDocumentValidator(document).validate()
+    except MalformedPolicyDocument as error:
+        raise ReplayError(resource, f"MalformedPolicyDocument: {error.message}") from error
+
+
+def sqs_queue(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    attributes = {}
+    for key, attribute in SQS_ATTRIBUTES.items():
+        value = inputs.get(key)
+        if value is None:
+            continue
+        attributes[attribute] = _sqs_value(value)
+        bounds = SQS_RANGES.get(attribute)
+        if bounds and not bounds[0] <= float(value) <= bounds[1]:
+            raise ReplayError(resource, f"{key} = {value!r} is outside {bounds[0]}..{bounds[1]}, "
+                                        f"the range SQS accepts for {attribute}")
+    if "Policy" in attributes:
+        _check_policy_grammar(resource, attributes["Policy"])
+    sqs = replay.client("sqs")
+    url = sqs.create_queue(QueueName=_physical_name(resource, inputs), Attributes=attributes,
+                           tags=inputs.get("tags") or {})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    replay.map(resource.id, url)
+    replay.map(resource.outputs.get("url"), url)
+    replay.map(resource.outputs.get("arn"), arn)
+    return {"url": url, "arn": arn}
+
+
+def sqs_queue_policy(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    document = inputs.require("policy")
+    _check_policy_grammar(resource, document)
+    replay.client("sqs").set_queue_attributes(
+        QueueUrl=inputs.require("queueUrl"), Attributes={"Policy": document})
+    return {}
+
+
+def event_rule(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    """PutRule: moto parses the event pattern as EventBridge does (JSON; every leaf a non-empty
+    list or an object)."""
+    request: dict[str, Any] = {"Name": _physical_name(resource, inputs),
+                               "Tags": aws_tags(inputs.get("tags"))}
+    for key, api_key in (("eventPattern", "EventPattern"), ("scheduleExpression",
+                                                           "ScheduleExpression"),
+                         ("description", "Description"), ("state", "State"),
+                         ("roleArn", "RoleArn"), ("eventBusName", "EventBusName")):
+        if inputs.get(key) is not None:
+            request[api_key] = inputs.get(key)
+    arn = replay.client("events").put_rule(**request)["RuleArn"]
+    replay.map(resource.id, request["Name"])
+    replay.map(resource.outputs.get("arn"), arn)
+    return {"name": request["Name"], "arn": arn}
+
+
+def event_target(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    # Without a declared targetId the provider generates one; the logical name stands in.
+    target = {"Id": inputs.get("targetId") or resource.name, "Arn": inputs.require("arn")}
+    for key, api_key in (("roleArn", "RoleArn"), ("input", "Input"), ("inputPath", "InputPath")):
+        if inputs.get(key) is not None:
+            target[api_key] = inputs.get(key)
+    request: dict[str, Any] = {"Rule": inputs.require("rule"), "Targets": [target]}
+    if inputs.get("eventBusName"):
+        request["EventBusName"] = inputs.get("eventBusName")
+    response = replay.client("events").put_targets(**request)
+    if response.get("FailedEntryCount"):
+        raise ReplayError(resource, f"PutTargets refused: {response['FailedEntries']}")
+    return {"rule": request["Rule"], "id": target["Id"], "arn": target["Arn"]}
+
+
+# --- the Prefect work pool (dynamic provider) ---------------------------------------------------
+
+POOL_NOT_CREATED = (
+    "not an AWS resource, and this replay has no Prefect server: its inputs passed the "
+    "provider's check(); tests/test_work_pool_provider.py runs its CRUD on a real server, and "
+    "rung 3 (tests/test_worker_on_prefect.py) replays it into one and runs the worker on it")
+
+
+def work_pool(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    props = {key: inputs.get(key) for key in (
+        "api_url", "name", "type", "description", "base_job_template", "concurrency_limit")}
+    # `__provider` is the serialized provider (tests/test_work_pool.py checks it holds no
+    # credential); `pool_id` is an output the provider fills in.
+    inputs.engine_side("__provider", "pool_id")
+    provider = WorkPoolProvider()
+    failures = provider.check({}, props).failures
+    if failures:
+        raise ReplayError(resource, "check failed: " + "; ".join(
+            f"{f.property}: expected {f.reason}" for f in failures))
+    if replay.prefect_api_url is None:
+        replay.not_created[(resource.type, resource.name)] = POOL_NOT_CREATED
+        return {"created": False}
+    # The test's server stands in for the declared one (the stack's Prefect Cloud workspace).
+    created = provider.create({**props, "api_url": replay.prefect_api_url})
+    return {"created": True, "id": created.id, "outs": created.outs,
+            "declared_api_url": props["api_url"]}
+
+
 HANDLERS: dict[str, Handler] = {
     "awsx:ec2:Vpc": awsx_vpc,
     "aws:ec2/securityGroup:SecurityGroup": security_group,
@@ -491,11 +649,16 @@ HANDLERS: dict[str, Handler] = {
     "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders": ecs_cluster_capacity_providers,
     "aws:ecs/taskDefinition:TaskDefinition": ecs_task_definition,
     "aws:ecs/service:Service": ecs_service,
+    "aws:sqs/queue:Queue": sqs_queue,
+    "aws:sqs/queuePolicy:QueuePolicy": sqs_queue_policy,
+    "aws:cloudwatch/eventRule:EventRule": event_rule,
+    "aws:cloudwatch/eventTarget:EventTarget": event_target,
+    WORK_POOL: work_pool,
 }
 
 
-def replay(evaluation: Evaluation, endpoint_url: str) -> Replay:
-    return Replay(endpoint_url).run(evaluation)
+def replay(evaluation: Evaluation, endpoint_url: str, prefect_api_url: Optional[str] = None) -> Replay:
+    return Replay(endpoint_url, prefect_api_url=prefect_api_url).run(evaluation)
 
 
 def real_exports(evaluation: Evaluation, replayed: Replay) -> dict[str, Any]:

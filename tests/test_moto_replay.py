@@ -14,13 +14,24 @@ from typing import Any, Callable
 import boto3
 import pytest
 
-from tests.harness import Declared, Evaluation, evaluate_stack, stack_names
-from tests.replay import HANDLERS, ReplayError, UnknownResourceTypes, real_exports, replay
+from tests.harness import WORK_POOL, Declared, Evaluation, evaluate_stack, stack_names
+from tests.replay import (
+    HANDLERS, POOL_NOT_CREATED, ReplayError, UnknownResourceTypes, real_exports, replay,
+)
 
 pytestmark = pytest.mark.slow
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 SERVICE = "aws:ecs/service:Service"
+QUEUE = "aws:sqs/queue:Queue"
+RULE = "aws:cloudwatch/eventRule:EventRule"
+TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
+
+
+def task_state_change(cluster_arn: str) -> dict[str, str]:
+    return {"Source": "aws.ecs", "DetailType": "ECS Task State Change",
+            "Detail": json.dumps({"clusterArn": cluster_arn, "lastStatus": "STOPPED"})}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +46,8 @@ def test_every_declared_resource_is_accepted_by_the_aws_api(stack, moto):
 
     aws_resources = [(r.type, r.name) for r in evaluation.resources if r.type in HANDLERS]
     assert sorted(replayed.created) == sorted(aws_resources)
+    # The pool is Prefect's, not AWS's: checked here, created where a Prefect server runs.
+    assert replayed.not_created == {(WORK_POOL, "work-pool"): POOL_NOT_CREATED}
 
     exports = real_exports(evaluation, replayed)
     ecs = replayed.client("ecs")
@@ -82,6 +95,33 @@ def test_every_declared_resource_is_accepted_by_the_aws_api(stack, moto):
     assert iam.list_role_policies(RoleName=execution_role)["PolicyNames"]
     attached = iam.list_attached_role_policies(RoleName=execution_role)["AttachedPolicies"]
     assert [p["PolicyName"] for p in attached] == ["AmazonECSTaskExecutionRolePolicy"]
+
+
+def test_ecs_task_events_of_this_cluster_reach_the_encrypted_queue_and_no_others(moto):
+    evaluation = evaluate_stack("staging")
+    replayed = replay(evaluation, moto.url)
+    exports = real_exports(evaluation, replayed)
+    sqs = replayed.client("sqs")
+    queue = replayed.created[(QUEUE, "ecs-events-queue")]
+    dead_letter = replayed.created[(QUEUE, "ecs-events-dead-letter")]
+    assert queue["url"] == exports["ecsEventsQueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue["url"], AttributeNames=["All"])["Attributes"]
+    assert attributes["SqsManagedSseEnabled"] == "true"
+    assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"] == dead_letter["arn"]
+    (statement,) = json.loads(attributes["Policy"])["Statement"]
+    rule = replayed.created[(RULE, "ecs-events-task-state")]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule["arn"]}}
+    events = replayed.client("events")
+    (target,) = events.list_targets_by_rule(Rule=rule["name"])["Targets"]
+    assert target["Arn"] == queue["arn"]
+
+    other_cluster = exports["clusterArn"].replace(exports["clusterName"], "another-cluster")
+    events.put_events(Entries=[task_state_change(other_cluster),
+                               task_state_change(exports["clusterArn"])])
+    received = sqs.receive_message(QueueUrl=queue["url"], MaxNumberOfMessages=10,
+                                   WaitTimeSeconds=1)["Messages"]
+    assert [json.loads(m["Body"])["detail"]["clusterArn"] for m in received] == [
+        exports["clusterArn"]]
 
 
 # --- deliberately broken declarations ----------------------------------------------------------
@@ -158,6 +198,27 @@ BROKEN = {
     "NAT gateways without private subnets": (
         "awsx:ec2:Vpc", None, _set("natGateways", {"strategy": "Single"}),
         "needs public and private subnets"),
+    "redrive to a dead-letter queue nothing created": (
+        QUEUE, "ecs-events-queue",
+        _json_edit("redrivePolicy", lambda doc: doc.update(
+            deadLetterTargetArn=doc["deadLetterTargetArn"] + "-missing")),
+        "Could not find DLQ"),
+    "event retention beyond the SQS maximum": (
+        QUEUE, "ecs-events-queue", _set("messageRetentionSeconds", 30 * 24 * 3600),
+        "outside 60..1209600"),
+    "queue policy action without service prefix": (
+        QUEUE_POLICY, None,
+        _json_edit("policy", lambda doc: doc["Statement"][0].update(Action="SendMessage")),
+        "MalformedPolicyDocument"),
+    "event pattern with a scalar where a list belongs": (
+        RULE, None, _json_edit("eventPattern", lambda doc: doc.update(source="aws.ecs")),
+        "InvalidEventPatternException"),
+    "target on a rule nothing created": (
+        TARGET, None, _set("rule", "no-such-rule"), "ResourceNotFoundException"),
+    "pool template without job configuration": (
+        WORK_POOL, None,
+        lambda r: r.inputs["base_job_template"].pop("job_configuration"),
+        "base_job_template: expected a template with job_configuration and variables"),
 }
 
 
@@ -183,14 +244,14 @@ def test_the_unbroken_dev_stack_replays(dev, moto):
 
 def test_a_type_without_a_handler_fails_before_anything_is_created(dev, moto):
     resources = copy.deepcopy(dev.resources) + [
-        Declared("aws:sqs/queue:Queue", "worker-events", {"name": "events"}),
+        Declared("aws:sns/topic:Topic", "worker-events", {"name": "events"}),
         Declared("aws:cloudwatch/metricAlarm:MetricAlarm", "worker-alarm", {}),
     ]
 
     with pytest.raises(UnknownResourceTypes) as unknown:
         replay(Evaluation(resources, dev.calls, dev.exports), moto.url)
 
-    assert unknown.value.types == ["aws:cloudwatch/metricAlarm:MetricAlarm", "aws:sqs/queue:Queue"]
+    assert unknown.value.types == ["aws:cloudwatch/metricAlarm:MetricAlarm", "aws:sns/topic:Topic"]
     assert "worker-events" in str(unknown.value)
     clusters = boto3.client("ecs", endpoint_url=moto.url, region_name="us-east-1",
                             aws_access_key_id="testing",

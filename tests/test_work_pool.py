@@ -2,12 +2,15 @@
 
 import base64
 import copy
+import http.server
 import json
+import threading
 
 import dill
 import pytest
 
 from components.job_template import FLOW_RUN_STREAM_PREFIX, upstream_template
+from components.work_pool import ATTEMPTS, PrefectApiError, WorkPoolProvider
 from tests.harness import (
     ACCOUNT, PROJECT, REGION, TEST_API_KEY, WORK_POOL, evaluate_stack, stack_names,
 )
@@ -134,3 +137,47 @@ def test_worker_never_creates_a_missing_pool(evaluated, manage):
     [container] = json.loads(task.inputs["containerDefinitions"])
     assert "--no-create-pool-if-not-found" in container["command"]
     assert container["command"][container["command"].index("--pool") + 1] == "ecs-dev"
+
+
+class _BusyPrefect(http.server.BaseHTTPRequestHandler):
+    """Answers 503 (as a self-hosted server on SQLite does while the database is locked) a set
+    number of times, then the pool."""
+
+    busy_answers = 0
+    requests = 0
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        type(self).requests += 1
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if type(self).requests <= type(self).busy_answers:
+            self.send_response(503)
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            return
+        body = json.dumps([{"id": "pool-id", "name": "busy-pool", "type": "ecs"}]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("busy_answers, found", [(2, True), (10, False)])
+def test_provider_rides_out_a_busy_server_but_not_forever(busy_answers, found):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _BusyPrefect)
+    _BusyPrefect.busy_answers, _BusyPrefect.requests = busy_answers, 0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api_url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    try:
+        if found:
+            assert WorkPoolProvider().read("pool-id", {"api_url": api_url, "name": "busy-pool"}).id \
+                == "pool-id"
+        else:
+            with pytest.raises(PrefectApiError, match="failed with HTTP 503"):
+                WorkPoolProvider().read("pool-id", {"api_url": api_url, "name": "busy-pool"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _BusyPrefect.requests == (busy_answers + 1 if found else ATTEMPTS)
