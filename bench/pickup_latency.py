@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.harness import evaluate_stack  # noqa: E402
-from tests.prefect_worker import create_ecs_pool, deploy_and_run, api, wait_online, worker_launch  # noqa: E402
-from tests.replay import real_exports, replay  # noqa: E402
+from tests.prefect_worker import api, deploy, deploy_and_run, wait_online, worker_launch  # noqa: E402
 from tests.servers import MotoServer, PrefectServer, stop  # noqa: E402
 
 POOL = "ecs-bench"
@@ -40,11 +39,11 @@ def main() -> int:
     moto, prefect = MotoServer(workdir), PrefectServer(workdir)
     worker = None
     try:
-        moto.hold_tasks()
         evaluation = evaluate_stack("dev", workPoolName=POOL)
-        replayed = replay(evaluation, moto.url)
-        exports = real_exports(evaluation, replayed)
-        create_ecs_pool(prefect.api_url, POOL)
+        # The stack-owned pool, created through the stack's provider: runs use its defaults.
+        stack = deploy(evaluation, moto, prefect.api_url)
+        moto.hold_tasks()
+        replayed, exports = stack.replayed, stack.exports
         launch = worker_launch(evaluation, replayed, api_url=prefect.api_url, home=workdir,
                                aws_env=moto.client_env(),
                                extra_env={"PREFECT_WORKER_QUERY_SECONDS": str(args.poll_seconds)})
@@ -54,9 +53,8 @@ def main() -> int:
         ecs = replayed.client("ecs")
         seen: set[str] = set()
         # The first submission registers the flow-run task definition; later ones reuse it.
-        job_variables = exports["workPoolJobVariables"]
         latencies = []
-        deployment_run = deploy_and_run(prefect.api_url, POOL, job_variables)
+        deployment_run = deploy_and_run(prefect.api_url, POOL)
         flow_run = api(prefect.api_url, "GET", f"/flow_runs/{deployment_run}")
         deployment_id = flow_run["deployment_id"]
         first = True

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import Evaluation, evaluate_stack  # noqa: E402
+from tests.harness import TEST_AUTH_STRING, Evaluation, evaluate_stack  # noqa: E402
 from tests.servers import MotoServer, PrefectServer  # noqa: E402
 
 
@@ -28,6 +28,16 @@ def moto_server(server_dir):
 @pytest.fixture(scope="session")
 def prefect_server(server_dir):
     server = PrefectServer(server_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server_with_auth(tmp_path_factory):
+    """A self-hosted server that, like Prefect Cloud, refuses requests without the right
+    credential: HTTP basic auth with TEST_AUTH_STRING."""
+    server = PrefectServer(tmp_path_factory.mktemp("prefect-with-auth"),
+                           extra_env={"PREFECT_SERVER_API_AUTH_STRING": TEST_AUTH_STRING})
     yield server
     server.stop()
 

@@ -27,6 +27,8 @@ CLOUD_URL = (
     "/workspaces/7e9d2f10-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 )
 TEST_API_KEY = "pnu_test0000000000000000000000000000000000"
+# What a self-hosted server with basic auth demands (`PREFECT_SERVER_API_AUTH_STRING`).
+TEST_AUTH_STRING = "admin:test-auth-password"
 # A Python dynamic resource registers under the SDK's provider package, not our own.
 WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
 

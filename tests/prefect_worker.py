@@ -1,6 +1,9 @@
-"""Rung 3's parts: the worker container as the stack declares it, run against a real Prefect server.
+"""Rung 3's parts, shared by every test and benchmark that runs the worker: the stack deployed
+into moto and a real Prefect server, and the worker container run as the stack declares it.
 
-`worker_launch` reads the worker container's `command`, `environment` and `secrets` from the
+`deploy` replays what the program declared into moto and creates its work pool on the Prefect
+server through the stack's own provider (tests/replay.py), so flow runs use the pool the stack
+owns. `worker_launch` reads the worker container's `command`, `environment` and `secrets` from the
 declared task definition and resolves each secret from (moto's) Secrets Manager by its `valueFrom`
 ARN, as ECS does at task start. The Prefect REST helpers here use the HTTP API directly, so the
 test process needs no Prefect client of its own.
@@ -10,18 +13,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from tests.harness import Evaluation
-from tests.replay import Replay
-from tests.servers import BIN, free_port, spawn
+from tests.replay import Replay, real_exports, replay
+from tests.servers import BIN, MotoServer, free_port, spawn
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 # Runs are created by the test and carry no code; the worker only launches them.
@@ -48,30 +49,6 @@ def api(api_url: str, method: str, path: str, body: Any = None,
             raise
 
 
-@lru_cache(maxsize=1)
-def ecs_base_job_template() -> dict[str, Any]:
-    """prefect-aws's own ECS template (read in a child process: importing Prefect here would
-    configure it for the test runner), with container-level cpu and memory added because moto's
-    RunTask fails without container memory. Fargate itself only needs the task-level sizes."""
-    script = ("import json; from prefect_aws.workers.ecs_worker import ECSWorker; "
-              "print(json.dumps(ECSWorker.get_default_base_job_template()))")
-    template = json.loads(subprocess.run([sys.executable, "-c", script], check=True,
-                                         capture_output=True, text=True, timeout=120).stdout)
-    container = template["job_configuration"]["task_definition"]["containerDefinitions"][0]
-    container.update(cpu="{{ cpu }}", memory="{{ memory }}")
-    return template
-
-
-def create_ecs_pool(api_url: str, name: str, **variable_defaults: Any) -> dict[str, Any]:
-    """The pool as `prefect work-pool create --type ecs` makes it with prefect-aws installed. The
-    container-level sizes default to Fargate's smallest task (moto needs a number there)."""
-    template = json.loads(json.dumps(ecs_base_job_template()))
-    for key, value in {"cpu": 256, "memory": 512, **variable_defaults}.items():
-        template["variables"]["properties"][key]["default"] = value
-    return api(api_url, "POST", "/work_pools/", {"name": name, "type": "ecs",
-                                                 "base_job_template": template})
-
-
 def workers(api_url: str, pool: str, headers: Optional[dict[str, str]] = None) -> list[dict]:
     return api(api_url, "POST", f"/work_pools/{pool}/workers/filter", {}, headers=headers)
 
@@ -91,6 +68,19 @@ def wait_online(api_url: str, pool: str, timeout: float, process=None) -> dict[s
             return online[0]
         time.sleep(0.2)
     raise AssertionError(f"no worker ONLINE in pool {pool!r} within {timeout}s")
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, log_path: Path,
+             interval: float = 0.5) -> Any:
+    """`probe()`'s first truthy answer; on timeout, an error with the tail of the worker's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else "(no log)"
+    raise AssertionError(f"{what} did not happen within {timeout}s; worker log:\n{tail}")
 
 
 def wait_for_log(log_path: Path, text: str, timeout: float) -> str:
@@ -114,14 +104,37 @@ def health_status(port: int) -> Optional[int]:
         return None
 
 
-def deploy_and_run(api_url: str, pool: str, job_variables: dict[str, Any]) -> str:
-    """A deployment on the pool with these job variables, and one run of it scheduled now."""
+def deploy_and_run(api_url: str, pool: str, job_variables: Optional[dict[str, Any]] = None,
+                   name: str = "smoke") -> str:
+    """A deployment on the pool (with these job variables, or none: the pool's defaults), and one
+    run of it scheduled now."""
     flow = api(api_url, "POST", "/flows/", {"name": FLOW_NAME})
     deployment = api(api_url, "POST", "/deployments/", {
-        "name": f"{pool}-smoke", "flow_id": flow["id"], "work_pool_name": pool,
-        "job_variables": job_variables, "entrypoint": "flows.py:stack_smoke", "path": "/opt/flows",
+        "name": f"{pool}-{name}", "flow_id": flow["id"], "work_pool_name": pool,
+        **({"job_variables": job_variables} if job_variables is not None else {}),
+        "entrypoint": "flows.py:stack_smoke", "path": "/opt/flows",
     })
     return api(api_url, "POST", f"/deployments/{deployment['id']}/create_flow_run", {})["id"]
+
+
+@dataclass
+class Deployed:
+    """The stack after `pulumi up`, on moto and a Prefect server: what was declared, what the
+    replay created, and the stack outputs with moto's ids."""
+
+    evaluation: Evaluation
+    replayed: Replay
+    exports: dict[str, Any]
+
+    def pool(self, api_url: str) -> dict[str, Any]:
+        return api(api_url, "GET", f"/work_pools/{self.exports['workPoolName']}")
+
+
+def deploy(evaluation: Evaluation, moto: MotoServer, prefect_api_url: Optional[str]) -> Deployed:
+    """Replay the declared stack into an emptied moto; with a Prefect server, its pool too."""
+    moto.reset()
+    replayed = replay(evaluation, moto.url, prefect_api_url=prefect_api_url)
+    return Deployed(evaluation, replayed, real_exports(evaluation, replayed))
 
 
 @dataclass

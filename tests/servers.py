@@ -6,6 +6,7 @@ the session fixtures in `conftest.py`.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -80,17 +81,43 @@ class MotoServer:
                              env, self.log_path)
         wait_for_http(f"{self.url}/moto-api/", 30, self.process)
 
+    def _post(self, path: str, body: Optional[dict] = None) -> bytes:
+        request = urllib.request.Request(
+            f"{self.url}{path}", method="POST",
+            data=None if body is None else json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
+
     def reset(self) -> None:
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
+        self._post("/moto-api/reset")
 
     def hold_tasks(self) -> None:
         """Keep ECS tasks RUNNING: moto otherwise moves a task one state on at each describe."""
-        body = json.dumps({"model_name": "ecs::task",
-                           "transition": {"progression": "manual", "times": 1000}}).encode()
-        request = urllib.request.Request(f"{self.url}/moto-api/state-manager/set-transition",
-                                         data=body, method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
+        self._post("/moto-api/state-manager/set-transition", {
+            "model_name": "ecs::task", "transition": {"progression": "manual", "times": 1000}})
+
+    def start_recording(self) -> None:
+        """Record every request from now on, starting from an empty record."""
+        self._post("/moto-api/recorder/reset-recording")
+        self._post("/moto-api/recorder/start-recording")
+
+    def stop_recording(self) -> None:
+        self._post("/moto-api/recorder/stop-recording")
+
+    def recorded(self, operation: str) -> list[dict]:
+        """The bodies of the recorded requests to one AWS JSON-protocol operation (`RunTask`)."""
+        with urllib.request.urlopen(f"{self.url}/moto-api/recorder/download-recording",
+                                    timeout=10) as response:
+            lines = response.read().decode().splitlines()
+        bodies = []
+        for line in lines:
+            entry = json.loads(line)
+            if entry["headers"].get("X-Amz-Target", "").endswith(f".{operation}"):
+                body = entry["body"]
+                if entry["body_encoded"]:
+                    body = base64.b64decode(body)
+                bodies.append(json.loads(body))
+        return bodies
 
     def client_env(self) -> dict[str, str]:
         """What points boto3 (and a worker) at this server."""

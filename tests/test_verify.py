@@ -1,6 +1,6 @@
 """`scripts/verify.py` against a deployment in moto with the real worker on a real Prefect server.
 
-The dev stack is replayed into moto; the service's tasks are started with the service's own
+The dev stack is replayed into moto and its work pool created on the Prefect server; the service's tasks are started with the service's own
 network configuration (moto has no scheduler); the worker container runs as declared against the
 Prefect server, and its real output is written to the stack's log group the way the awslogs driver
 would (stream `worker/prefect-worker/<task id>`). Each failing case breaks one thing and expects
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness import ROOT, TEST_API_KEY, evaluate_stack
-from tests.prefect_worker import create_ecs_pool, wait_for_log, wait_online, worker_launch
-from tests.replay import real_exports, replay, start_service_tasks
+from tests.prefect_worker import deploy, wait_for_log, wait_online, worker_launch
+from tests.replay import start_service_tasks
 from tests.servers import stop
 
 pytestmark = pytest.mark.slow
@@ -33,15 +33,14 @@ CHECKS = 9
 
 @pytest.fixture(scope="module")
 def live(moto_server, prefect_server, tmp_path_factory):
-    moto_server.reset()
-    moto_server.hold_tasks()
     evaluation = evaluate_stack("dev", workPoolName=POOL)
-    replayed = replay(evaluation, moto_server.url)
-    exports = real_exports(evaluation, replayed)
+    # The stack's pool too, created through its provider, as `pulumi up` does.
+    stack = deploy(evaluation, moto_server, prefect_server.api_url)
+    moto_server.hold_tasks()
+    replayed, exports = stack.replayed, stack.exports
     service = replayed.created[(SERVICE, evaluation.one(SERVICE).name)]
     tasks = start_service_tasks(replayed, service)
 
-    create_ecs_pool(prefect_server.api_url, POOL)
     home = tmp_path_factory.mktemp("verify-worker")
     launch = worker_launch(evaluation, replayed, api_url=prefect_server.api_url, home=home,
                            aws_env=moto_server.client_env())
@@ -56,6 +55,7 @@ def live(moto_server, prefect_server, tmp_path_factory):
     yield {"replayed": replayed, "exports": exports, "service": service, "outputs": outputs,
            "prefect": prefect_server, "moto": moto_server}
     stop(process)
+    replayed.delete_work_pools()
 
 
 def ship_worker_log(replayed, group: str, task_arn: str, log_path: Path) -> str:

@@ -28,13 +28,12 @@ from pulumi.runtime._serialization import _deserialize, _serialize
 
 from components.job_template import base_job_template
 from components.work_pool import PrefectApiError, WorkPoolProvider
-from tests.harness import PROJECT, ROOT
-from tests.servers import PrefectServer, free_port
+from tests.harness import PROJECT, ROOT, TEST_AUTH_STRING
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
 API_KEY = "pnu_provider_test_key_000000000000000000"
-AUTH_STRING = "admin:provider-test-password"
 
 
 def serialized_provider() -> str:
@@ -215,21 +214,12 @@ provider.delete(created.id, created.outs)
     assert live(prefect_server.api_url, name).status_code == 404
 
 
-@pytest.fixture(scope="module")
-def auth_server(tmp_path_factory):
-    """A self-hosted server that demands HTTP basic auth."""
-    server = PrefectServer(tmp_path_factory.mktemp("auth-server"),
-                           extra_env={"PREFECT_SERVER_API_AUTH_STRING": AUTH_STRING})
-    yield server
-    server.stop()
-
-
-def test_auth_string_is_sent_as_basic_auth(auth_server):
-    api = auth_server.api_url
-    provider = restored_provider({"prefectApiAuthString": AUTH_STRING})
+def test_auth_string_is_sent_as_basic_auth(prefect_server_with_auth):
+    api = prefect_server_with_auth.api_url
+    provider = restored_provider({"prefectApiAuthString": TEST_AUTH_STRING})
     name = unique_name()
     created = provider.create(desired(api, name))
-    assert live(api, name, auth=tuple(AUTH_STRING.split(":"))).json()["id"] == created.id
+    assert live(api, name, auth=tuple(TEST_AUTH_STRING.split(":"))).json()["id"] == created.id
     provider.delete(created.id, over_the_wire(created.outs))
 
 
@@ -238,10 +228,10 @@ def test_auth_string_is_sent_as_basic_auth(auth_server):
     {"prefectApiKey": API_KEY},
     {},
 ])
-def test_a_refused_credential_is_a_clear_error_without_the_credential(auth_server, config):
+def test_a_refused_credential_is_a_clear_error_without_the_credential(prefect_server_with_auth, config):
     provider = restored_provider(config)
     with pytest.raises(PrefectApiError) as raised:
-        provider.create(desired(auth_server.api_url, unique_name()))
+        provider.create(desired(prefect_server_with_auth.api_url, unique_name()))
     message = str(raised.value)
     assert "refused the credential (HTTP 401)" in message
     assert "check prefectApiKey or prefectApiAuthString" in message
@@ -249,19 +239,19 @@ def test_a_refused_credential_is_a_clear_error_without_the_credential(auth_serve
         assert value not in message
 
 
-def test_credential_from_a_secret_arn_is_read_at_call_time(auth_server, moto_server, monkeypatch):
+def test_credential_from_a_secret_arn_is_read_at_call_time(prefect_server_with_auth, moto_server, monkeypatch):
     moto_server.reset()
     for key, value in moto_server.client_env().items():
         monkeypatch.setenv(key, value)
     arn = boto3.client("secretsmanager").create_secret(
-        Name="prefect-auth", SecretString=AUTH_STRING)["ARN"]
+        Name="prefect-auth", SecretString=TEST_AUTH_STRING)["ARN"]
     provider = restored_provider({"prefectApiAuthStringSecretArn": arn})
-    assert AUTH_STRING.encode() not in base64.b64decode(serialized_provider())
+    assert TEST_AUTH_STRING.encode() not in base64.b64decode(serialized_provider())
     name = unique_name()
-    created = provider.create(desired(auth_server.api_url, name))
-    assert AUTH_STRING not in json.dumps(created.outs)
+    created = provider.create(desired(prefect_server_with_auth.api_url, name))
+    assert TEST_AUTH_STRING not in json.dumps(created.outs)
     provider.delete(created.id, over_the_wire(created.outs))
 
     missing = restored_provider({"prefectApiKeySecretArn": arn.replace("prefect-auth", "absent")})
     with pytest.raises(PrefectApiError, match="could not read the Prefect credential from arn:"):
-        missing.create(desired(auth_server.api_url, unique_name()))
+        missing.create(desired(prefect_server_with_auth.api_url, unique_name()))
