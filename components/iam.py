@@ -3,7 +3,8 @@
 - `execution_role`: ECS uses it to start the worker: pull the image, write its logs, read the
   Prefect credential secret (that one secret only).
 - `worker_task_role`: the worker process itself: register task definitions and run, watch and stop
-  flow-run tasks in this cluster only, and pass the two flow-run roles to ECS only.
+  flow-run tasks in this cluster only, pass the two flow-run roles to ECS only, and read the
+  cluster's task events from the stack's queue (crash detection).
 - `flow_run_execution_role`: ECS uses it to start flow-run tasks (image, logs, the same secret).
 - `flow_run_task_role`: what flow code may do in AWS. Empty unless `flowRunPolicyArns` names
   policies, so a flow's AWS access is always an explicit choice.

@@ -24,11 +24,10 @@ class Stack:
     secret: PrefectSecret
     iam: WorkerIam
     worker: PrefectWorker
-
-    flow_runs: Optional[FlowRunDefaults] = None
-    events: Optional[EcsEvents] = None
+    flow_runs: FlowRunDefaults
+    events: EcsEvents
     # None when manageWorkPool is false: the pool is someone else's.
-    work_pool: Optional[WorkPool] = None
+    work_pool: Optional[WorkPool]
 
     def job_variables(self) -> pulumi.Output[dict[str, Any]]:
         """The ECS work pool's job variables that put flow runs in this stack's cluster, subnets,

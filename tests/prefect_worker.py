@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from tests.harness import Evaluation
+from tests.harness import Evaluation, worker_container as declared_worker_container
 from tests.replay import Replay, real_exports, replay
 from tests.servers import BIN, MotoServer, free_port, spawn
 
-TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 # Runs are created by the test and carry no code; the worker only launches them.
 FLOW_NAME = "stack-smoke"
 
@@ -84,14 +83,13 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, log_path: Path
 
 
 def wait_for_log(log_path: Path, text: str, timeout: float) -> str:
-    """The worker prints its start line just after its first heartbeat, so ONLINE can come first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = log_path.read_text() if log_path.exists() else ""
-        if text in log:
-            return log
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in {log_path} within {timeout}s")
+    """The log once it holds `text`. The worker prints its start line just after its first
+    heartbeat, so ONLINE can come first."""
+    def holds_text() -> str:
+        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+        return log if text in log else ""
+
+    return wait_for(f"{text!r} in {log_path.name}", holds_text, timeout, log_path, interval=0.1)
 
 
 def health_status(port: int) -> Optional[int]:
@@ -151,9 +149,7 @@ class WorkerLaunch:
 
 def worker_container(evaluation: Evaluation, replayed: Replay) -> dict[str, Any]:
     """The worker's container definition as declared, with mock ids mapped to moto's."""
-    declared = evaluation.one(TASK_DEFINITION).inputs["containerDefinitions"]
-    (container,) = json.loads(replayed.real(declared))
-    return container
+    return replayed.real(declared_worker_container(evaluation))
 
 
 def worker_launch(evaluation: Evaluation, replayed: Replay, *, api_url: str, home: Path,

@@ -1,10 +1,12 @@
-"""ECS task events reach the worker's observer through an encrypted queue only this rule feeds."""
+"""ECS task events reach the worker's observer through an encrypted queue only this rule feeds.
+(The worker role's SQS statement, on that queue only, is among the exact statements in
+tests/test_iam.py.)"""
 
 import json
 
 import pytest
 
-from tests.harness import ACCOUNT, PROJECT, REGION, policy, stack_names
+from tests.harness import ACCOUNT, PROJECT, REGION, policy, stack_names, worker_container
 
 QUEUE = "aws:sqs/queue:Queue"
 RULE = "aws:cloudwatch/eventRule:EventRule"
@@ -57,20 +59,6 @@ def test_only_this_rule_may_send_to_the_queue(evaluated):
 @pytest.mark.parametrize("stack", stack_names())
 def test_worker_observer_reads_the_stack_queue(evaluated, stack):
     evaluation = evaluated(stack)
-    [container] = json.loads(
-        evaluation.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
-    env = {e["name"]: e["value"] for e in container["environment"]}
+    env = {e["name"]: e["value"] for e in worker_container(evaluation)["environment"]}
     assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME"] == f"{PROJECT}-{stack}-ecs-events"
     assert env["PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION"] == REGION
-
-
-def test_worker_role_reads_that_queue_and_no_other(evaluated):
-    evaluation = evaluated("prod")
-    document = policy(evaluation.one("aws:iam/rolePolicy:RolePolicy", "iam-worker-task"))
-    sqs = [s for s in document["Statement"]
-           if any(a.startswith("sqs:") for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))]
-    assert len(sqs) == 1
-    assert sqs[0]["Resource"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{PROJECT}-prod-ecs-events"
-    assert set(sqs[0]["Action"]) == {
-        "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}
-    assert "sqs:SendMessage" not in sqs[0]["Action"]

@@ -13,7 +13,9 @@ from components.job_template import FLOW_RUN_STREAM_PREFIX, upstream_template
 from components.work_pool import ATTEMPTS, PrefectApiError, WorkPoolProvider
 from tests.harness import (
     ACCOUNT, PROJECT, REGION, TEST_API_KEY, WORK_POOL, evaluate_stack, stack_names,
+    worker_container,
 )
+
 
 def defaults(evaluation):
     template = evaluation.one(WORK_POOL).inputs["base_job_template"]
@@ -133,8 +135,7 @@ def test_manage_work_pool_false_declares_no_pool(evaluated):
 @pytest.mark.parametrize("manage", ["true", "false"])
 def test_worker_never_creates_a_missing_pool(evaluated, manage):
     evaluation = evaluated("dev", manageWorkPool=manage)
-    task = evaluation.one("aws:ecs/taskDefinition:TaskDefinition")
-    [container] = json.loads(task.inputs["containerDefinitions"])
+    container = worker_container(evaluation)
     assert "--no-create-pool-if-not-found" in container["command"]
     assert container["command"][container["command"].index("--pool") + 1] == "ecs-dev"
 
