@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 
@@ -12,6 +12,8 @@ from components.network import Network, NetworkArgs
 from components.secret import PrefectSecret, PrefectSecretArgs
 from components.settings import Settings
 from components.worker import PrefectWorker, WorkerArgs
+from components.alarms import AlarmsArgs, WorkerAlarms
+from components.scaling import ScalingArgs, WorkerScaling
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class Stack:
     secret: PrefectSecret
     iam: WorkerIam
     worker: PrefectWorker
+    alarms: Optional[WorkerAlarms] = None
+    scaling: Optional[WorkerScaling] = None
 
     def job_variables(self) -> pulumi.Output[dict[str, Any]]:
         """The ECS work pool's job variables that put flow runs in this stack's cluster, subnets,
@@ -71,7 +75,16 @@ class Stack:
             "flowRunTaskRoleArn": self.iam.flow_run_task_role.arn,
             "workPoolName": self.settings.work_pool_name,
             "workPoolJobVariables": self.job_variables(),
+            **self.operations_exports(),
         }
+
+    def operations_exports(self) -> dict[str, Any]:
+        exports: dict[str, Any] = {}
+        if self.alarms is not None:
+            exports["alarmTopicArn"] = self.alarms.topic.arn
+        if self.scaling is not None:
+            exports["workerScalingResourceId"] = self.scaling.target.resource_id
+        return exports
 
 
 def build_stack(settings: Settings) -> Stack:
@@ -121,5 +134,42 @@ def build_stack(settings: Settings) -> Stack:
         assign_public_ip=network.assign_public_ip,
         region=iam.context.region,
         tags=tags,
+        container_insights=settings.operations.container_insights,
+        autoscaling=settings.operations.autoscaling,
     ))
-    return Stack(settings, network, secret, iam, worker)
+    alarms, scaling = build_operations(settings, iam, worker)
+    return Stack(settings, network, secret, iam, worker, alarms, scaling)
+
+
+def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
+                     dead_letter_queue_name: Optional[pulumi.Input[str]] = None,
+                     ) -> tuple[WorkerAlarms, Optional[WorkerScaling]]:
+    """Alarms always; scaling when workerMaxCount exceeds workerMinCount. The events queue's
+    dead-letter queue, when the stack has one, is passed in for its alarm."""
+    ops = settings.operations
+    alarms = WorkerAlarms("alarms", AlarmsArgs(
+        prefix=settings.prefix,
+        context=iam.context,
+        cluster_name=worker.cluster.name,
+        cluster_arn=worker.cluster.arn,
+        service_name=worker.service.name,
+        service_arn=worker.service.arn,
+        container_insights=ops.container_insights == "enabled",
+        email=ops.alarm_email,
+        cpu_high_percent=ops.alarm_cpu_high_percent,
+        memory_high_percent=ops.alarm_memory_high_percent,
+        evaluation_minutes=ops.alarm_evaluation_minutes,
+        tags=settings.tags,
+        dead_letter_queue_name=dead_letter_queue_name,
+    ))
+    scaling = None
+    if ops.autoscaling:
+        scaling = WorkerScaling("scaling", ScalingArgs(
+            cluster_name=worker.cluster.name,
+            service_name=worker.service.name,
+            min_count=ops.worker_min_count,
+            max_count=ops.worker_max_count,
+            cpu_target_percent=ops.scaling_cpu_target_percent,
+            memory_target_percent=ops.scaling_memory_target_percent,
+        ))
+    return alarms, scaling

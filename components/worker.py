@@ -47,6 +47,20 @@ class WorkerArgs:
     assign_public_ip: bool
     region: pulumi.Input[str]
     tags: Mapping[str, str]
+    container_insights: str = "enabled"
+    # Application Auto Scaling owns desiredCount; `pulumi up` must not reset it to desired_count.
+    autoscaling: bool = False
+
+
+# Prefect's logging.yml ships a `json` formatter (prefect.logging.formatters.JsonFormatter) and
+# reads PREFECT_LOGGING_<PATH>_<TO>_<KEY> overrides from the environment, so a stock image logs
+# one JSON object a line with no config file. The worker copies its PREFECT_* settings into the
+# flow-run tasks it starts, so flow runs log JSON too. COLORS off keeps ANSI codes out.
+JSON_LOGGING_ENVIRONMENT = (
+    ("PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER", "json"),
+    ("PREFECT_LOGGING_HANDLERS_DEBUG_FORMATTER", "json"),
+    ("PREFECT_LOGGING_COLORS", "false"),
+)
 
 
 def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]:
@@ -70,6 +84,7 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
             # The ECS observer (prefect-aws) needs a region and does not read the task metadata.
             {"name": "AWS_DEFAULT_REGION", "value": args.region},
             {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
+            *({"name": key, "value": value} for key, value in JSON_LOGGING_ENVIRONMENT),
         ],
         "secrets": [{"name": args.credential_env_name, "valueFrom": args.credential_secret_arn}],
         "logConfiguration": {
@@ -87,7 +102,9 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
             "retries": 3,
             "startPeriod": 60,
         },
-        # An init process forwards SIGTERM so the worker stops cleanly on deploys and scale-in.
+        # An init process forwards SIGTERM so the worker stops cleanly on deploys and scale-in:
+        # the Prefect CLI turns SIGTERM into SIGINT and the worker leaves its poll loop; 60 s
+        # lets an in-flight RunTask call finish before ECS sends SIGKILL (Fargate allows 120).
         "linuxParameters": {"initProcessEnabled": True},
         "stopTimeout": 60,
     }])
@@ -107,7 +124,8 @@ class PrefectWorker(pulumi.ComponentResource):
         self.cluster = aws.ecs.Cluster(
             f"{name}-cluster",
             name=args.cluster_name,
-            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights",
+                                                 value=args.container_insights)],
             tags=tags,
             opts=child,
         )
@@ -162,7 +180,9 @@ class PrefectWorker(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             wait_for_steady_state=True,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[capacity_providers]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[capacity_providers],
+                ignore_changes=["desiredCount"] if args.autoscaling else None),
         )
 
         self.register_outputs({
