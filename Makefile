@@ -4,7 +4,7 @@ VENV ?= venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: deploy test test-unit test-slow bench clean
+.PHONY: deploy test test-unit test-slow bench clean plan cost
 
 deploy:  ## pulumi up for STACK, after checking the CLI and AWS credentials
 	scripts/deploy.sh $(STACK)
@@ -28,3 +28,9 @@ bench: $(VENV)/.dev-installed
 
 clean:
 	rm -rf $(VENV)
+
+plan: $(VENV)/.dev-installed  ## offline: what STACK declares, its policy results and monthly cost
+	$(PY) scripts/plan.py $(STACK)
+
+cost: $(VENV)/.dev-installed  ## offline: each stack's monthly cost as a ratio to the seed setup
+	$(PY) bench/cost.py
