@@ -105,6 +105,8 @@ def no_secret_in_container_environment(type_: str, props: Props) -> list[str]:
 
 
 def no_iam_star_action(type_: str, props: Props) -> list[str]:
+    """IAM identity and trust policies. A KMS key policy is not one: its root statement is AWS's
+    default `kms:*`, which hands the key to the account's IAM policies."""
     violations = []
     for statement in _documents(type_, props):
         if "NotAction" in statement:
