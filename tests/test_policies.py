@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
+import time
 
 import pytest
 from google.protobuf import struct_pb2
@@ -217,3 +219,37 @@ def test_policy_pack_names_every_rule_as_mandatory():
     assert [p.name for p in policies] == [
         r.name for r in (*rules.RESOURCE_RULES, *rules.STACK_RULES)]
     assert {p.enforcement_level for p in policies} == {EnforcementLevel.MANDATORY}
+
+
+# --- the pack as the CLI runs it: its own process, spoken to over gRPC -------------------------
+
+@pytest.mark.slow
+def test_policy_pack_process_serves_the_rules_over_grpc(tmp_path):
+    import grpc
+    from google.protobuf import empty_pb2
+    from pulumi.runtime.proto import analyzer_pb2_grpc
+
+    from tests.servers import spawn, stop
+
+    log = tmp_path / "pack.log"
+    pack = spawn([sys.executable, "-u", str(ROOT / "policies" / "__main__.py")], dict(os.environ), log)
+    try:
+        deadline = time.monotonic() + 30
+        while not log.read_text().strip() and time.monotonic() < deadline:
+            assert pack.poll() is None, log.read_text()
+            time.sleep(0.1)
+        port = int(log.read_text().split()[0])  # the pack prints its port, as the CLI expects
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = analyzer_pb2_grpc.AnalyzerStub(channel)
+            info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=10)
+            assert info.name == worker_pack.PACK_NAME
+            assert [p.name for p in info.policies] == [
+                r.name for r in (*rules.RESOURCE_RULES, *rules.STACK_RULES)]
+            props = declared("dev", rules.SECRET)
+            props["recoveryWindowInDays"] = 0
+            response = stub.Analyze(proto.AnalyzeRequest(
+                type=rules.SECRET, properties=struct(props), urn="urn:pulumi:dev::p::secret::s",
+                name="s"), timeout=10)
+            assert [d.policyName for d in response.diagnostics] == ["secret-has-recovery-window"]
+    finally:
+        stop(pack)
