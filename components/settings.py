@@ -130,6 +130,7 @@ class Settings:
     flow_run_memory: int = 1024
     flow_run_image: str = DEFAULT_FLOW_RUN_IMAGE
     manage_work_pool: bool = True
+    operations: "OperationsSettings" = field(default_factory=lambda: OperationsSettings())
 
     @property
     def prefix(self) -> str:
@@ -212,6 +213,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         flow_run_image=_image(reader.string("flowRunImage", DEFAULT_FLOW_RUN_IMAGE), "flowRunImage",
                               DEFAULT_FLOW_RUN_IMAGE),
         manage_work_pool=reader.boolean("manageWorkPool", True),
+        operations=_operations(reader),
     )
 
 
@@ -466,3 +468,69 @@ def _tags(entries: tuple[str, ...], project: str, stack: str) -> dict[str, str]:
             raise ConfigError("tags", list(entries), accepted)
         tags[key] = value
     return {"project": project, "stack": stack, "managed-by": "pulumi", **tags}
+
+
+# --- Operations: scaling, alarms, Container Insights -------------------------------------------
+
+CONTAINER_INSIGHTS = ("enabled", "disabled")
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+MAX_WORKERS = 10
+
+
+@dataclass(frozen=True)
+class OperationsSettings:
+    """How the worker service scales and what wakes someone up.
+
+    Autoscaling is on when `worker_max_count` exceeds `worker_min_count`; the service then starts
+    at `workerCount` and Application Auto Scaling owns its desired count.
+    """
+
+    worker_min_count: int = 1
+    worker_max_count: int = 1
+    scaling_cpu_target_percent: int = 60
+    scaling_memory_target_percent: int = 70
+    container_insights: Literal["enabled", "disabled"] = "enabled"
+    alarm_email: Optional[str] = None
+    alarm_cpu_high_percent: int = 85
+    alarm_memory_high_percent: int = 85
+    alarm_evaluation_minutes: int = 5
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.worker_max_count > self.worker_min_count
+
+
+def _operations(reader: _Reader) -> OperationsSettings:
+    worker_count = reader.integer("workerCount", 1, minimum=1, maximum=MAX_WORKERS)
+    # 0 is Pulumi.yaml's "unset" (an integer key needs a default): follow workerCount.
+    minimum = reader.integer("workerMinCount", 0, minimum=0, maximum=MAX_WORKERS) or worker_count
+    maximum = reader.integer("workerMaxCount", 0, minimum=0, maximum=MAX_WORKERS) or minimum
+    if maximum < minimum:
+        raise ConfigError("workerMaxCount", maximum,
+                          f"a whole number from workerMinCount ({minimum}) to {MAX_WORKERS}")
+    if not minimum <= worker_count <= maximum:
+        raise ConfigError("workerCount", worker_count,
+                          f"a whole number from workerMinCount ({minimum}) to workerMaxCount "
+                          f"({maximum}): the service starts there before scaling takes over")
+    email = reader.string("alarmEmail")
+    if email is not None and (len(email) > 254 or not EMAIL.match(email)):
+        raise ConfigError("alarmEmail", email, "an email address, e.g. oncall@example.com, or "
+                          "unset for no subscription")
+    return OperationsSettings(
+        worker_min_count=minimum,
+        worker_max_count=maximum,
+        # Above 90% a task has no headroom left before the next scale-out lands; below 10% the
+        # service would scale on noise.
+        scaling_cpu_target_percent=reader.integer("scalingCpuTargetPercent", 60, minimum=10,
+                                                  maximum=90),
+        scaling_memory_target_percent=reader.integer("scalingMemoryTargetPercent", 70,
+                                                     minimum=10, maximum=90),
+        container_insights=reader.choice(  # type: ignore[arg-type]
+            "containerInsights", "enabled", CONTAINER_INSIGHTS),
+        alarm_email=email,
+        alarm_cpu_high_percent=reader.integer("alarmCpuHighPercent", 85, minimum=1, maximum=100),
+        alarm_memory_high_percent=reader.integer("alarmMemoryHighPercent", 85, minimum=1,
+                                                 maximum=100),
+        alarm_evaluation_minutes=reader.integer("alarmEvaluationMinutes", 5, minimum=1,
+                                                maximum=60),
+    )

@@ -15,6 +15,8 @@ from components.secret import PrefectSecret, PrefectSecretArgs
 from components.settings import Settings
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker import PrefectWorker, WorkerArgs
+from components.alarms import AlarmsArgs, WorkerAlarms
+from components.scaling import ScalingArgs, WorkerScaling
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Stack:
     events: EcsEvents
     # None when manageWorkPool is false: the pool is someone else's.
     work_pool: Optional[WorkPool]
+    alarms: Optional[WorkerAlarms] = None
+    scaling: Optional[WorkerScaling] = None
 
     def job_variables(self) -> pulumi.Output[dict[str, Any]]:
         """The ECS work pool's job variables that put flow runs in this stack's cluster, subnets,
@@ -57,7 +61,16 @@ class Stack:
             "workPoolJobVariables": self.job_variables(),
             "workPoolManaged": self.work_pool is not None,
             "ecsEventsQueueUrl": self.events.queue.url,
+            **self.operations_exports(),
         }
+
+    def operations_exports(self) -> dict[str, Any]:
+        exports: dict[str, Any] = {}
+        if self.alarms is not None:
+            exports["alarmTopicArn"] = self.alarms.topic.arn
+        if self.scaling is not None:
+            exports["workerScalingResourceId"] = self.scaling.target.resource_id
+        return exports
 
 
 def build_stack(settings: Settings) -> Stack:
@@ -138,5 +151,44 @@ def build_stack(settings: Settings) -> Stack:
         tags=tags,
         events_queue_name=settings.events_queue_name,
         depends_on=[events, *([work_pool] if work_pool else [])],
+        container_insights=settings.operations.container_insights,
+        autoscaling=settings.operations.autoscaling,
     ))
-    return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool)
+    alarms, scaling = build_operations(settings, iam, worker,
+                                       dead_letter_queue_name=events.dead_letter_queue.name)
+    return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
+                 alarms, scaling)
+
+
+def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
+                     dead_letter_queue_name: Optional[pulumi.Input[str]] = None,
+                     ) -> tuple[WorkerAlarms, Optional[WorkerScaling]]:
+    """Alarms always; scaling when workerMaxCount exceeds workerMinCount. The events queue's
+    dead-letter queue, when the stack has one, is passed in for its alarm."""
+    ops = settings.operations
+    alarms = WorkerAlarms("alarms", AlarmsArgs(
+        prefix=settings.prefix,
+        context=iam.context,
+        cluster_name=worker.cluster.name,
+        cluster_arn=worker.cluster.arn,
+        service_name=worker.service.name,
+        service_arn=worker.service.arn,
+        container_insights=ops.container_insights == "enabled",
+        email=ops.alarm_email,
+        cpu_high_percent=ops.alarm_cpu_high_percent,
+        memory_high_percent=ops.alarm_memory_high_percent,
+        evaluation_minutes=ops.alarm_evaluation_minutes,
+        tags=settings.tags,
+        dead_letter_queue_name=dead_letter_queue_name,
+    ))
+    scaling = None
+    if ops.autoscaling:
+        scaling = WorkerScaling("scaling", ScalingArgs(
+            cluster_name=worker.cluster.name,
+            service_name=worker.service.name,
+            min_count=ops.worker_min_count,
+            max_count=ops.worker_max_count,
+            cpu_target_percent=ops.scaling_cpu_target_percent,
+            memory_target_percent=ops.scaling_memory_target_percent,
+        ))
+    return alarms, scaling

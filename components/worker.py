@@ -51,6 +51,20 @@ class WorkerArgs:
     events_queue_name: Optional[str] = None
     # What must exist before a worker starts polling: its work pool, its events queue.
     depends_on: Sequence[pulumi.Resource] = ()
+    container_insights: str = "enabled"
+    # Application Auto Scaling owns desiredCount; `pulumi up` must not reset it to desired_count.
+    autoscaling: bool = False
+
+
+# Prefect's logging.yml ships a `json` formatter (prefect.logging.formatters.JsonFormatter) and
+# reads PREFECT_LOGGING_<PATH>_<TO>_<KEY> overrides from the environment, so a stock image logs
+# one JSON object a line with no config file. The worker copies its PREFECT_* settings into the
+# flow-run tasks it starts, so flow runs log JSON too. COLORS off keeps ANSI codes out.
+JSON_LOGGING_ENVIRONMENT = (
+    ("PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER", "json"),
+    ("PREFECT_LOGGING_HANDLERS_DEBUG_FORMATTER", "json"),
+    ("PREFECT_LOGGING_COLORS", "false"),
+)
 
 
 def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]:
@@ -82,6 +96,7 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
                 {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION",
                  "value": args.region},
             ] if args.events_queue_name else []),
+            *({"name": key, "value": value} for key, value in JSON_LOGGING_ENVIRONMENT),
         ],
         "secrets": [{"name": args.credential_env_name, "valueFrom": args.credential_secret_arn}],
         "logConfiguration": {
@@ -99,7 +114,9 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
             "retries": 3,
             "startPeriod": 60,
         },
-        # An init process forwards SIGTERM so the worker stops cleanly on deploys and scale-in.
+        # An init process forwards SIGTERM so the worker stops cleanly on deploys and scale-in:
+        # the Prefect CLI turns SIGTERM into SIGINT and the worker leaves its poll loop; 60 s
+        # lets an in-flight RunTask call finish before ECS sends SIGKILL (Fargate allows 120).
         "linuxParameters": {"initProcessEnabled": True},
         "stopTimeout": 60,
     }])
@@ -119,7 +136,8 @@ class PrefectWorker(pulumi.ComponentResource):
         self.cluster = aws.ecs.Cluster(
             f"{name}-cluster",
             name=args.cluster_name,
-            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights",
+                                                 value=args.container_insights)],
             tags=tags,
             opts=child,
         )
@@ -175,7 +193,8 @@ class PrefectWorker(pulumi.ComponentResource):
             wait_for_steady_state=True,
             tags=tags,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[capacity_providers, *args.depends_on]),
+                parent=self, depends_on=[capacity_providers, *args.depends_on],
+                ignore_changes=["desiredCount"] if args.autoscaling else None),
         )
 
         self.register_outputs({

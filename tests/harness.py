@@ -149,6 +149,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["revision"] = 1
         elif typ == "aws:ecs/service:Service":
             resource_id = _arn("ecs", f"service/{name}")
+            outputs["arn"] = resource_id
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             outputs["arn"] = _arn("logs", f"log-group:{name}")
         elif typ == "aws:sqs/queue:Queue":
@@ -161,6 +162,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "aws:ec2/securityGroup:SecurityGroup":
             resource_id = self._id("sg")
             outputs["arn"] = _arn("ec2", f"security-group/{resource_id}")
+        elif typ == "aws:kms/key:Key":
+            resource_id = self._id("key")
+            outputs.update(keyId=resource_id, arn=_arn("kms", f"key/{resource_id}"))
+        elif typ in ("aws:sns/topic:Topic", "aws:sqs/queue:Queue"):
+            outputs["arn"] = _arn(typ.split(":")[1].split("/")[0], name)
+        elif typ == "aws:cloudwatch/eventRule:EventRule":
+            outputs["arn"] = _arn("events", f"rule/{name}")
         return resource_id, {**inputs, **outputs}
 
     def call(self, args: pulumi.runtime.MockCallArgs):

@@ -1,0 +1,245 @@
+"""The stack's security invariants as plain functions.
+
+Each resource rule takes a resource's type token and its properties as the engine names them
+(camelCase, the shape both Pulumi's policy SDK and the mock engine give) and returns violation
+messages; the stack rule takes every resource at once. The same functions run in CrossGuard
+(`worker_pack.py`) and in the unit tests over every stack file, so a violation fails the tests even
+where no Pulumi CLI is installed. This module imports nothing outside the standard library: the
+policy pack runs in its own virtualenv.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+Props = Mapping[str, Any]
+
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+SERVICE = "aws:ecs/service:Service"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+SECRET = "aws:secretsmanager/secret:Secret"
+NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
+AWSX_VPC = "awsx:ec2:Vpc"
+ROLE = "aws:iam/role:Role"
+POLICY_DOCUMENT_PROPS = {
+    "aws:iam/rolePolicy:RolePolicy": ("policy",),
+    "aws:iam/policy:Policy": ("policy",),
+    "aws:iam/userPolicy:UserPolicy": ("policy",),
+    "aws:iam/groupPolicy:GroupPolicy": ("policy",),
+    ROLE: ("assumeRolePolicy",),
+}
+
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|AUTH|CREDENTIAL", re.IGNORECASE)
+ANYWHERE = {"0.0.0.0/0", "::/0"}
+SECRETS_MANAGER_RECOVERY_DAYS = range(7, 31)
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ResourceRule:
+    name: str
+    description: str
+    types: tuple[str, ...]
+    check: Callable[[str, Props], list[str]]
+
+    def __call__(self, type_: str, props: Props) -> list[str]:
+        return self.check(type_, props) if type_ in self.types else []
+
+
+@dataclass(frozen=True)
+class StackRule:
+    name: str
+    description: str
+    check: Callable[[Sequence[tuple[str, Props]]], list[str]]
+
+    def __call__(self, resources: Sequence[tuple[str, Props]]) -> list[str]:
+        return self.check(resources)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _containers(props: Props) -> list[dict[str, Any]]:
+    return _as_list(_json(props.get("containerDefinitions")))
+
+
+def _statements(props: Props, keys: Iterable[str]) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = []
+    for key in keys:
+        document = _json(props.get(key))
+        if document:
+            statements += _as_list(document.get("Statement"))
+    for inline in _as_list(props.get("inlinePolicies")):
+        document = _json(inline.get("policy"))
+        if document:
+            statements += _as_list(document.get("Statement"))
+    return [s for s in statements if s.get("Effect") == "Allow"]
+
+
+def _documents(type_: str, props: Props) -> list[dict[str, Any]]:
+    return _statements(props, POLICY_DOCUMENT_PROPS.get(type_, ()))
+
+
+# --- the rules -------------------------------------------------------------------------------
+
+def no_secret_in_container_environment(type_: str, props: Props) -> list[str]:
+    return [
+        f"container {c.get('name')!r} has {e.get('name')!r} in plain `environment`: pass it "
+        "through `secrets` (Secrets Manager) instead"
+        for c in _containers(props) for e in _as_list(c.get("environment"))
+        if SECRET_NAME.search(str(e.get("name", "")))
+    ]
+
+
+def no_iam_star_action(type_: str, props: Props) -> list[str]:
+    """IAM identity and trust policies. A KMS key policy is not one: its root statement is AWS's
+    default `kms:*`, which hands the key to the account's IAM policies."""
+    violations = []
+    for statement in _documents(type_, props):
+        if "NotAction" in statement:
+            violations.append(f"statement {statement.get('Sid', '')!r} allows NotAction: every "
+                              "action but a few")
+        for action in _as_list(statement.get("Action")):
+            if action == "*" or str(action).endswith(":*"):
+                violations.append(f"statement {statement.get('Sid', '')!r} allows {action!r}: "
+                                  "name the actions")
+    return violations
+
+
+def pass_role_scoped_to_a_service(type_: str, props: Props) -> list[str]:
+    violations = []
+    for statement in _documents(type_, props):
+        actions = _as_list(statement.get("Action"))
+        if not any(a in ("iam:PassRole", "iam:*", "*") for a in actions):
+            continue
+        conditions = statement.get("Condition") or {}
+        scoped = any("iam:PassedToService" in (block or {}) for block in conditions.values())
+        if not scoped:
+            violations.append(f"statement {statement.get('Sid', '')!r} passes roles without an "
+                              "iam:PassedToService condition")
+        if "*" in _as_list(statement.get("Resource")):
+            violations.append(f"statement {statement.get('Sid', '')!r} passes any role ('*')")
+    return violations
+
+
+def _ingress_sources(type_: str, props: Props) -> list[tuple[str, set[str]]]:
+    if type_ == SECURITY_GROUP:
+        return [(str(rule.get("description") or rule.get("fromPort")),
+                 set(_as_list(rule.get("cidrBlocks"))) | set(_as_list(rule.get("ipv6CidrBlocks"))))
+                for rule in _as_list(props.get("ingress"))]
+    if type_ == SECURITY_GROUP_RULE and props.get("type") == "ingress":
+        return [(str(props.get("description") or props.get("fromPort")),
+                 set(_as_list(props.get("cidrBlocks"))) | set(_as_list(props.get("ipv6CidrBlocks"))))]
+    if type_ == INGRESS_RULE:
+        return [(str(props.get("description") or props.get("fromPort")),
+                 {props.get("cidrIpv4"), props.get("cidrIpv6")} - {None})]
+    return []
+
+
+def no_ingress_from_anywhere(type_: str, props: Props) -> list[str]:
+    return [f"ingress {label!r} is open to {sorted(sources & ANYWHERE)}: the worker takes no "
+            "inbound traffic" for label, sources in _ingress_sources(type_, props)
+            if sources & ANYWHERE]
+
+
+def log_retention_set(type_: str, props: Props) -> list[str]:
+    days = props.get("retentionInDays")
+    if not days:
+        return ["log group keeps logs forever: set retentionInDays"]
+    return []
+
+
+def image_pinned(type_: str, props: Props) -> list[str]:
+    violations = []
+    for container in _containers(props):
+        image = str(container.get("image", ""))
+        name = image.split("@", 1)[0]
+        last = name.rsplit("/", 1)[-1]
+        tag = last.rsplit(":", 1)[1] if ":" in last else None
+        if not DIGEST.search(image) and (tag is None or tag.startswith("latest")):
+            violations.append(f"container {container.get('name')!r} runs {image!r}: pin a tag "
+                              "other than latest*, or a digest")
+    return violations
+
+
+def secret_has_recovery_window(type_: str, props: Props) -> list[str]:
+    days = props.get("recoveryWindowInDays")
+    # Unset, Secrets Manager applies its default of 30 days; 0 deletes at once.
+    if days is not None and int(days) not in SECRETS_MANAGER_RECOVERY_DAYS:
+        return [f"recoveryWindowInDays is {days!r}: 7 to 30 days, so a deleted credential can be "
+                "restored"]
+    return []
+
+
+def _private_mode(resources: Sequence[tuple[str, Props]]) -> bool:
+    """A stack with a NAT gateway routes its worker through it: awsx's NAT gateways under the real
+    engine, or the awsx VPC's NAT strategy where its children are not visible (mocks)."""
+    for type_, props in resources:
+        if type_ == NAT_GATEWAY:
+            return True
+        if type_ == AWSX_VPC:
+            strategy = (props.get("natGateways") or {}).get("strategy", "OnePerAz")
+            if strategy != "None":
+                return True
+    return False
+
+
+def worker_has_no_public_ip_in_private_modes(resources: Sequence[tuple[str, Props]]) -> list[str]:
+    if not _private_mode(resources):
+        return []
+    return [f"service {props.get('name') or '(unnamed)'} assigns a public IP although the stack "
+            "has NAT gateways: keep the worker in private subnets"
+            for type_, props in resources if type_ == SERVICE
+            if (props.get("networkConfiguration") or {}).get("assignPublicIp")]
+
+
+IAM_TYPES = tuple(POLICY_DOCUMENT_PROPS)
+RESOURCE_RULES: tuple[ResourceRule, ...] = (
+    ResourceRule("no-secret-in-container-environment",
+                 "Credentials reach containers through `secrets`, never plain `environment`.",
+                 (TASK_DEFINITION,), no_secret_in_container_environment),
+    ResourceRule("no-iam-star-action", "IAM statements name their actions: no '*', 'svc:*' or "
+                 "NotAction.", IAM_TYPES, no_iam_star_action),
+    ResourceRule("pass-role-scoped-to-a-service",
+                 "iam:PassRole names its roles and carries an iam:PassedToService condition.",
+                 IAM_TYPES, pass_role_scoped_to_a_service),
+    ResourceRule("no-ingress-from-anywhere",
+                 "No security group takes inbound traffic from 0.0.0.0/0 or ::/0.",
+                 (SECURITY_GROUP, SECURITY_GROUP_RULE, INGRESS_RULE), no_ingress_from_anywhere),
+    ResourceRule("log-retention-set", "Every log group expires its logs.", (LOG_GROUP,),
+                 log_retention_set),
+    ResourceRule("image-pinned", "Containers run an image pinned by tag (not latest*) or digest.",
+                 (TASK_DEFINITION,), image_pinned),
+    ResourceRule("secret-has-recovery-window",
+                 "Secrets can be restored for 7 to 30 days after deletion.", (SECRET,),
+                 secret_has_recovery_window),
+)
+STACK_RULES: tuple[StackRule, ...] = (
+    StackRule("worker-has-no-public-ip-in-private-modes",
+              "With NAT gateways the worker service assigns no public IP.",
+              worker_has_no_public_ip_in_private_modes),
+)
+
+
+def evaluate(resources: Sequence[tuple[str, Props]]) -> dict[str, list[str]]:
+    """Every rule over every resource: rule name -> violations (empty when it holds)."""
+    results: dict[str, list[str]] = {}
+    for rule in RESOURCE_RULES:
+        results[rule.name] = [f"{type_}: {message}" for type_, props in resources
+                              for message in rule(type_, props)]
+    for stack_rule in STACK_RULES:
+        results[stack_rule.name] = stack_rule(resources)
+    return results

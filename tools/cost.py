@@ -1,0 +1,245 @@
+"""An estimated monthly bill for what a stack declares, from the price table in `pricing/`.
+
+The input is the list of declared resources (type token, engine-shaped inputs) that the mock
+engine records, so the estimate prices the declaration, not what runs in an account. Under mocks
+awsx's VPC is a remote component whose children (NAT gateways, Elastic IPs) are not declared in
+this process, so their number is derived from its inputs: one NAT gateway and one public IPv4
+address for `Single`, one each per AZ for `OnePerAz`, none for `None`. A worker task in a public
+subnet (`assignPublicIp`) holds a public IPv4 address of its own.
+
+With autoscaling the service is priced at its minimum (steady state) and the maximum is shown as
+the ceiling. Flow-run tasks are priced by use and are not part of the stack's fixed cost.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PRICES = ROOT / "pricing" / "us-east-1.json"
+
+Resource = tuple[str, Mapping[str, Any]]
+
+AWSX_VPC = "awsx:ec2:Vpc"
+NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
+EIP = "aws:ec2/eip:Eip"
+SERVICE = "aws:ecs/service:Service"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+SCALING_TARGET = "aws:appautoscaling/target:Target"
+CLUSTER = "aws:ecs/cluster:Cluster"
+SECRET = "aws:secretsmanager/secret:Secret"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+KMS_KEY = "aws:kms/key:Key"
+QUEUE = "aws:sqs/queue:Queue"
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    region: str
+    as_of: str
+    prices: Mapping[str, float]
+    assumptions: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_PRICES) -> "PriceTable":
+        data = json.loads(path.read_text())
+        return cls(data["region"], data["as_of"], data["prices"], data["assumptions"],
+                   data["sources"])
+
+    def __getitem__(self, key: str) -> float:
+        return float(self.prices[key])
+
+    def assume(self, key: str) -> float:
+        return float(self.assumptions[key])
+
+
+@dataclass(frozen=True)
+class LineItem:
+    item: str
+    quantity: float
+    unit: str
+    unit_price: float
+    monthly: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    items: tuple[LineItem, ...]
+    ceiling_extra: float = 0.0
+    ceiling_note: str = ""
+
+    @property
+    def total(self) -> float:
+        return round(sum(item.monthly for item in self.items), 2)
+
+    @property
+    def ceiling(self) -> float:
+        return round(self.total + self.ceiling_extra, 2)
+
+
+def _of(resources: Sequence[Resource], type_: str) -> list[Mapping[str, Any]]:
+    return [props for t, props in resources if t == type_]
+
+
+def nat_gateway_count(resources: Sequence[Resource]) -> int:
+    """NAT gateways declared outright (real engine) or implied by the awsx VPC (mocks)."""
+    explicit = len(_of(resources, NAT_GATEWAY))
+    if explicit:
+        return explicit
+    count = 0
+    for vpc in _of(resources, AWSX_VPC):
+        strategy = (vpc.get("natGateways") or {}).get("strategy", "OnePerAz")
+        azs = int(vpc.get("numberOfAvailabilityZones", 3))
+        count += {"None": 0, "Single": 1, "OnePerAz": azs}[strategy]
+    return count
+
+
+@dataclass(frozen=True)
+class WorkerShape:
+    vcpu: float
+    memory_gb: float
+    arm: bool
+    spot: bool
+    tasks: int
+    max_tasks: int
+    public_ip: bool
+
+
+def worker_shape(resources: Sequence[Resource]) -> Optional[WorkerShape]:
+    services, definitions = _of(resources, SERVICE), _of(resources, TASK_DEFINITION)
+    if not services or not definitions:
+        return None
+    service, definition = services[0], definitions[0]
+    strategies = service.get("capacityProviderStrategies") or [{}]
+    platform = definition.get("runtimePlatform") or {}
+    tasks = int(service.get("desiredCount", 1))
+    max_tasks = tasks
+    for target in _of(resources, SCALING_TARGET):
+        tasks, max_tasks = int(target["minCapacity"]), int(target["maxCapacity"])
+    return WorkerShape(
+        vcpu=int(definition["cpu"]) / 1024,
+        memory_gb=int(definition["memory"]) / 1024,
+        arm=platform.get("cpuArchitecture") == "ARM64",
+        spot=strategies[0].get("capacityProvider") == "FARGATE_SPOT",
+        tasks=tasks,
+        max_tasks=max_tasks,
+        public_ip=bool((service.get("networkConfiguration") or {}).get("assignPublicIp")),
+    )
+
+
+def task_month(shape: WorkerShape, prices: PriceTable) -> float:
+    """One worker task for a month on its capacity provider and architecture."""
+    arch = "arm" if shape.arm else "x86"
+    hours = prices.assume("hours_per_month")
+    hourly = (shape.vcpu * prices[f"fargate_{arch}_vcpu_hour"]
+              + shape.memory_gb * prices[f"fargate_{arch}_gb_hour"])
+    discount = prices.assume("fargate_spot_discount") if shape.spot else 0.0
+    return hourly * hours * (1 - discount)
+
+
+def _alarm_metrics(alarm: Mapping[str, Any]) -> int:
+    """A metric-math alarm is billed per metric it reads."""
+    queries = alarm.get("metricQueries") or []
+    return sum(1 for q in queries if q.get("metric")) or 1
+
+
+def _insights_enabled(cluster: Mapping[str, Any]) -> bool:
+    return any(s.get("name") == "containerInsights" and s.get("value") in ("enabled", "enhanced")
+               for s in cluster.get("settings") or [])
+
+
+def estimate(resources: Sequence[Resource], prices: Optional[PriceTable] = None) -> Estimate:
+    prices = prices or PriceTable.load()
+    hours = prices.assume("hours_per_month")
+    items: list[LineItem] = []
+
+    def add(item: str, quantity: float, unit: str, price_key: str, factor: float = 1.0) -> None:
+        if quantity:
+            unit_price = prices[price_key]
+            items.append(LineItem(item, quantity, unit, unit_price,
+                                  round(quantity * unit_price * factor, 6)))
+
+    shape = worker_shape(resources)
+    workers = shape.tasks if shape else 0
+    nat = nat_gateway_count(resources)
+    add("NAT gateway hours", nat * hours, "hour", "nat_gateway_hour")
+    add("NAT gateway data processed", workers * prices.assume("nat_gb_per_worker_month") if nat else 0,
+        "GB", "nat_gateway_gb_processed")
+    public_ips = len(_of(resources, EIP)) or nat
+    if shape and shape.public_ip:
+        public_ips += shape.tasks
+    add("Public IPv4 address hours", public_ips * hours, "hour", "public_ipv4_hour")
+
+    ceiling_extra, ceiling_note = 0.0, ""
+    if shape:
+        arch = "ARM64" if shape.arm else "X86_64"
+        kind = "Spot" if shape.spot else "on demand"
+        per_task = task_month(shape, prices)
+        items.append(LineItem(
+            f"Fargate worker {shape.vcpu:g} vCPU / {shape.memory_gb:g} GB {arch} {kind}",
+            shape.tasks, "task-month", round(per_task, 4), round(per_task * shape.tasks, 4)))
+        if shape.max_tasks > shape.tasks:
+            extra = shape.max_tasks - shape.tasks
+            ceiling_extra = per_task * extra
+            if shape.public_ip:
+                ceiling_extra += extra * hours * prices["public_ipv4_hour"]
+            ceiling_note = f"autoscaling up to {shape.max_tasks} tasks"
+
+    add("Secrets Manager secrets", len(_of(resources, SECRET)), "secret-month",
+        "secrets_manager_secret_month")
+    log_groups = _of(resources, LOG_GROUP)
+    if log_groups and workers:
+        ingest = workers * prices.assume("log_gb_per_worker_month")
+        add("CloudWatch Logs ingested", ingest, "GB", "cloudwatch_logs_ingest_gb")
+        # Steady state: retention days' worth of logs are stored, at most a year's priced here.
+        retention = min(int(g.get("retentionInDays") or 365) for g in log_groups)
+        add("CloudWatch Logs stored", round(ingest * min(retention, 365) / 30, 3), "GB-month",
+            "cloudwatch_logs_storage_gb_month")
+
+    insights_metrics = 0
+    for cluster in _of(resources, CLUSTER):
+        if _insights_enabled(cluster):
+            insights_metrics += int(
+                prices.assume("container_insights_metrics_per_cluster")
+                + prices.assume("container_insights_metrics_per_service") * len(_of(resources, SERVICE))
+                + prices.assume("container_insights_metrics_per_task_family")
+                * prices.assume("container_insights_task_families"))
+    add("Container Insights metrics", insights_metrics, "metric-month", "cloudwatch_metric_month")
+    add("CloudWatch alarm metrics", sum(_alarm_metrics(a) for a in _of(resources, ALARM)),
+        "metric-month", "cloudwatch_alarm_metric_month")
+    add("KMS customer managed keys", len(_of(resources, KMS_KEY)), "key-month", "kms_key_month")
+    queues = len(_of(resources, QUEUE))
+    if queues and workers:
+        add("SQS requests (observer polling)",
+            workers * prices.assume("sqs_requests_per_worker_month") / 1e6, "million requests",
+            "sqs_million_requests")
+    return Estimate(tuple(items), round(ceiling_extra, 2), ceiling_note)
+
+
+def ratio(cost: float, baseline: float) -> float:
+    return round(cost / baseline, 3)
+
+
+def render(estimate_: Estimate, prices: PriceTable) -> list[str]:
+    lines = [f"Estimated monthly cost, {prices.region} list prices of {prices.as_of} "
+             "(pricing/{0}.json):".format(prices.region)]
+    for item in estimate_.items:
+        lines.append(f"  {item.item:<52} {item.quantity:>10.3f} {item.unit:<16} "
+                     f"x ${item.unit_price:<9g} = ${item.monthly:>8.2f}")
+    lines.append(f"  {'Total':<52} {'':>10} {'':<16}   {'':<10}  ${estimate_.total:>8.2f}")
+    if estimate_.ceiling_extra:
+        lines.append(f"  Ceiling with {estimate_.ceiling_note}: ${estimate_.ceiling:.2f}")
+    return lines
+
+
+def items_by_name(estimate_: Estimate) -> dict[str, LineItem]:
+    return {item.item: item for item in estimate_.items}
+
+
+def total_of(resources: Iterable[Resource], prices: Optional[PriceTable] = None) -> float:
+    return estimate(list(resources), prices).total
