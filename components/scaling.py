@@ -19,7 +19,7 @@ With two policies, Application Auto Scaling scales out if either asks and in onl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -37,6 +37,7 @@ class ScalingArgs:
     max_count: int
     cpu_target_percent: int
     memory_target_percent: int
+    tags: Mapping[str, str]
 
 
 class WorkerScaling(pulumi.ComponentResource):
@@ -57,6 +58,7 @@ class WorkerScaling(pulumi.ComponentResource):
                                              args.service_name),
             min_capacity=args.min_count,
             max_capacity=args.max_count,
+            tags=dict(args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.cpu_policy = self._policy(name, "cpu", "ECSServiceAverageCPUUtilization",

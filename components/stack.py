@@ -190,5 +190,6 @@ def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
             max_count=ops.worker_max_count,
             cpu_target_percent=ops.scaling_cpu_target_percent,
             memory_target_percent=ops.scaling_memory_target_percent,
+            tags=settings.tags,
         ))
     return alarms, scaling

@@ -52,8 +52,9 @@ def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_and_eventbridge_may_use(
 def test_topic_policy_lets_only_this_stacks_rules_and_alarms_publish(stack):
     evaluation = evaluated(stack)
     statements = policy(evaluation.one("aws:sns/topicPolicy:TopicPolicy"))["Statement"]
+    # The rules that target the topic; the events queue's rule targets SQS, not this topic.
     rule_arns = sorted(f"arn:aws:events:us-east-1:123456789012:rule/{r.inputs['name']}"
-                       for r in evaluation.of_type(RULE))
+                       for r in evaluation.of_type(RULE) if r.name.startswith("alarms-"))
     by_principal = {s["Principal"]["Service"]: s for s in statements}
     assert set(by_principal) == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
     events = by_principal["events.amazonaws.com"]
@@ -118,14 +119,14 @@ def test_dev_saves_container_insights_and_keeps_the_service_event_rule():
     assert evaluation.one("aws:ecs/cluster:Cluster").inputs["settings"] == [
         {"name": "containerInsights", "value": "disabled"}]
     assert f"{PROJECT}-dev-running-below-desired" not in alarms_by_name(evaluation)
-    rule = next(r for r in evaluation.of_type(RULE) if r.inputs["name"].endswith("service-problem"))
+    rule = evaluation.one(RULE, "alarms-worker-service-problem")
     pattern = json.loads(rule.inputs["eventPattern"])
     assert pattern["detail"]["eventType"] == ["WARN", "ERROR"]
 
 
 def test_flow_run_rule_fires_on_a_non_zero_exit_in_this_cluster_only():
     evaluation = evaluated("prod")
-    rule = next(r for r in evaluation.of_type(RULE) if r.inputs["name"].endswith("flow-run-failed"))
+    rule = evaluation.one(RULE, "alarms-flow-run-failed")
     pattern = json.loads(rule.inputs["eventPattern"])
     assert pattern == flow_run_failure_pattern(evaluation.exports["clusterArn"])
     assert matches(pattern, task_stopped([1]))

@@ -78,8 +78,8 @@ def test_dev_pays_for_its_workers_public_address_and_no_nat():
 
 def test_metric_math_alarm_is_billed_per_metric_it_reads():
     items = items_by_name(estimate(declared(evaluated("prod")), PRICES))
-    # CPU and memory alarms, plus running-below-desired reading two metrics.
-    assert items["CloudWatch alarm metrics"].quantity == 4
+    # CPU, memory and dead-letter-queue alarms, plus running-below-desired reading two metrics.
+    assert items["CloudWatch alarm metrics"].quantity == 5
 
 
 def test_autoscaling_prices_the_minimum_and_shows_the_maximum_as_ceiling():

@@ -10,6 +10,7 @@ from tests.harness import ACCOUNT, PROJECT, REGION, policy, stack_names, worker_
 
 QUEUE = "aws:sqs/queue:Queue"
 RULE = "aws:cloudwatch/eventRule:EventRule"
+TASK_STATE_RULE = "ecs-events-task-state"
 
 def queues(evaluation):
     return {q.name: q for q in evaluation.of_type(QUEUE)}
@@ -31,20 +32,20 @@ def test_events_queue_is_encrypted_with_a_dead_letter_queue(evaluated, stack):
 @pytest.mark.parametrize("stack", stack_names())
 def test_rule_matches_task_state_changes_of_this_cluster_only(evaluated, stack):
     evaluation = evaluated(stack)
-    pattern = json.loads(evaluation.one(RULE).inputs["eventPattern"])
+    pattern = json.loads(evaluation.one(RULE, TASK_STATE_RULE).inputs["eventPattern"])
     assert pattern == {
         "source": ["aws.ecs"],
         "detail-type": ["ECS Task State Change"],
         "detail": {"clusterArn": [evaluation.exports["clusterArn"]]},
     }
-    target = evaluation.one("aws:cloudwatch/eventTarget:EventTarget")
+    target = evaluation.one("aws:cloudwatch/eventTarget:EventTarget", "ecs-events-to-queue")
     assert target.inputs["arn"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{PROJECT}-{stack}-ecs-events"
 
 
 def test_only_this_rule_may_send_to_the_queue(evaluated):
     evaluation = evaluated("staging")
     # Under mocks an auto-named resource is named after its logical name.
-    rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{evaluation.one(RULE).name}-"
+    rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{evaluation.one(RULE, TASK_STATE_RULE).name}-"
     document = policy(evaluation.one("aws:sqs/queuePolicy:QueuePolicy"))
     [statement] = document["Statement"]
     assert statement["Effect"] == "Allow"

@@ -27,8 +27,9 @@ EXPORTS = {
     "workerSecurityGroupId", "flowRunSecurityGroupId", "clusterName", "clusterArn", "serviceName",
     "taskDefinitionArn", "logGroupName", "credentialSecretArn", "executionRoleArn",
     "workerTaskRoleArn", "flowRunExecutionRoleArn", "flowRunTaskRoleArn", "workPoolName",
-    "workPoolJobVariables", "workPoolManaged", "ecsEventsQueueUrl",
+    "workPoolJobVariables", "workPoolManaged", "ecsEventsQueueUrl", "alarmTopicArn",
 }
+SCALING_TARGET = "aws:appautoscaling/target:Target"
 PREFECT_AWS = Path(importlib.util.find_spec("prefect_aws").origin).parent
 
 
@@ -107,11 +108,14 @@ def test_untaggable_types_are_the_ones_aws_cannot_tag(evaluated):
     untaggable = {r.type for r in evaluated("prod").resources
                   if r.type.startswith("aws:") and not is_taggable(r.type)}
     assert untaggable == {
+        "aws:appautoscaling/policy:Policy",
         "aws:cloudwatch/eventTarget:EventTarget",
         "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders",
         "aws:iam/rolePolicy:RolePolicy",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        "aws:kms/alias:Alias",
         "aws:secretsmanager/secretVersion:SecretVersion",
+        "aws:sns/topicPolicy:TopicPolicy",
         "aws:sqs/queuePolicy:QueuePolicy",
     }
 
@@ -119,7 +123,8 @@ def test_untaggable_types_are_the_ones_aws_cannot_tag(evaluated):
 @pytest.mark.parametrize("stack", stack_names())
 def test_every_export_is_present_and_none_is_secret(evaluated, stack):
     evaluation = evaluated(stack)
-    assert set(evaluation.exports) == EXPORTS
+    scaled = bool(evaluation.of_type(SCALING_TARGET))
+    assert set(evaluation.exports) == EXPORTS | ({"workerScalingResourceId"} if scaled else set())
     assert evaluation.secret_exports == set()
     assert all(value not in (None, "") for value in evaluation.exports.values())
     assert TEST_API_KEY not in json.dumps(evaluation.exports)

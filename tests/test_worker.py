@@ -94,13 +94,16 @@ def test_worker_command_polls_each_configured_work_queue():
                            "--with-healthcheck", "--no-create-pool-if-not-found"]
 
 
-def test_worker_environment_names_the_api_region_health_port_and_events_queue(evaluated):
+def test_worker_environment_names_the_api_region_health_port_events_queue_and_json_logs(evaluated):
     assert environment(worker_container(evaluated("dev"))) == {
         "PREFECT_API_URL": CLOUD_URL,
         "AWS_DEFAULT_REGION": "us-east-1",
         "PREFECT_WORKER_WEBSERVER_PORT": str(HEALTH_PORT),
         "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME": "prefect-ecs-worker-dev-ecs-events",
         "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION": "us-east-1",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER": "json",
+        "PREFECT_LOGGING_HANDLERS_DEBUG_FORMATTER": "json",
+        "PREFECT_LOGGING_COLORS": "false",
     }
 
 
