@@ -20,11 +20,13 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 	  || $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The mock tests spread over both cores; the ones with servers run in one process, sharing them.
 test: $(VENV)/.dev-installed $(LINT_TOOLS)  ## every test, including the ones that start moto and Prefect
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow" -n 2
+	$(PY) -m pytest -q -m slow
 
 test-unit: $(VENV)/.dev-installed  ## the fast mock tests only
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n 2
 
 test-slow: $(VENV)/.dev-installed  ## only the tests that start real servers
 	$(PY) -m pytest -q -m slow
