@@ -39,7 +39,7 @@ from tests.harness import PROJECT, WORK_POOL, Declared, Evaluation, is_secret_in
 # This program's own components group resources; AWS never sees them.
 COMPONENT_PREFIX = f"{PROJECT}:"
 # Ids the mocks invent are zero-padded counters (see RecordingMocks._id); moto's are random.
-MOCK_ID = re.compile(r"\b(vpc|subnet|sg)-0{8,}[0-9a-f]*\b")
+MOCK_ID = re.compile(r"\b(vpc|subnet|sg|key)-0{8,}[0-9a-f]*\b")
 AWS_MANAGED_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/(?:(.*)/)?([^/]+)$")
 
 
@@ -97,8 +97,9 @@ class Inputs:
         return sorted(set(self._values) - self._read)
 
 
-def aws_tags(tags: Optional[dict[str, str]]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in (tags or {}).items()]
+def aws_tags(tags: Optional[dict[str, str]], key: str = "Key", value: str = "Value"
+             ) -> list[dict[str, str]]:
+    return [{key: k, value: v} for k, v in (tags or {}).items()]
 
 
 def ecs_tags(tags: Optional[dict[str, str]]) -> list[dict[str, str]]:
@@ -138,6 +139,10 @@ class Replay:
                 config=Config(retries={"max_attempts": 1}),
             )
         return self._clients[service]
+
+    def account(self) -> str:
+        """The account the replay deploys as (moto's), the caller AWS checks policies against."""
+        return self.client("sts").get_caller_identity()["Account"]
 
     def map(self, mock_value: Any, real_value: Any) -> None:
         if isinstance(mock_value, str) and mock_value and mock_value != real_value:
@@ -593,12 +598,37 @@ def event_rule(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, 
     return {"name": request["Name"], "arn": arn}
 
 
+# What an input template may name besides its own input paths (EventBridge's predefined variables).
+EVENTBRIDGE_VARIABLES = {"aws.events.rule-arn", "aws.events.rule-name", "aws.events.event",
+                         "aws.events.event.json", "aws.events.event.ingestion-time"}
+
+
+def _input_transformer(resource: Declared, transformer: dict[str, Any]) -> dict[str, Any]:
+    """PutTargets refuses a template placeholder that no input path defines, and a path that is
+    not JSON path; moto checks neither."""
+    paths = transformer.get("inputPaths") or {}
+    template = transformer["inputTemplate"]
+    undefined = sorted(set(re.findall(r"<([^<>\s]+)>", template)) - set(paths)
+                       - EVENTBRIDGE_VARIABLES)
+    if undefined:
+        raise ReplayError(resource, f"ValidationException: the input template names {undefined}, "
+                                    f"which no input path defines")
+    not_paths = sorted(k for k, path in paths.items() if not str(path).startswith("$"))
+    if not_paths:
+        raise ReplayError(resource, f"ValidationException: input paths {not_paths} are not JSON "
+                                    f"paths")
+    return {"InputPathsMap": paths, "InputTemplate": template}
+
+
 def event_target(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     # Without a declared targetId the provider generates one; the logical name stands in.
     target = {"Id": inputs.get("targetId") or resource.name, "Arn": inputs.require("arn")}
     for key, api_key in (("roleArn", "RoleArn"), ("input", "Input"), ("inputPath", "InputPath")):
         if inputs.get(key) is not None:
             target[api_key] = inputs.get(key)
+    transformer = inputs.get("inputTransformer")
+    if transformer is not None:
+        target["InputTransformer"] = _input_transformer(resource, transformer)
     request: dict[str, Any] = {"Rule": inputs.require("rule"), "Targets": [target]}
     if inputs.get("eventBusName"):
         request["EventBusName"] = inputs.get("eventBusName")
@@ -606,6 +636,281 @@ def event_target(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str
     if response.get("FailedEntryCount"):
         raise ReplayError(resource, f"PutTargets refused: {response['FailedEntries']}")
     return {"rule": request["Rule"], "id": target["Id"], "arn": target["Arn"]}
+
+
+# --- alarms: KMS key, SNS topic, CloudWatch alarms ----------------------------------------------
+
+def _allows_account_to_manage_key(document: dict[str, Any], account: str) -> bool:
+    """CreateKey's lockout safety check, with the account as the caller: some statement lets the
+    account's principals change the key policy later."""
+    root = {f"arn:aws:iam::{account}:root", account}
+    for statement in document.get("Statement", []):
+        principals = (statement.get("Principal") or {})
+        principals = principals.get("AWS", []) if isinstance(principals, dict) else principals
+        principals = [principals] if isinstance(principals, str) else principals
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if (statement.get("Effect") == "Allow" and (root & set(principals) or "*" in principals)
+                and {"kms:*", "kms:PutKeyPolicy", "*"} & set(actions)):
+            return True
+    return False
+
+
+def kms_key(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    kms = replay.client("kms")
+    request: dict[str, Any] = {"Tags": aws_tags(inputs.get("tags"), "TagKey", "TagValue")}
+    for key, api_key in (("description", "Description"), ("keyUsage", "KeyUsage"),
+                         ("customerMasterKeySpec", "KeySpec"), ("multiRegion", "MultiRegion"),
+                         ("bypassPolicyLockoutSafetyCheck", "BypassPolicyLockoutSafetyCheck")):
+        if inputs.get(key) is not None:
+            request[api_key] = inputs.get(key)
+    document = inputs.get("policy")
+    if document is not None:
+        _check_policy_grammar(resource, document)
+        # moto stores any key policy; AWS refuses one that would lock the caller out of the key.
+        if not request.get("BypassPolicyLockoutSafetyCheck") and not _allows_account_to_manage_key(
+                json.loads(document), replay.account()):
+            raise ReplayError(resource, "MalformedPolicyDocumentException: the key policy would "
+                                        "not let the account change it later (CreateKey's lockout "
+                                        "safety check)")
+        request["Policy"] = document
+    # AWS accepts 7..30 days at ScheduleKeyDeletion, which the provider calls on delete.
+    window = inputs.integer("deletionWindowInDays")
+    if window is not None and not 7 <= window <= 30:
+        raise ReplayError(resource, f"deletionWindowInDays = {window} is outside 7..30")
+    metadata = kms.create_key(**request)["KeyMetadata"]
+    if inputs.get("enableKeyRotation"):
+        period = inputs.integer("rotationPeriodInDays")
+        kms.enable_key_rotation(KeyId=metadata["KeyId"],
+                                **({"RotationPeriodInDays": period} if period else {}))
+    else:
+        inputs.engine_side("rotationPeriodInDays")
+    if inputs.get("isEnabled", True) is False:
+        kms.disable_key(KeyId=metadata["KeyId"])
+    replay.map(resource.id, metadata["KeyId"])
+    replay.map(resource.outputs.get("keyId"), metadata["KeyId"])
+    replay.map(resource.outputs.get("arn"), metadata["Arn"])
+    return {"key_id": metadata["KeyId"], "arn": metadata["Arn"]}
+
+
+def kms_alias(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    name = inputs.require("name")
+    replay.client("kms").create_alias(AliasName=name, TargetKeyId=inputs.require("targetKeyId"))
+    return {"name": name}
+
+
+# Pulumi input -> SNS topic attribute; SNS takes every attribute as a string.
+SNS_TOPIC_ATTRIBUTES = {
+    "kmsMasterKeyId": "KmsMasterKeyId",
+    "displayName": "DisplayName",
+    "policy": "Policy",
+    "deliveryPolicy": "DeliveryPolicy",
+    "fifoTopic": "FifoTopic",
+    "contentBasedDeduplication": "ContentBasedDeduplication",
+    "signatureVersion": "SignatureVersion",
+    "tracingConfig": "TracingConfig",
+}
+
+
+def sns_topic(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    attributes = {attribute: _sqs_value(inputs.get(key))
+                  for key, attribute in SNS_TOPIC_ATTRIBUTES.items() if inputs.get(key) is not None}
+    if "Policy" in attributes:
+        _check_policy_grammar(resource, attributes["Policy"])
+    arn = replay.client("sns").create_topic(
+        Name=_physical_name(resource, inputs), Attributes=attributes,
+        Tags=aws_tags(inputs.get("tags")))["TopicArn"]
+    replay.map(resource.outputs.get("arn"), arn)
+    return {"arn": arn}
+
+
+def sns_topic_policy(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    """SetTopicAttributes(Policy): AWS checks the grammar; moto stores any string."""
+    document = inputs.require("policy")
+    _check_policy_grammar(resource, document)
+    replay.client("sns").set_topic_attributes(
+        TopicArn=inputs.require("arn"), AttributeName="Policy", AttributeValue=document)
+    return {}
+
+
+SNS_PROTOCOLS = ("http", "https", "email", "email-json", "sms", "sqs", "application", "lambda",
+                 "firehose")
+
+
+def sns_topic_subscription(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    protocol = inputs.require("protocol")
+    if protocol not in SNS_PROTOCOLS:
+        raise ReplayError(resource, f"InvalidParameter: protocol {protocol!r} is not one of "
+                                    f"{', '.join(SNS_PROTOCOLS)}")
+    attributes = {api_key: _sqs_value(inputs.get(key)) for key, api_key in (
+        ("rawMessageDelivery", "RawMessageDelivery"), ("filterPolicy", "FilterPolicy"),
+        ("filterPolicyScope", "FilterPolicyScope"), ("redrivePolicy", "RedrivePolicy"),
+        ("deliveryPolicy", "DeliveryPolicy")) if inputs.get(key) is not None}
+    # Provider-side: how long to wait for a confirmation, and whether the endpoint confirms itself.
+    inputs.engine_side("confirmationTimeoutInMinutes", "endpointAutoConfirms")
+    arn = replay.client("sns").subscribe(
+        TopicArn=inputs.require("topic"), Protocol=protocol, Endpoint=inputs.require("endpoint"),
+        Attributes=attributes, ReturnSubscriptionArn=True)["SubscriptionArn"]
+    return {"arn": arn}
+
+
+def _dimensions(dimensions: Optional[dict[str, str]]) -> list[dict[str, str]]:
+    return [{"Name": k, "Value": v} for k, v in (dimensions or {}).items()]
+
+
+def _check_alarm_period(resource: Declared, period: Optional[int]) -> None:
+    if period is not None and period not in (10, 20, 30) and period % 60:
+        raise ReplayError(resource, f"period {period} is not 10, 20, 30 or a multiple of 60, "
+                                    f"the periods PutMetricAlarm accepts")
+
+
+def _metric_queries(resource: Declared, queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metric math as PutMetricAlarm takes it, with the checks AWS makes and moto does not:
+    exactly one query returns data, and an expression reads only ids the alarm defines."""
+    ids = [q.get("id") for q in queries]
+    returning = [q.get("id") for q in queries if q.get("returnData")]
+    if len(returning) != 1:
+        raise ReplayError(resource, f"ValidationError: exactly one metric query must return data, "
+                                    f"{len(returning)} do ({returning})")
+    metrics = []
+    for query in queries:
+        metric: dict[str, Any] = {"Id": query["id"], "ReturnData": bool(query.get("returnData"))}
+        for key, api_key in (("label", "Label"), ("accountId", "AccountId")):
+            if query.get(key) is not None:
+                metric[api_key] = query[key]
+        if query.get("period") is not None:
+            metric["Period"] = int(query["period"])
+        if query.get("expression") is not None:
+            unknown = sorted(set(re.findall(r"\b[a-z][A-Za-z0-9_]*\b", query["expression"]))
+                             - set(ids))
+            if unknown:
+                raise ReplayError(resource, f"ValidationError: expression "
+                                            f"{query['expression']!r} reads {unknown}, which no "
+                                            f"metric query of this alarm defines")
+            metric["Expression"] = query["expression"]
+        stat = query.get("metric")
+        if stat is not None:
+            _check_alarm_period(resource, int(stat["period"]))
+            metric["MetricStat"] = {
+                "Metric": {"Namespace": stat.get("namespace"), "MetricName": stat["metricName"],
+                           "Dimensions": _dimensions(stat.get("dimensions"))},
+                "Period": int(stat["period"]), "Stat": stat["stat"],
+                **({"Unit": stat["unit"]} if stat.get("unit") else {}),
+            }
+        metrics.append(metric)
+    return metrics
+
+
+SINGLE_METRIC_INPUTS = ("namespace", "metricName", "dimensions", "statistic", "extendedStatistic",
+                        "period", "unit")
+
+
+def metric_alarm(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    evaluation_periods = inputs.integer("evaluationPeriods")
+    datapoints = inputs.integer("datapointsToAlarm")
+    request: dict[str, Any] = {
+        "AlarmName": _physical_name(resource, inputs),
+        "EvaluationPeriods": evaluation_periods,
+        "ComparisonOperator": inputs.require("comparisonOperator"),
+        "Tags": aws_tags(inputs.get("tags")),
+    }
+    for key, api_key in (("alarmDescription", "AlarmDescription"),
+                         ("actionsEnabled", "ActionsEnabled"), ("alarmActions", "AlarmActions"),
+                         ("okActions", "OKActions"),
+                         ("insufficientDataActions", "InsufficientDataActions"),
+                         ("threshold", "Threshold"), ("thresholdMetricId", "ThresholdMetricId"),
+                         ("treatMissingData", "TreatMissingData"),
+                         ("evaluateLowSampleCountPercentiles",
+                          "EvaluateLowSampleCountPercentile")):
+        if inputs.get(key) is not None:
+            request[api_key] = inputs.get(key)
+    if datapoints is not None:
+        if evaluation_periods is not None and datapoints > evaluation_periods:
+            raise ReplayError(resource, f"datapointsToAlarm {datapoints} exceeds "
+                                        f"evaluationPeriods {evaluation_periods}")
+        request["DatapointsToAlarm"] = datapoints
+    queries = inputs.get("metricQueries")
+    single = [key for key in SINGLE_METRIC_INPUTS if inputs.get(key) is not None]
+    if queries and single:
+        raise ReplayError(resource, f"InvalidParameterCombination: metricQueries with {single}; "
+                                    f"an alarm reads one metric or a metric math expression")
+    if queries:
+        request["Metrics"] = _metric_queries(resource, queries)
+    else:
+        period = inputs.integer("period")
+        _check_alarm_period(resource, period)
+        for key, api_key in (("namespace", "Namespace"), ("metricName", "MetricName"),
+                             ("statistic", "Statistic"), ("extendedStatistic",
+                                                          "ExtendedStatistic"),
+                             ("unit", "Unit")):
+            if inputs.get(key) is not None:
+                request[api_key] = inputs.get(key)
+        request.update(Dimensions=_dimensions(inputs.get("dimensions")), Period=period)
+    if "Threshold" not in request and "ThresholdMetricId" not in request:
+        raise ReplayError(resource, "declares neither threshold nor thresholdMetricId")
+    replay.client("cloudwatch").put_metric_alarm(
+        **{k: v for k, v in request.items() if v is not None})
+    return {"name": request["AlarmName"]}
+
+
+# --- Application Auto Scaling -----------------------------------------------------------------
+
+def _api_fields(value: Any) -> Any:
+    """A nested Pulumi input as the API's structure: camelCase keys to PascalCase, and whole
+    numbers (the engine's floats) to integers; botocore then checks every key and type."""
+    if isinstance(value, dict):
+        return {k[0].upper() + k[1:]: _api_fields(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_api_fields(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def scaling_target(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    """RegisterScalableTarget: moto checks that the ECS service exists; AWS also refuses a minimum
+    above the maximum."""
+    low, high = inputs.integer("minCapacity"), inputs.integer("maxCapacity")
+    if low is not None and high is not None and low > high:
+        raise ReplayError(resource, f"ValidationException: minCapacity {low} is above "
+                                    f"maxCapacity {high}")
+    request: dict[str, Any] = {
+        "ServiceNamespace": inputs.require("serviceNamespace"),
+        "ResourceId": inputs.require("resourceId"),
+        "ScalableDimension": inputs.require("scalableDimension"),
+        "MinCapacity": low, "MaxCapacity": high,
+        "RoleARN": inputs.get("roleArn"),
+        "SuspendedState": _api_fields(inputs.get("suspendedState")),
+        "Tags": inputs.get("tags"),
+    }
+    arn = replay.client("application-autoscaling").register_scalable_target(
+        **{k: v for k, v in request.items() if v is not None})["ScalableTargetARN"]
+    return {"arn": arn, "resource_id": request["ResourceId"]}
+
+
+def scaling_policy(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    scaling = replay.client("application-autoscaling")
+    target = {"ServiceNamespace": inputs.require("serviceNamespace"),
+              "ResourceId": inputs.require("resourceId"),
+              "ScalableDimension": inputs.require("scalableDimension")}
+    # AWS refuses a policy for a target nobody registered; moto stores it.
+    registered = scaling.describe_scalable_targets(
+        ServiceNamespace=target["ServiceNamespace"], ResourceIds=[target["ResourceId"]],
+        ScalableDimension=target["ScalableDimension"])["ScalableTargets"]
+    if not registered:
+        raise ReplayError(resource, f"ObjectNotFoundException: no scalable target registered "
+                                    f"for {target['ResourceId']} {target['ScalableDimension']}")
+    request = {**target, "PolicyName": _physical_name(resource, inputs),
+               "PolicyType": inputs.get("policyType") or "StepScaling"}
+    for key, api_key in (("targetTrackingScalingPolicyConfiguration",
+                          "TargetTrackingScalingPolicyConfiguration"),
+                         ("stepScalingPolicyConfiguration", "StepScalingPolicyConfiguration"),
+                         ("predictiveScalingPolicyConfiguration",
+                          "PredictiveScalingPolicyConfiguration")):
+        if inputs.get(key) is not None:
+            request[api_key] = _api_fields(inputs.get(key))
+    arn = scaling.put_scaling_policy(**request)["PolicyARN"]
+    return {"arn": arn, "name": request["PolicyName"]}
 
 
 # --- the Prefect work pool (dynamic provider) ---------------------------------------------------
@@ -653,6 +958,14 @@ HANDLERS: dict[str, Handler] = {
     "aws:sqs/queuePolicy:QueuePolicy": sqs_queue_policy,
     "aws:cloudwatch/eventRule:EventRule": event_rule,
     "aws:cloudwatch/eventTarget:EventTarget": event_target,
+    "aws:kms/key:Key": kms_key,
+    "aws:kms/alias:Alias": kms_alias,
+    "aws:sns/topic:Topic": sns_topic,
+    "aws:sns/topicPolicy:TopicPolicy": sns_topic_policy,
+    "aws:sns/topicSubscription:TopicSubscription": sns_topic_subscription,
+    "aws:cloudwatch/metricAlarm:MetricAlarm": metric_alarm,
+    "aws:appautoscaling/target:Target": scaling_target,
+    "aws:appautoscaling/policy:Policy": scaling_policy,
     WORK_POOL: work_pool,
 }
 

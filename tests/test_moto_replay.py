@@ -1,8 +1,10 @@
 """Rung 2: what each stack declares is accepted by the AWS API (moto server, botocore validation).
 
 Every stack file is evaluated under mocks and replayed into moto; then the deployed state is read
-back and compared with the declaration. Each broken declaration below is one a real `pulumi up`
-would hit, and the replay must refuse it, naming the resource.
+back and compared with the declaration: the worker's network, task and roles, the events queue,
+and the operations layer (alarm key and topic, alarms, notification rules, autoscaling). Each
+broken declaration below is one a real `pulumi up` would hit, and the replay must refuse it,
+naming the resource.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ QUEUE = "aws:sqs/queue:Queue"
 RULE = "aws:cloudwatch/eventRule:EventRule"
 TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
+KEY = "aws:kms/key:Key"
+ALIAS = "aws:kms/alias:Alias"
+TOPIC = "aws:sns/topic:Topic"
+TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
+SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+SCALING_TARGET = "aws:appautoscaling/target:Target"
+SCALING_POLICY = "aws:appautoscaling/policy:Policy"
+ONCALL = "oncall@example.com"
 
 
 def task_state_change(cluster_arn: str) -> dict[str, str]:
@@ -35,8 +46,8 @@ def task_state_change(cluster_arn: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def dev() -> Evaluation:
-    return evaluate_stack("dev")
+def dev(evaluated) -> Evaluation:
+    return evaluated("dev")
 
 
 @pytest.mark.parametrize("stack", stack_names())
@@ -122,6 +133,70 @@ def test_ecs_task_events_of_this_cluster_reach_the_encrypted_queue_and_no_others
                                    WaitTimeSeconds=1)["Messages"]
     assert [json.loads(m["Body"])["detail"]["clusterArn"] for m in received] == [
         exports["clusterArn"]]
+
+
+def test_alarm_key_topic_alarms_rules_and_scaling_are_stored_as_declared(moto, evaluated):
+    """prod with an alarm email: every operations resource kind, read back from moto."""
+    evaluation = evaluated("prod", alarmEmail=ONCALL)
+    replayed = replay(evaluation, moto.url)
+    exports = real_exports(evaluation, replayed)
+    kms, sns = replayed.client("kms"), replayed.client("sns")
+
+    key = replayed.created[(KEY, "alarms-key")]
+    assert kms.get_key_rotation_status(KeyId=key["key_id"])["KeyRotationEnabled"] is True
+    stored_policy = json.loads(kms.get_key_policy(KeyId=key["key_id"], PolicyName="default")["Policy"])
+    assert stored_policy == json.loads(evaluation.one(KEY).inputs["policy"])
+    (alias,) = kms.list_aliases(KeyId=key["key_id"])["Aliases"]
+    assert alias["AliasName"] == evaluation.one(ALIAS).inputs["name"]
+
+    topic_arn = replayed.created[(TOPIC, "alarms-topic")]["arn"]
+    assert topic_arn == exports["alarmTopicArn"]  # the ARN the stack computes is the one AWS makes
+    attributes = sns.get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+    assert attributes["KmsMasterKeyId"] == key["arn"]
+    assert json.loads(attributes["Policy"]) == json.loads(evaluation.one(TOPIC_POLICY).inputs["policy"])
+    (subscription,) = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", ONCALL)
+
+    cloudwatch = replayed.client("cloudwatch")
+    # Target tracking adds its own alarms (TargetTracking-…), as it does on AWS.
+    stored = {a["AlarmName"]: a for a in cloudwatch.describe_alarms()["MetricAlarms"]
+              if not a["AlarmName"].startswith("TargetTracking-")}
+    declared_alarms = {a.inputs["name"]: a.inputs for a in evaluation.of_type(ALARM)}
+    assert set(stored) == set(declared_alarms)
+    for name, alarm in stored.items():
+        declared = declared_alarms[name]
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [topic_arn]
+        assert (alarm["Threshold"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (
+            declared["threshold"], declared["evaluationPeriods"], declared["datapointsToAlarm"])
+    running = stored["prefect-ecs-worker-prod-running-below-desired"]
+    assert [m.get("Expression") for m in running["Metrics"] if m.get("ReturnData")] == [
+        "desired - running"]
+
+    events = replayed.client("events")
+    alarm_rules = [r for r in evaluation.of_type(RULE) if r.name.startswith("alarms-")]
+    assert len(alarm_rules) == 2
+    for rule in alarm_rules:
+        stored_rule = events.describe_rule(Name=rule.inputs["name"])
+        assert json.loads(stored_rule["EventPattern"]) == json.loads(
+            replayed.real(rule.inputs["eventPattern"]))
+        (target,) = events.list_targets_by_rule(Rule=rule.inputs["name"])["Targets"]
+        assert target["Arn"] == topic_arn
+        assert target["InputTransformer"]["InputTemplate"].startswith('"prefect-ecs-worker-prod: ')
+
+    scaling = replayed.client("application-autoscaling")
+    (target,) = scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
+    declared_target = evaluation.one(SCALING_TARGET).inputs
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (
+        declared_target["minCapacity"], declared_target["maxCapacity"])
+    service_name = replayed.created[(SERVICE, "worker-service")]["name"]
+    assert target["ResourceId"] == f"service/{exports['clusterName']}/{service_name}"
+    policies = scaling.describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"]
+    assert sorted(p["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"][
+        "PredefinedMetricType"] for p in policies) == [
+        "ECSServiceAverageCPUUtilization", "ECSServiceAverageMemoryUtilization"]
+    assert {p["TargetTrackingScalingPolicyConfiguration"]["ScaleInCooldown"] for p in policies} == {
+        declared["targetTrackingScalingPolicyConfiguration"]["scaleInCooldown"]
+        for declared in (p.inputs for p in evaluation.of_type(SCALING_POLICY))}
 
 
 # --- deliberately broken declarations ----------------------------------------------------------
@@ -219,18 +294,71 @@ BROKEN = {
         WORK_POOL, None,
         lambda r: r.inputs["base_job_template"].pop("job_configuration"),
         "base_job_template: expected a template with job_configuration and variables"),
+    "key policy that locks the account out": (
+        KEY, None,
+        _json_edit("policy", lambda doc: doc.update(Statement=doc["Statement"][1:])),
+        "lockout safety check"),
+    "key deletion window beyond 30 days": (
+        KEY, None, _set("deletionWindowInDays", 45.0), "outside 7..30"),
+    "key alias outside alias/": (
+        ALIAS, None, _set("name", "prefect-alarms"), "Invalid identifier"),
+    "topic name with a dot": (
+        TOPIC, None, _set("name", "prefect.alarms"), "Topic names must be made up of"),
+    "topic policy with an unknown effect": (
+        TOPIC_POLICY, None,
+        _json_edit("policy", lambda doc: doc["Statement"][0].update(Effect="Permit")),
+        "MalformedPolicyDocument"),
+    "alarm period of 90 seconds": (
+        ALARM, "alarms-worker-cpu-high", _set("period", 90.0), "not 10, 20, 30"),
+    "alarm over no evaluation period": (
+        ALARM, "alarms-worker-cpu-high",
+        lambda r: r.inputs.update(evaluationPeriods=0.0, datapointsToAlarm=0.0),
+        "valid min value: 1"),
+    "notification template naming an undefined path": (
+        TARGET, "alarms-flow-run-failed-to-topic",
+        lambda r: r.inputs["inputTransformer"].update(inputTemplate='"<task> in <cluster>"'),
+        "names ['cluster'], which no input path defines"),
+}
+# Kinds only prod declares: metric math (Container Insights) and autoscaling.
+BROKEN_IN_PROD = {
+    "alarm with one metric and metric math": (
+        ALARM, "alarms-running-below-desired", _set("namespace", "AWS/ECS"),
+        "InvalidParameterCombination"),
+    "metric math where no query returns data": (
+        ALARM, "alarms-running-below-desired",
+        lambda r: [q.update(returnData=False) for q in r.inputs["metricQueries"]],
+        "exactly one metric query must return data"),
+    "metric math reading an undefined id": (
+        ALARM, "alarms-running-below-desired",
+        lambda r: r.inputs["metricQueries"][2].update(expression="desired - runing"),
+        "reads ['runing']"),
+    "scaling target for a service nothing created": (
+        SCALING_TARGET, None, _set("resourceId", "service/prefect-ecs-worker-prod/missing"),
+        "ECS service doesn't exist"),
+    "scaling minimum above maximum": (
+        SCALING_TARGET, None, _set("minCapacity", 5.0), "minCapacity 5 is above maxCapacity 4"),
+    "scaling policy for a target nothing registered": (
+        SCALING_POLICY, "scaling-cpu", _set("resourceId", "service/prefect-ecs-worker-prod/other"),
+        "no scalable target registered"),
+    "scaling cooldown not a whole number of seconds": (
+        SCALING_POLICY, "scaling-cpu",
+        lambda r: r.inputs["targetTrackingScalingPolicyConfiguration"].update(
+            scaleInCooldown=900.5),
+        "Invalid type for parameter TargetTrackingScalingPolicyConfiguration.ScaleInCooldown"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(BROKEN))
-def test_replay_refuses_a_broken_declaration_naming_the_resource(case, dev, moto):
-    type_, name, mutate, expected = BROKEN[case]
-    resources = copy.deepcopy(dev.resources)
+@pytest.mark.parametrize("stack,case", [("dev", case) for case in sorted(BROKEN)]
+                         + [("prod", case) for case in sorted(BROKEN_IN_PROD)])
+def test_replay_refuses_a_broken_declaration_naming_the_resource(stack, case, evaluated, moto):
+    type_, name, mutate, expected = {**BROKEN, **BROKEN_IN_PROD}[case]
+    evaluation = evaluated(stack)
+    resources = copy.deepcopy(evaluation.resources)
     target = _one(resources, type_, name)
     mutate(target)
 
     with pytest.raises(ReplayError) as refused:
-        replay(Evaluation(resources, dev.calls, dev.exports), moto.url)
+        replay(Evaluation(resources, evaluation.calls, evaluation.exports), moto.url)
 
     assert refused.value.resource.name == target.name
     assert f"{type_} {target.name!r}" in str(refused.value)
@@ -244,14 +372,14 @@ def test_the_unbroken_dev_stack_replays(dev, moto):
 
 def test_a_type_without_a_handler_fails_before_anything_is_created(dev, moto):
     resources = copy.deepcopy(dev.resources) + [
-        Declared("aws:sns/topic:Topic", "worker-events", {"name": "events"}),
-        Declared("aws:cloudwatch/metricAlarm:MetricAlarm", "worker-alarm", {}),
+        Declared("aws:lambda/function:Function", "worker-events", {"name": "events"}),
+        Declared("aws:s3/bucketV2:BucketV2", "worker-artifacts", {}),
     ]
 
     with pytest.raises(UnknownResourceTypes) as unknown:
         replay(Evaluation(resources, dev.calls, dev.exports), moto.url)
 
-    assert unknown.value.types == ["aws:cloudwatch/metricAlarm:MetricAlarm", "aws:sns/topic:Topic"]
+    assert unknown.value.types == ["aws:lambda/function:Function", "aws:s3/bucketV2:BucketV2"]
     assert "worker-events" in str(unknown.value)
     clusters = boto3.client("ecs", endpoint_url=moto.url, region_name="us-east-1",
                             aws_access_key_id="testing",
