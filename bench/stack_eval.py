@@ -37,7 +37,7 @@ for module in {modules!r}:
     getattr(importlib.import_module(module), "__all__", None)
 stack = {stack!r}
 if stack:
-    from tests.harness import evaluate_stack
+    from tools.mock_engine import evaluate_stack
     evaluation = evaluate_stack(stack)
     assert evaluation.one("aws:ecs/service:Service"), "the stack declared no worker service"
 print(time.perf_counter() - start)

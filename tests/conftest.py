@@ -9,7 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import TEST_AUTH_STRING, Evaluation, evaluate_stack  # noqa: E402
+from tests import evaluations  # noqa: E402
+from tests.harness import TEST_AUTH_STRING  # noqa: E402
 from tests.servers import MotoServer, PrefectServer  # noqa: E402
 
 
@@ -45,16 +46,8 @@ def prefect_server_with_auth(tmp_path_factory):
 @pytest.fixture(scope="session")
 def evaluated():
     """Each stack file (with the same overrides) evaluated once per session, with the credentials
-    a user adds; tests that only read the result share it."""
-    cache: dict[tuple, Evaluation] = {}
-
-    def get(stack: str, **overrides: str) -> Evaluation:
-        key = (stack, tuple(sorted(overrides.items())))
-        if key not in cache:
-            cache[key] = evaluate_stack(stack, **overrides)
-        return cache[key]
-
-    return get
+    a user adds; tests that only read the result share it (tests/evaluations.py's cache)."""
+    return evaluations.evaluated
 
 
 @pytest.fixture

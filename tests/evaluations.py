@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from functools import cache
 
-from tests.harness import (ROOT, Evaluation, evaluate, evaluate_stack, load_stack_config,
-                           with_credentials)
+from tests.harness import Evaluation, evaluate, evaluate_stack, load_stack_config, with_credentials
+from tools.mock_engine import SEED_STACK_FILE
 
 
 @cache
-def evaluated(stack: str) -> Evaluation:
-    return evaluate_stack(stack)
-
-
-SEED_STACK_FILE = ROOT / "examples" / "Pulumi.seed.yaml"
+def evaluated(stack: str, **overrides: str) -> Evaluation:
+    return evaluate_stack(stack, **overrides)
 
 
 @cache

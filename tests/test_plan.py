@@ -32,6 +32,16 @@ def test_plan_runs_without_pulumi_cli_or_aws_credentials():
     assert "Total" in result.stdout
 
 
+def test_plan_needs_nothing_from_the_tests():
+    # `tests` made unimportable: the plan stands on tools/ and the program alone.
+    program = ("import runpy, sys; sys.modules['tests'] = None; sys.argv = ['plan.py', 'dev']; "
+               "runpy.run_path('scripts/plan.py', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=NO_CREDENTIALS_ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Offline plan for stack 'dev'" in result.stdout
+
+
 @pytest.mark.parametrize("stack", [*stack_names(), "seed"])
 def test_plan_lists_every_declared_resource_policy_result_and_a_total(stack):
     plan = plan_of(stack)

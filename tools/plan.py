@@ -1,9 +1,9 @@
 """An offline plan: what a stack file declares, whether it keeps the security rules, and what it
 would cost a month, with no Pulumi CLI and no AWS credentials.
 
-It runs `__main__.py` under the same mock engine as the tests (tests/harness.py), with the stack
-file merged over Pulumi.yaml's defaults the way the CLI merges them and a placeholder Prefect URL
-and key. It is a declaration, not a diff against AWS: nothing is read from an account, and what
+It runs `__main__.py` under the mock engine the tests also use (tools/mock_engine.py), with the
+stack file merged over Pulumi.yaml's defaults the way the CLI merges them and a placeholder Prefect
+URL and key. It is a declaration, not a diff against AWS: nothing is read from an account, and what
 AWS would compute (ids, ARNs) is made up by the mocks.
 """
 
@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "policies")) if p not in sys.path]
 
 import worker_rules  # noqa: E402
-from tests.harness import evaluate, load_stack_config, with_credentials  # noqa: E402
+from tools.mock_engine import (  # noqa: E402
+    SEED_STACK_FILE, evaluate, load_stack_config, with_credentials,
+)
 from tools.cost import Estimate, PriceTable, estimate, render  # noqa: E402
-
-SEED_STACK_FILE = ROOT / "examples" / "Pulumi.seed.yaml"
 
 # The few properties a reviewer looks at, per type; nested paths use dots.
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {

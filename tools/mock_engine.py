@@ -1,0 +1,232 @@
+"""The mock engine: run the stack program under Pulumi mocks, with config loaded the way the CLI
+loads it, and return what it declared. Used by the offline plan (tools/plan.py) and by the tests.
+
+`load_stack_config` merges `Pulumi.yaml`'s project defaults under a stack file's values (what the CLI
+does before the program starts); `evaluate` runs `__main__.py` in-process against `RecordingMocks`
+and returns every resource the program declared, its inputs as the engine would see them (camelCase,
+numbers as floats), the invokes it made and its exports. The mocks answer with the ids and ARNs AWS
+would compute, made up: this is a declaration, never a read of an account.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import pulumi
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "prefect-ecs-worker"
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+# Placeholders for what a user sets with `pulumi config set` before the first `up`: a Prefect
+# Cloud workspace URL and an API key of the right shape. Nothing ever calls them.
+CLOUD_URL = (
+    "https://api.prefect.cloud/api/accounts/0b1a4c3e-3d8c-4a1e-9f34-6f2b8c1d2e3f"
+    "/workspaces/7e9d2f10-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+)
+PLACEHOLDER_API_KEY = "pnu_test0000000000000000000000000000000000"
+# A Python dynamic resource registers under the SDK's provider package, not our own.
+WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
+
+
+# The seed report's architecture as a stack file, priced and checked like the stacks.
+SEED_STACK_FILE = ROOT / "examples" / "Pulumi.seed.yaml"
+
+
+def stack_names() -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def _config_string(value: Any) -> str:
+    """The CLI hands structured values to the program as JSON, scalars as their text."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def load_stack_config(stack: Optional[str] = None, project_file: Path = ROOT / "Pulumi.yaml",
+                      stack_file: Optional[Path] = None) -> dict[str, str]:
+    """Project defaults from Pulumi.yaml, then the stack file's values over them."""
+    project = yaml.safe_load(project_file.read_text())
+    merged: dict[str, Any] = {
+        f"{PROJECT}:{key}": spec["default"]
+        for key, spec in project.get("config", {}).items()
+        if isinstance(spec, dict) and "default" in spec
+    }
+    if stack is not None or stack_file is not None:
+        path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
+        merged.update((yaml.safe_load(path.read_text()) or {}).get("config", {}))
+    return {key: _config_string(value) for key, value in merged.items()}
+
+
+def with_credentials(config: dict[str, str], **overrides: str) -> dict[str, str]:
+    """What a user adds with `pulumi config set` before the first `up`: the URL and the key."""
+    merged = dict(config)
+    merged.setdefault(f"{PROJECT}:prefectApiUrl", CLOUD_URL)
+    merged[f"{PROJECT}:prefectApiKey"] = PLACEHOLDER_API_KEY
+    merged.update({f"{PROJECT}:{key}": value for key, value in overrides.items()})
+    return merged
+
+
+@dataclass
+class Declared:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    parent: Optional[str] = None
+    # What the mock answered: the id and outputs later resources reference (replay maps them).
+    id: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    resources: list[Declared]
+    calls: list[str]
+    exports: dict[str, Any] = field(default_factory=dict)
+    secret_exports: set[str] = field(default_factory=set)
+
+    def of_type(self, type_: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: Optional[str] = None) -> Declared:
+        found = [r for r in self.of_type(type_) if name is None or r.name == name]
+        assert len(found) == 1, f"expected one {type_} {name or ''}, found {[r.name for r in found]}"
+        return found[0]
+
+
+def _arn(service: str, resource: str, *, region: str = REGION) -> str:
+    return f"arn:aws:{service}:{region}:{ACCOUNT}:{resource}"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Records each declaration and answers with the outputs AWS would compute."""
+
+    def __init__(self) -> None:
+        self.resources: list[Declared] = []
+        self.calls: list[str] = []
+        self._count = 0
+
+    def _id(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}-{self._count:017x}"
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        inputs = dict(args.inputs)
+        self._count += 1
+        declared = Declared(args.typ, args.name, inputs)
+        self.resources.append(declared)
+        declared.id, declared.outputs = self._answer(args.typ, args.name, inputs)
+        return declared.id, declared.outputs
+
+    def _answer(self, typ: str, logical_name: str, inputs: dict[str, Any]) -> tuple[str, dict]:
+        name = inputs.get("name") or f"{logical_name}-{self._count:07x}"
+        outputs: dict[str, Any] = {"name": name}
+        resource_id = name
+        if typ == "awsx:ec2:Vpc":
+            # awsx is remote: return only its outputs, never its inputs (their names collide).
+            az_count = int(inputs.get("numberOfAvailabilityZones", 3))
+            types = [spec["type"] for spec in inputs.get("subnetSpecs", [])]
+            return self._id("vpc"), {
+                "vpcId": self._id("vpc"),
+                "publicSubnetIds": [self._id("subnet") for _ in range(az_count)]
+                if "Public" in types else [],
+                "privateSubnetIds": [self._id("subnet") for _ in range(az_count)]
+                if "Private" in types else [],
+            }
+        if typ == "aws:iam/role:Role":
+            outputs["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+        elif typ == "aws:secretsmanager/secret:Secret":
+            outputs["arn"] = _arn("secretsmanager", f"secret:{name}-AbC123")
+            resource_id = outputs["arn"]
+        elif typ == "aws:ecs/cluster:Cluster":
+            outputs["arn"] = _arn("ecs", f"cluster/{name}")
+            resource_id = outputs["arn"]
+        elif typ == "aws:ecs/taskDefinition:TaskDefinition":
+            outputs["arn"] = _arn("ecs", f"task-definition/{inputs['family']}:1")
+            outputs["revision"] = 1
+        elif typ == "aws:ecs/service:Service":
+            resource_id = _arn("ecs", f"service/{name}")
+            outputs["arn"] = resource_id
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            outputs["arn"] = _arn("logs", f"log-group:{name}")
+        elif typ == "aws:sqs/queue:Queue":
+            outputs["arn"] = _arn("sqs", name)
+            outputs["url"] = resource_id = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+        elif typ == "aws:cloudwatch/eventRule:EventRule":
+            outputs["arn"] = _arn("events", f"rule/{name}")
+        elif typ == WORK_POOL:
+            outputs["pool_id"] = resource_id = f"00000000-0000-4000-8000-{self._count:012x}"
+        elif typ == "aws:ec2/securityGroup:SecurityGroup":
+            resource_id = self._id("sg")
+            outputs["arn"] = _arn("ec2", f"security-group/{resource_id}")
+        elif typ == "aws:kms/key:Key":
+            resource_id = self._id("key")
+            outputs.update(keyId=resource_id, arn=_arn("kms", f"key/{resource_id}"))
+        elif typ == "aws:sns/topic:Topic":
+            outputs["arn"] = _arn("sns", name)
+        return resource_id, {**inputs, **outputs}
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.calls.append(args.token)
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com",
+                    "reverseDnsPrefix": "com.amazonaws"}
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"id": REGION, "name": REGION, "region": REGION, "endpoint": "", "description": ""}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test",
+                    "userId": "AIDATEST"}
+        raise NotImplementedError(f"no mock for invoke {args.token}")
+
+
+def evaluate(config: dict[str, str], stack: str = "test",
+             secret_keys: Iterable[str] = (f"{PROJECT}:prefectApiKey",
+                                           f"{PROJECT}:prefectApiAuthString"),
+             mocks: Optional[RecordingMocks] = None) -> Evaluation:
+    """Run `__main__.py` under mocks with this config; return what it declared and exported.
+
+    Pass `mocks` to inspect what was recorded when the program raises (a refused config)."""
+    mocks = mocks if mocks is not None else RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config, [k for k in secret_keys if k in config])
+    captured: dict[str, Any] = {}
+    secret_exports: set[str] = set()
+
+    @pulumi.runtime.test
+    def run():
+        namespace = runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi__")
+        exports = namespace["stack"].exports()
+
+        def keep(key: str, value: Any) -> None:
+            captured[key] = value
+
+        async def note_secret(key: str, output: pulumi.Output) -> None:
+            if await output.is_secret():
+                secret_exports.add(key)
+
+        outputs = []
+        for key, value in exports.items():
+            output = pulumi.Output.from_input(value)
+            outputs.append(output.apply(lambda v, k=key: keep(k, v)))
+            outputs.append(pulumi.Output.from_input(note_secret(key, output)))
+        return pulumi.Output.all(*outputs)
+
+    run()
+    return Evaluation(mocks.resources, mocks.calls, captured, secret_exports)
+
+
+def evaluate_stack(stack: str, **overrides: str) -> Evaluation:
+    return evaluate(with_credentials(load_stack_config(stack), **overrides), stack=stack)
+
+
+def is_secret_input(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
