@@ -28,6 +28,24 @@ from tests.servers import BIN, MotoServer, free_port, spawn
 FLOW_NAME = "stack-smoke"
 
 
+# What the Prefect CLI prints with rich rather than through logging: its start and stop banners
+# and its signal notices. Every other line a worker prints is one JSON object.
+CLI_LINES = ("Worker '", "Received SIGTERM", "Received SIGINT", "Sending SIGINT")
+
+
+def json_log(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """A log's lines split into the JSON records and the lines that are not JSON."""
+    records, others = [], []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            others.append(line)
+    return records, others
+
+
 def api(api_url: str, method: str, path: str, body: Any = None,
         headers: Optional[dict[str, str]] = None, timeout: float = 10) -> Any:
     request = urllib.request.Request(

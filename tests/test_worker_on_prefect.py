@@ -13,17 +13,20 @@ containers, so what is checked is what reached the AWS API.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 
 import pytest
 
+from components.worker import JSON_LOGGING_ENVIRONMENT
 from tests.harness import TEST_API_KEY, WORK_POOL, evaluate_stack
 from tests.prefect_worker import (
-    api, deploy, deploy_and_run, health_status, wait_for, wait_for_log, wait_online,
-    worker_container, worker_launch,
+    CLI_LINES, api, deploy, deploy_and_run, health_status, json_log, wait_for, wait_for_log,
+    wait_online, worker_container, worker_launch,
 )
-from tests.servers import free_port, stop
+from tests.servers import BIN, free_port, stop
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +36,13 @@ RUN_TASK_WITHIN_S = 90  # one poll (2 s) plus the worker's submission; botocore 
 SIGTERM_EXIT_WITHIN_S = 15  # ECS waits stopTimeout (60 s) before SIGKILL
 # Test speed only: the worker polls for runs, and re-reads a missing pool, every 2 s.
 FAST_WORKER = {"PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_HEARTBEAT_SECONDS": "2"}
+# The worker copies only Prefect *settings* into a flow run's environment
+# (`get_current_settings().to_environment_variables()`); the PREFECT_LOGGING_HANDLERS_* overrides
+# are read by logging.yml, are not settings, and never reach the flow-run task. Strict: once the
+# pool's job template carries them, these pass and the marker must go.
+FLOW_RUNS_LOG_TEXT = pytest.mark.xfail(strict=True, reason=(
+    "flow-run tasks do not get the JSON logging variables: the worker passes on only Prefect "
+    "settings; the job template's env must carry them"))
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +215,56 @@ def test_a_task_that_stops_with_a_non_zero_exit_code_marks_its_run_crashed(
     assert other["state"]["type"] != "CRASHED", "only the stopped task's run"
 
 
+@FLOW_RUNS_LOG_TEXT
+def test_flow_run_tasks_get_the_json_logging_settings(launched):
+    for request in launched["run_task"]:
+        (override,) = request["overrides"]["containerOverrides"]
+        environment = {e["name"]: e["value"] for e in override["environment"]}
+        assert dict(JSON_LOGGING_ENVIRONMENT).items() <= environment.items()
+
+
+@FLOW_RUNS_LOG_TEXT
+def test_a_flow_run_in_the_environment_its_task_gets_logs_json(launched, tmp_path):
+    """The flow-run container's environment, as the worker sent it in RunTask, runs a flow whose
+    every line is JSON. The launched run's own id is left out: this runs a flow of its own."""
+    (override,) = launched["run_task"][0]["overrides"]["containerOverrides"]
+    env = {e["name"]: e["value"] for e in override["environment"]
+           if e["name"] != "PREFECT__FLOW_RUN_ID"}
+    env.update({"PREFECT_HOME": str(tmp_path), "HOME": str(tmp_path),
+                "PATH": f"{BIN}:/usr/bin:/bin", "LANG": "C.UTF-8"})
+    program = ("from prefect import flow, get_run_logger\n"
+               "@flow(name='json-logs-flow')\n"
+               "def hello():\n"
+               "    get_run_logger().info('hello from the flow')\n"
+               "hello()\n")
+    result = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records, others = json_log(result.stdout + result.stderr)
+    assert others == []
+    hello = [r for r in records if r.get("msg") == "hello from the flow"]
+    assert hello and hello[0]["name"] == "prefect.flow_runs" and hello[0]["flow_run_id"]
+    assert any("Finished in state Completed" in r.get("msg", "") for r in records)
+
+
+def test_a_refused_submission_is_one_json_record_with_its_traceback(worker, launched,
+                                                                     prefect_server):
+    _, _, log_path = worker
+    run_id = deploy_and_run(prefect_server.api_url, POOL, {"cluster": "no-such-cluster"},
+                            name="refused")
+
+    def errors_about_the_run():
+        records, _ = json_log(log_path.read_text(errors="replace"))
+        return [r for r in records if r.get("flow_run_id") == run_id and r["levelno"] >= 40]
+
+    errors = wait_for("the refused submission in the log", errors_about_the_run,
+                      RUN_TASK_WITHIN_S, log_path)
+    (failure,) = [r for r in errors if r.get("exc_info")]
+    assert "cluster 'no-such-cluster' not found" in failure["exc_info"]["message"]
+    # The traceback is a field of the same object, not lines of its own.
+    assert "ecs_worker.py" in failure["exc_info"]["traceback"]
+
+
 def test_worker_exits_cleanly_on_sigterm(worker):
     _, process, log_path = worker
     assert process.poll() is None, "worker died before SIGTERM"
@@ -213,6 +273,20 @@ def test_worker_exits_cleanly_on_sigterm(worker):
     assert code == 0, log_path.read_text()[-2000:]
     assert time.monotonic() - started < SIGTERM_EXIT_WITHIN_S
     assert "stopped!" in log_path.read_text()
+
+
+
+def test_every_worker_line_but_the_cli_banners_is_one_json_object(worker, launched):
+    """Read after the worker stopped: its whole log, from start to SIGTERM."""
+    _, process, log_path = worker
+    assert process.poll() is not None
+    records, others = json_log(log_path.read_text())
+    assert [line for line in others if not line.startswith(CLI_LINES)] == []
+    assert all({"name", "levelname", "msg", "created"} <= r.keys() for r in records)
+    # The fields the README's Logs Insights queries use.
+    submitting = {r["flow_run_id"]: r for r in records if "submitting flow run" in r["msg"]}
+    assert set(launched["runs"].values()) <= set(submitting)
+    assert all(r["worker_name"] and r["levelno"] == 20 for r in submitting.values())
 
 
 # --- what a user sees when the credential or the URL is wrong ----------------------------------
