@@ -35,6 +35,7 @@ from botocore.config import Config
 
 from components.work_pool import PrefectApiError, WorkPoolProvider
 from tests.harness import PROJECT, WORK_POOL, Declared, Evaluation, is_secret_input
+from tools.mock_engine import whole_numbers
 
 # This program's own components group resources; AWS never sees them.
 COMPONENT_PREFIX = f"{PROJECT}:"
@@ -89,12 +90,26 @@ class Inputs:
         value = self.require(key)
         return value["value"] if is_secret_input(value) else value
 
+    def copy(self, request: dict[str, Any], fields: dict[str, str],
+             convert: Callable[[Any], Any] = lambda value: value) -> dict[str, Any]:
+        """Each declared input of `fields` (input -> API name) into `request`, when it is set."""
+        for key, api_key in fields.items():
+            value = self.get(key)
+            if value is not None:
+                request[api_key] = convert(value)
+        return request
+
     def engine_side(self, *keys: str) -> None:
         """Inputs the provider acts on itself (waiting, deleting), with no create-time API field."""
         self._read.update(keys)
 
     def unread(self) -> list[str]:
         return sorted(set(self._values) - self._read)
+
+
+def pascal(*keys: str) -> dict[str, str]:
+    """Inputs whose API name is the input's name capitalised (`roleArn` -> `RoleArn`)."""
+    return {key: key[0].upper() + key[1:] for key in keys}
 
 
 def aws_tags(tags: Optional[dict[str, str]], key: str = "Key", value: str = "Value"
@@ -484,14 +499,11 @@ def ecs_service(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str,
             deployment[api_key] = value
     if deployment:
         request["deploymentConfiguration"] = deployment
-    for key, api_key in (("enableExecuteCommand", "enableExecuteCommand"),
-                         ("enableEcsManagedTags", "enableECSManagedTags"),
-                         ("propagateTags", "propagateTags"),
-                         ("healthCheckGracePeriodSeconds", "healthCheckGracePeriodSeconds"),
-                         ("schedulingStrategy", "schedulingStrategy")):
-        value = inputs.get(key)
-        if value is not None:
-            request[api_key] = value
+    inputs.copy(request, {"enableExecuteCommand": "enableExecuteCommand",
+                          "enableEcsManagedTags": "enableECSManagedTags",
+                          "propagateTags": "propagateTags",
+                          "healthCheckGracePeriodSeconds": "healthCheckGracePeriodSeconds",
+                          "schedulingStrategy": "schedulingStrategy"})
     # The provider polls DescribeServices until steady; AWS sees no such field.
     inputs.engine_side("waitForSteadyState", "forceDelete", "forceNewDeployment", "triggers")
     service = replay.client("ecs").create_service(**request)["service"]
@@ -586,12 +598,8 @@ def event_rule(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, 
     list or an object)."""
     request: dict[str, Any] = {"Name": _physical_name(resource, inputs),
                                "Tags": aws_tags(inputs.get("tags"))}
-    for key, api_key in (("eventPattern", "EventPattern"), ("scheduleExpression",
-                                                           "ScheduleExpression"),
-                         ("description", "Description"), ("state", "State"),
-                         ("roleArn", "RoleArn"), ("eventBusName", "EventBusName")):
-        if inputs.get(key) is not None:
-            request[api_key] = inputs.get(key)
+    inputs.copy(request, pascal("eventPattern", "scheduleExpression", "description", "state",
+                                "roleArn", "eventBusName"))
     arn = replay.client("events").put_rule(**request)["RuleArn"]
     replay.map(resource.id, request["Name"])
     replay.map(resource.outputs.get("arn"), arn)
@@ -623,9 +631,7 @@ def _input_transformer(resource: Declared, transformer: dict[str, Any]) -> dict[
 def event_target(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     # Without a declared targetId the provider generates one; the logical name stands in.
     target = {"Id": inputs.get("targetId") or resource.name, "Arn": inputs.require("arn")}
-    for key, api_key in (("roleArn", "RoleArn"), ("input", "Input"), ("inputPath", "InputPath")):
-        if inputs.get(key) is not None:
-            target[api_key] = inputs.get(key)
+    inputs.copy(target, pascal("roleArn", "input", "inputPath"))
     transformer = inputs.get("inputTransformer")
     if transformer is not None:
         target["InputTransformer"] = _input_transformer(resource, transformer)
@@ -659,11 +665,9 @@ def _allows_account_to_manage_key(document: dict[str, Any], account: str) -> boo
 def kms_key(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     kms = replay.client("kms")
     request: dict[str, Any] = {"Tags": aws_tags(inputs.get("tags"), "TagKey", "TagValue")}
-    for key, api_key in (("description", "Description"), ("keyUsage", "KeyUsage"),
-                         ("customerMasterKeySpec", "KeySpec"), ("multiRegion", "MultiRegion"),
-                         ("bypassPolicyLockoutSafetyCheck", "BypassPolicyLockoutSafetyCheck")):
-        if inputs.get(key) is not None:
-            request[api_key] = inputs.get(key)
+    inputs.copy(request, {**pascal("description", "keyUsage", "multiRegion",
+                                   "bypassPolicyLockoutSafetyCheck"),
+                          "customerMasterKeySpec": "KeySpec"})
     document = inputs.get("policy")
     if document is not None:
         _check_policy_grammar(resource, document)
@@ -700,21 +704,13 @@ def kms_alias(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, A
 
 
 # Pulumi input -> SNS topic attribute; SNS takes every attribute as a string.
-SNS_TOPIC_ATTRIBUTES = {
-    "kmsMasterKeyId": "KmsMasterKeyId",
-    "displayName": "DisplayName",
-    "policy": "Policy",
-    "deliveryPolicy": "DeliveryPolicy",
-    "fifoTopic": "FifoTopic",
-    "contentBasedDeduplication": "ContentBasedDeduplication",
-    "signatureVersion": "SignatureVersion",
-    "tracingConfig": "TracingConfig",
-}
+SNS_TOPIC_ATTRIBUTES = pascal("kmsMasterKeyId", "displayName", "policy", "deliveryPolicy",
+                              "fifoTopic", "contentBasedDeduplication", "signatureVersion",
+                              "tracingConfig")
 
 
 def sns_topic(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
-    attributes = {attribute: _sqs_value(inputs.get(key))
-                  for key, attribute in SNS_TOPIC_ATTRIBUTES.items() if inputs.get(key) is not None}
+    attributes = inputs.copy({}, SNS_TOPIC_ATTRIBUTES, _sqs_value)
     if "Policy" in attributes:
         _check_policy_grammar(resource, attributes["Policy"])
     arn = replay.client("sns").create_topic(
@@ -742,10 +738,8 @@ def sns_topic_subscription(replay: Replay, resource: Declared, inputs: Inputs) -
     if protocol not in SNS_PROTOCOLS:
         raise ReplayError(resource, f"InvalidParameter: protocol {protocol!r} is not one of "
                                     f"{', '.join(SNS_PROTOCOLS)}")
-    attributes = {api_key: _sqs_value(inputs.get(key)) for key, api_key in (
-        ("rawMessageDelivery", "RawMessageDelivery"), ("filterPolicy", "FilterPolicy"),
-        ("filterPolicyScope", "FilterPolicyScope"), ("redrivePolicy", "RedrivePolicy"),
-        ("deliveryPolicy", "DeliveryPolicy")) if inputs.get(key) is not None}
+    attributes = inputs.copy({}, pascal("rawMessageDelivery", "filterPolicy", "filterPolicyScope",
+                                        "redrivePolicy", "deliveryPolicy"), _sqs_value)
     # Provider-side: how long to wait for a confirmation, and whether the endpoint confirms itself.
     inputs.engine_side("confirmationTimeoutInMinutes", "endpointAutoConfirms")
     arn = replay.client("sns").subscribe(
@@ -814,16 +808,11 @@ def metric_alarm(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str
         "ComparisonOperator": inputs.require("comparisonOperator"),
         "Tags": aws_tags(inputs.get("tags")),
     }
-    for key, api_key in (("alarmDescription", "AlarmDescription"),
-                         ("actionsEnabled", "ActionsEnabled"), ("alarmActions", "AlarmActions"),
-                         ("okActions", "OKActions"),
-                         ("insufficientDataActions", "InsufficientDataActions"),
-                         ("threshold", "Threshold"), ("thresholdMetricId", "ThresholdMetricId"),
-                         ("treatMissingData", "TreatMissingData"),
-                         ("evaluateLowSampleCountPercentiles",
-                          "EvaluateLowSampleCountPercentile")):
-        if inputs.get(key) is not None:
-            request[api_key] = inputs.get(key)
+    inputs.copy(request, {**pascal("alarmDescription", "actionsEnabled", "alarmActions",
+                                   "insufficientDataActions", "threshold", "thresholdMetricId",
+                                   "treatMissingData"),
+                          "okActions": "OKActions",
+                          "evaluateLowSampleCountPercentiles": "EvaluateLowSampleCountPercentile"})
     if datapoints is not None:
         if evaluation_periods is not None and datapoints > evaluation_periods:
             raise ReplayError(resource, f"datapointsToAlarm {datapoints} exceeds "
@@ -839,12 +828,8 @@ def metric_alarm(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str
     else:
         period = inputs.integer("period")
         _check_alarm_period(resource, period)
-        for key, api_key in (("namespace", "Namespace"), ("metricName", "MetricName"),
-                             ("statistic", "Statistic"), ("extendedStatistic",
-                                                          "ExtendedStatistic"),
-                             ("unit", "Unit")):
-            if inputs.get(key) is not None:
-                request[api_key] = inputs.get(key)
+        inputs.copy(request, pascal("namespace", "metricName", "statistic", "extendedStatistic",
+                                    "unit"))
         request.update(Dimensions=_dimensions(inputs.get("dimensions")), Period=period)
     if "Threshold" not in request and "ThresholdMetricId" not in request:
         raise ReplayError(resource, "declares neither threshold nor thresholdMetricId")
@@ -862,9 +847,7 @@ def _api_fields(value: Any) -> Any:
         return {k[0].upper() + k[1:]: _api_fields(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_api_fields(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    return whole_numbers(value)
 
 
 def scaling_target(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
@@ -902,13 +885,9 @@ def scaling_policy(replay: Replay, resource: Declared, inputs: Inputs) -> dict[s
                                     f"for {target['ResourceId']} {target['ScalableDimension']}")
     request = {**target, "PolicyName": _physical_name(resource, inputs),
                "PolicyType": inputs.get("policyType") or "StepScaling"}
-    for key, api_key in (("targetTrackingScalingPolicyConfiguration",
-                          "TargetTrackingScalingPolicyConfiguration"),
-                         ("stepScalingPolicyConfiguration", "StepScalingPolicyConfiguration"),
-                         ("predictiveScalingPolicyConfiguration",
-                          "PredictiveScalingPolicyConfiguration")):
-        if inputs.get(key) is not None:
-            request[api_key] = _api_fields(inputs.get(key))
+    inputs.copy(request, pascal("targetTrackingScalingPolicyConfiguration",
+                                "stepScalingPolicyConfiguration",
+                                "predictiveScalingPolicyConfiguration"), _api_fields)
     arn = scaling.put_scaling_policy(**request)["PolicyARN"]
     return {"arn": arn, "name": request["PolicyName"]}
 

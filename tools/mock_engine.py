@@ -228,5 +228,16 @@ def evaluate_stack(stack: str, **overrides: str) -> Evaluation:
     return evaluate(with_credentials(load_stack_config(stack), **overrides), stack=stack)
 
 
+def whole_numbers(value: Any) -> Any:
+    """`value` with the engine's whole floats (every number crosses it as a float) as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
+
+
 def is_secret_input(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"

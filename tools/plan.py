@@ -21,7 +21,7 @@ sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "policies")) if p not in sys.p
 
 import worker_rules  # noqa: E402
 from tools.mock_engine import (  # noqa: E402
-    SEED_STACK_FILE, evaluate, load_stack_config, with_credentials,
+    SEED_STACK_FILE, evaluate, load_stack_config, whole_numbers, with_credentials,
 )
 from tools.cost import Estimate, PriceTable, estimate, render  # noqa: E402
 
@@ -112,19 +112,8 @@ def key_properties(type_: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
         else:
             value = _lookup(inputs, path)
             if value is not None:
-                shown[path.rsplit(".", 1)[-1]] = _whole_numbers(value)
+                shown[path.rsplit(".", 1)[-1]] = whole_numbers(value)
     return shown
-
-
-def _whole_numbers(value: Any) -> Any:
-    """The engine passes every number as a float; 1.0 reads better as 1."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    return value
 
 
 def render_plan(plan: Plan) -> str:
