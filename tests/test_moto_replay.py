@@ -16,7 +16,8 @@ from typing import Any, Callable
 import boto3
 import pytest
 
-from tests.harness import WORK_POOL, Declared, Evaluation, evaluate_stack, stack_names
+from tests.evaluations import evaluated_seed
+from tests.harness import WORK_POOL, Declared, Evaluation, stack_names
 from tests.replay import (
     HANDLERS, POOL_NOT_CREATED, ReplayError, UnknownResourceTypes, real_exports, replay,
 )
@@ -50,9 +51,10 @@ def dev(evaluated) -> Evaluation:
     return evaluated("dev")
 
 
-@pytest.mark.parametrize("stack", stack_names())
-def test_every_declared_resource_is_accepted_by_the_aws_api(stack, moto):
-    evaluation = evaluate_stack(stack)
+# The seed's architecture (examples/) is priced against the stacks, so it must deploy too.
+@pytest.mark.parametrize("stack", [*stack_names(), "seed"])
+def test_every_declared_resource_is_accepted_by_the_aws_api(stack, moto, evaluated):
+    evaluation = evaluated_seed() if stack == "seed" else evaluated(stack)
     replayed = replay(evaluation, moto.url)
 
     aws_resources = [(r.type, r.name) for r in evaluation.resources if r.type in HANDLERS]
@@ -108,8 +110,8 @@ def test_every_declared_resource_is_accepted_by_the_aws_api(stack, moto):
     assert [p["PolicyName"] for p in attached] == ["AmazonECSTaskExecutionRolePolicy"]
 
 
-def test_ecs_task_events_of_this_cluster_reach_the_encrypted_queue_and_no_others(moto):
-    evaluation = evaluate_stack("staging")
+def test_ecs_task_events_of_this_cluster_reach_the_encrypted_queue_and_no_others(moto, evaluated):
+    evaluation = evaluated("staging")
     replayed = replay(evaluation, moto.url)
     exports = real_exports(evaluation, replayed)
     sqs = replayed.client("sqs")
