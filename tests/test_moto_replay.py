@@ -321,8 +321,14 @@ BROKEN = {
         lambda r: r.inputs["inputTransformer"].update(inputTemplate='"<task> in <cluster>"'),
         "names ['cluster'], which no input path defines"),
 }
-# Kinds only prod declares: metric math (Container Insights) and autoscaling.
+# Kinds only prod declares: metric math (Container Insights), autoscaling and, given an alarm
+# email, the topic subscription.
 BROKEN_IN_PROD = {
+    "subscription to a topic nothing created": (
+        SUBSCRIPTION, None, _set("topic", "arn:aws:sns:us-east-1:123456789012:no-such-topic"),
+        "Topic does not exist"),
+    "subscription over an unknown protocol": (
+        SUBSCRIPTION, None, _set("protocol", "mail"), "protocol 'mail' is not one of"),
     "alarm with one metric and metric math": (
         ALARM, "alarms-running-below-desired", _set("namespace", "AWS/ECS"),
         "InvalidParameterCombination"),
@@ -354,7 +360,7 @@ BROKEN_IN_PROD = {
                          + [("prod", case) for case in sorted(BROKEN_IN_PROD)])
 def test_replay_refuses_a_broken_declaration_naming_the_resource(stack, case, evaluated, moto):
     type_, name, mutate, expected = {**BROKEN, **BROKEN_IN_PROD}[case]
-    evaluation = evaluated(stack)
+    evaluation = evaluated(stack, **({"alarmEmail": ONCALL} if stack == "prod" else {}))
     resources = copy.deepcopy(evaluation.resources)
     target = _one(resources, type_, name)
     mutate(target)
