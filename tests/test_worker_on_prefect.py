@@ -215,21 +215,31 @@ def test_a_task_that_stops_with_a_non_zero_exit_code_marks_its_run_crashed(
     assert other["state"]["type"] != "CRASHED", "only the stopped task's run"
 
 
+def flow_run_environment(deployed, run_task: dict) -> dict[str, str]:
+    """What the flow-run container starts with: its task definition's environment, then the
+    RunTask override's on top, as ECS merges them."""
+    definition = deployed.replayed.client("ecs").describe_task_definition(
+        taskDefinition=run_task["taskDefinition"])["taskDefinition"]
+    (container,) = definition["containerDefinitions"]
+    (override,) = run_task["overrides"]["containerOverrides"]
+    return {e["name"]: e["value"]
+            for e in [*container.get("environment", []), *override.get("environment", [])]}
+
+
 @FLOW_RUNS_LOG_TEXT
-def test_flow_run_tasks_get_the_json_logging_settings(launched):
+def test_flow_run_tasks_get_the_json_logging_settings(deployed, launched):
     for request in launched["run_task"]:
-        (override,) = request["overrides"]["containerOverrides"]
-        environment = {e["name"]: e["value"] for e in override["environment"]}
+        environment = flow_run_environment(deployed, request)
         assert dict(JSON_LOGGING_ENVIRONMENT).items() <= environment.items()
 
 
 @FLOW_RUNS_LOG_TEXT
-def test_a_flow_run_in_the_environment_its_task_gets_logs_json(launched, tmp_path):
-    """The flow-run container's environment, as the worker sent it in RunTask, runs a flow whose
-    every line is JSON. The launched run's own id is left out: this runs a flow of its own."""
-    (override,) = launched["run_task"][0]["overrides"]["containerOverrides"]
-    env = {e["name"]: e["value"] for e in override["environment"]
-           if e["name"] != "PREFECT__FLOW_RUN_ID"}
+def test_a_flow_run_in_the_environment_its_task_gets_logs_json(deployed, launched, tmp_path):
+    """The flow-run container's environment, as the worker set it up through ECS, runs a flow
+    whose every line is JSON. The launched run's own id is left out: this runs a flow of its own."""
+    env = {name: value for name, value in
+           flow_run_environment(deployed, launched["run_task"][0]).items()
+           if name != "PREFECT__FLOW_RUN_ID"}
     env.update({"PREFECT_HOME": str(tmp_path), "HOME": str(tmp_path),
                 "PATH": f"{BIN}:/usr/bin:/bin", "LANG": "C.UTF-8"})
     program = ("from prefect import flow, get_run_logger\n"
