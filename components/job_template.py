@@ -4,8 +4,11 @@
 is recorded in the file; `scripts/refresh_job_template.py` regenerates it). The stack changes only
 variable defaults, so a deployment that passes no job variables runs in this stack's cluster,
 subnets, security group and roles, with the Prefect credential from Secrets Manager and its logs in
-the stack's log group. One addition to the job configuration: a container-level `memory` equal to
-the task's (harmless on Fargate, and required by EC2 capacity and by moto, which the tests run on).
+the stack's log group. Two additions to the job configuration's container: a `memory` equal to
+the task's (harmless on Fargate, and required by EC2 capacity and by moto, which the tests run on),
+and the JSON logging variables. The worker passes only Prefect *settings* on to flow-run tasks and
+the logging handler overrides are not settings, so without them flow runs would log plain text; in
+the task definition (not the `env` variable) they stay when a deployment sets its own `env`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pulumi
+
+from components.worker import JSON_LOGGING_ENVIRONMENT
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "ecs-base-job-template.json"
 # Streams are `<prefix>/<container>/<ECS task id>`: one stream per flow run. A run id in the
@@ -103,7 +108,8 @@ class FlowRunDefaults:
 
 
 def base_job_template(defaults: dict[str, Any]) -> dict[str, Any]:
-    """prefect-aws's template with these variable defaults and a container-level memory."""
+    """prefect-aws's template with these variable defaults, a container-level memory and the JSON
+    logging variables."""
     template = copy.deepcopy(upstream_template())
     properties = template["variables"]["properties"]
     unknown = sorted(set(defaults) - set(properties))
@@ -113,4 +119,6 @@ def base_job_template(defaults: dict[str, Any]) -> dict[str, Any]:
         properties[name]["default"] = value
     container = template["job_configuration"]["task_definition"]["containerDefinitions"][0]
     container.setdefault("memory", "{{ memory }}")
+    container.setdefault("environment", [
+        {"name": name, "value": value} for name, value in JSON_LOGGING_ENVIRONMENT])
     return template

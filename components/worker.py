@@ -59,7 +59,8 @@ class WorkerArgs:
 # Prefect's logging.yml ships a `json` formatter (prefect.logging.formatters.JsonFormatter) and
 # reads PREFECT_LOGGING_<PATH>_<TO>_<KEY> overrides from the environment, so a stock image logs
 # one JSON object a line with no config file. The worker copies its PREFECT_* settings into the
-# flow-run tasks it starts, so flow runs log JSON too. COLORS off keeps ANSI codes out.
+# flow-run tasks it starts; the logging overrides are not settings, so the pool's job template
+# (components/job_template.py) puts them in the flow-run container too. COLORS off keeps ANSI out.
 JSON_LOGGING_ENVIRONMENT = (
     ("PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER", "json"),
     ("PREFECT_LOGGING_HANDLERS_DEBUG_FORMATTER", "json"),

@@ -11,6 +11,7 @@ import pytest
 
 from components.job_template import FLOW_RUN_STREAM_PREFIX, upstream_template
 from components.work_pool import ATTEMPTS, PrefectApiError, WorkPoolProvider
+from components.worker import JSON_LOGGING_ENVIRONMENT
 from tests.harness import (
     ACCOUNT, PROJECT, REGION, TEST_API_KEY, WORK_POOL, evaluate_stack, stack_names,
     worker_container,
@@ -94,11 +95,13 @@ def test_an_auth_string_is_referenced_by_its_own_variable():
     assert variables["prefect_api_key_secret_arn"] is None
 
 
-def test_template_is_prefect_aws_own_with_container_memory_added(evaluated):
+def test_template_is_prefect_aws_own_with_container_memory_and_json_logging_added(evaluated):
     template = copy.deepcopy(evaluated("dev").one(WORK_POOL).inputs["base_job_template"])
     upstream = upstream_template()
     container = template["job_configuration"]["task_definition"]["containerDefinitions"][0]
     assert container.pop("memory") == "{{ memory }}"
+    assert container.pop("environment") == [
+        {"name": name, "value": value} for name, value in JSON_LOGGING_ENVIRONMENT]
     assert template["job_configuration"] == upstream["job_configuration"]
     assert set(template["variables"]["properties"]) == set(upstream["variables"]["properties"])
 

@@ -36,13 +36,6 @@ RUN_TASK_WITHIN_S = 90  # one poll (2 s) plus the worker's submission; botocore 
 SIGTERM_EXIT_WITHIN_S = 15  # ECS waits stopTimeout (60 s) before SIGKILL
 # Test speed only: the worker polls for runs, and re-reads a missing pool, every 2 s.
 FAST_WORKER = {"PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_HEARTBEAT_SECONDS": "2"}
-# The worker copies only Prefect *settings* into a flow run's environment
-# (`get_current_settings().to_environment_variables()`); the PREFECT_LOGGING_HANDLERS_* overrides
-# are read by logging.yml, are not settings, and never reach the flow-run task. Strict: once the
-# pool's job template carries them, these pass and the marker must go.
-FLOW_RUNS_LOG_TEXT = pytest.mark.xfail(strict=True, reason=(
-    "flow-run tasks do not get the JSON logging variables: the worker passes on only Prefect "
-    "settings; the job template's task definition must carry them"))
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +219,6 @@ def flow_run_environment(deployed, run_task: dict) -> dict[str, str]:
             for e in [*container.get("environment", []), *override.get("environment", [])]}
 
 
-@FLOW_RUNS_LOG_TEXT
 def test_flow_run_tasks_get_the_json_logging_settings(deployed, launched):
     for request in launched["run_task"]:
         environment = flow_run_environment(deployed, request)
@@ -235,7 +227,6 @@ def test_flow_run_tasks_get_the_json_logging_settings(deployed, launched):
             JSON_LOGGING_ENVIRONMENT)
 
 
-@FLOW_RUNS_LOG_TEXT
 def test_a_flow_run_in_the_environment_its_task_gets_logs_json(deployed, launched, tmp_path):
     """The flow-run container's environment, as the worker set it up through ECS, runs a flow
     whose every line is JSON. The launched run's own id is left out: this runs a flow of its own."""
