@@ -82,34 +82,15 @@ class Network(pulumi.ComponentResource):
         )
 
         worker_ports = sorted({443, *args.worker_egress_ports})
-        self.worker_security_group = aws.ec2.SecurityGroup(
-            f"{name}-worker-sg",
-            description="Prefect worker: no inbound; outbound HTTPS to AWS APIs and Prefect",
-            vpc_id=self.vpc_id,
-            ingress=[],
-            egress=[
-                aws.ec2.SecurityGroupEgressArgs(
-                    description=f"TCP {port} out", protocol="tcp", from_port=port, to_port=port,
-                    cidr_blocks=[ANYWHERE_V4],
-                )
-                for port in worker_ports
-            ],
-            tags={**args.tags, "Name": f"{name}-worker"},
-            opts=child,
+        self.worker_security_group = self._no_ingress_group(
+            name, args, "worker",
+            "Prefect worker: no inbound; outbound HTTPS to AWS APIs and Prefect",
+            [_egress(f"TCP {port} out", "tcp", port, port) for port in worker_ports],
         )
-        self.flow_run_security_group = aws.ec2.SecurityGroup(
-            f"{name}-flow-run-sg",
-            description="Prefect flow runs: no inbound; outbound open for flow code",
-            vpc_id=self.vpc_id,
-            ingress=[],
-            egress=[
-                aws.ec2.SecurityGroupEgressArgs(
-                    description="all out", protocol="-1", from_port=0, to_port=0,
-                    cidr_blocks=[ANYWHERE_V4],
-                )
-            ],
-            tags={**args.tags, "Name": f"{name}-flow-run"},
-            opts=child,
+        self.flow_run_security_group = self._no_ingress_group(
+            name, args, "flow-run",
+            "Prefect flow runs: no inbound; outbound open for flow code",
+            [_egress("all out", "-1", 0, 0)],
         )
 
         self.register_outputs(
@@ -122,6 +103,27 @@ class Network(pulumi.ComponentResource):
                 "flow_run_security_group_id": self.flow_run_security_group.id,
             }
         )
+
+
+    def _no_ingress_group(self, name: str, args: NetworkArgs, role: str, description: str,
+                          egress: list[aws.ec2.SecurityGroupEgressArgs]) -> aws.ec2.SecurityGroup:
+        return aws.ec2.SecurityGroup(
+            f"{name}-{role}-sg",
+            description=description,
+            vpc_id=self.vpc_id,
+            ingress=[],
+            egress=egress,
+            tags={**args.tags, "Name": f"{name}-{role}"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def _egress(description: str, protocol: str, from_port: int,
+            to_port: int) -> aws.ec2.SecurityGroupEgressArgs:
+    return aws.ec2.SecurityGroupEgressArgs(
+        description=description, protocol=protocol, from_port=from_port, to_port=to_port,
+        cidr_blocks=[ANYWHERE_V4],
+    )
 
 
 def _subnet_specs(args: NetworkArgs) -> list[awsx.ec2.SubnetSpecArgs]:
