@@ -7,16 +7,16 @@ from typing import Any, Optional
 
 import pulumi
 
+from components.alarms import AlarmsArgs, WorkerAlarms
 from components.ecs_events import EcsEvents, EcsEventsArgs
 from components.iam import IamArgs, WorkerIam
 from components.job_template import FlowRunDefaults
 from components.network import Network, NetworkArgs
+from components.scaling import ScalingArgs, WorkerScaling
 from components.secret import PrefectSecret, PrefectSecretArgs
 from components.settings import Settings
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker import PrefectWorker, WorkerArgs
-from components.alarms import AlarmsArgs, WorkerAlarms
-from components.scaling import ScalingArgs, WorkerScaling
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,9 @@ class Stack:
     events: EcsEvents
     # None when manageWorkPool is false: the pool is someone else's.
     work_pool: Optional[WorkPool]
-    alarms: Optional[WorkerAlarms] = None
-    scaling: Optional[WorkerScaling] = None
+    alarms: WorkerAlarms
+    # None unless workerMaxCount exceeds workerMinCount.
+    scaling: Optional[WorkerScaling]
 
     def job_variables(self) -> pulumi.Output[dict[str, Any]]:
         """The ECS work pool's job variables that put flow runs in this stack's cluster, subnets,
@@ -61,16 +62,10 @@ class Stack:
             "workPoolJobVariables": self.job_variables(),
             "workPoolManaged": self.work_pool is not None,
             "ecsEventsQueueUrl": self.events.queue.url,
-            **self.operations_exports(),
+            "alarmTopicArn": self.alarms.topic.arn,
+            **({"workerScalingResourceId": self.scaling.target.resource_id}
+               if self.scaling is not None else {}),
         }
-
-    def operations_exports(self) -> dict[str, Any]:
-        exports: dict[str, Any] = {}
-        if self.alarms is not None:
-            exports["alarmTopicArn"] = self.alarms.topic.arn
-        if self.scaling is not None:
-            exports["workerScalingResourceId"] = self.scaling.target.resource_id
-        return exports
 
 
 def build_stack(settings: Settings) -> Stack:
