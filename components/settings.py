@@ -46,6 +46,7 @@ PRIVATE_RANGES = tuple(
     ipaddress.ip_network(c) for c in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 )
 MIN_AZS, MAX_AZS = 2, 6
+MAX_WORKERS = 10
 # Each AZ gets one /(prefix+4) block per subnet tier, so at most 16 subnets fit, and AWS's
 # smallest subnet is a /28: the VPC prefix must be /16../24.
 SUBNET_BITS = 4
@@ -138,19 +139,9 @@ class Settings:
         return f"{self.project}-{self.stack}"
 
     @property
-    def worker_in_public_subnets(self) -> bool:
-        """With no NAT gateway the only route out is the internet gateway, so the worker needs a
-        public IP. It still has no inbound rule."""
-        return self.nat_gateways == "none"
-
-    @property
     def events_queue_name(self) -> str:
         """The SQS queue of the cluster's ECS task events; named up front so IAM can grant it."""
         return f"{self.prefix}-ecs-events"
-
-    @property
-    def is_prefect_cloud(self) -> bool:
-        return urlparse(self.prefect_api_url).hostname == PREFECT_CLOUD_HOST
 
     @property
     def api_port(self) -> int:
@@ -174,6 +165,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
             "capacityProvider", capacity_provider,
             "Fargate Spot runs X86_64 tasks only; use cpuArchitecture X86_64 or capacityProvider FARGATE",
         )
+    worker_count = reader.integer("workerCount", 1, minimum=1, maximum=MAX_WORKERS)
     availability_zone_count = reader.integer("availabilityZoneCount", 2)
     if not MIN_AZS <= availability_zone_count <= MAX_AZS:
         raise ConfigError(
@@ -197,7 +189,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         worker_image=_image(reader.string("workerImage", DEFAULT_WORKER_IMAGE)),
         worker_cpu=cpu,
         worker_memory=memory,
-        worker_count=reader.integer("workerCount", 1, minimum=1, maximum=10),
+        worker_count=worker_count,
         cpu_architecture=cpu_architecture,  # type: ignore[arg-type]
         capacity_provider=capacity_provider,  # type: ignore[arg-type]
         nat_gateways=nat_gateways,  # type: ignore[arg-type]
@@ -213,7 +205,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         flow_run_image=_image(reader.string("flowRunImage", DEFAULT_FLOW_RUN_IMAGE), "flowRunImage",
                               DEFAULT_FLOW_RUN_IMAGE),
         manage_work_pool=reader.boolean("manageWorkPool", True),
-        operations=_operations(reader),
+        operations=_operations(reader, worker_count),
     )
 
 
@@ -474,7 +466,6 @@ def _tags(entries: tuple[str, ...], project: str, stack: str) -> dict[str, str]:
 
 CONTAINER_INSIGHTS = ("enabled", "disabled")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-MAX_WORKERS = 10
 
 
 @dataclass(frozen=True)
@@ -500,8 +491,7 @@ class OperationsSettings:
         return self.worker_max_count > self.worker_min_count
 
 
-def _operations(reader: _Reader) -> OperationsSettings:
-    worker_count = reader.integer("workerCount", 1, minimum=1, maximum=MAX_WORKERS)
+def _operations(reader: _Reader, worker_count: int) -> OperationsSettings:
     # 0 is Pulumi.yaml's "unset" (an integer key needs a default): follow workerCount.
     minimum = reader.integer("workerMinCount", 0, minimum=0, maximum=MAX_WORKERS) or worker_count
     maximum = reader.integer("workerMaxCount", 0, minimum=0, maximum=MAX_WORKERS) or minimum
