@@ -30,7 +30,7 @@ class IamArgs:
     flow_run_policy_arns: Sequence[str]
     tags: Mapping[str, str]
     # The SQS queue of ECS task events the worker's observer reads (components/ecs_events.py).
-    events_queue_name: Optional[str] = None
+    events_queue_name: str
 
 
 @dataclass(frozen=True)
@@ -188,14 +188,14 @@ class WorkerIam(pulumi.ComponentResource):
                 "Resource": [self.flow_run_execution_role.arn, self.flow_run_task_role.arn],
                 "Condition": {"StringEquals": {"iam:PassedToService": ECS_TASKS}},
             },
-            *([{
+            {
                 "Sid": "ReadEcsTaskEvents",
                 "Effect": "Allow",
                 # What prefect-aws's observer calls (observers/ecs.py SqsSubscriber).
                 "Action": ["sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage",
                            "sqs:ChangeMessageVisibility"],
                 "Resource": ctx.arn("sqs", args.events_queue_name),
-            }] if args.events_queue_name else []),
+            },
         ])
 
         self.register_outputs({

@@ -48,7 +48,7 @@ class WorkerArgs:
     region: pulumi.Input[str]
     tags: Mapping[str, str]
     # The queue of ECS task events the worker's observer reads for crash detection.
-    events_queue_name: Optional[str] = None
+    events_queue_name: str
     # What must exist before a worker starts polling: its work pool, its events queue.
     depends_on: Sequence[pulumi.Resource] = ()
     container_insights: str = "enabled"
@@ -91,12 +91,10 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
             # The ECS observer (prefect-aws) needs a region and does not read the task metadata.
             {"name": "AWS_DEFAULT_REGION", "value": args.region},
             {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
-            *([
-                {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME",
-                 "value": args.events_queue_name},
-                {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION",
-                 "value": args.region},
-            ] if args.events_queue_name else []),
+            {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME",
+             "value": args.events_queue_name},
+            {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION",
+             "value": args.region},
             *({"name": key, "value": value} for key, value in JSON_LOGGING_ENVIRONMENT),
         ],
         "secrets": [{"name": args.credential_env_name, "valueFrom": args.credential_secret_arn}],
