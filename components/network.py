@@ -38,9 +38,9 @@ class NetworkArgs:
 
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
-    public_subnet_ids: pulumi.Output[list]
-    private_subnet_ids: pulumi.Output[list]
-    worker_subnet_ids: pulumi.Output[list]
+    public_subnet_ids: pulumi.Output[Sequence[str]]
+    private_subnet_ids: pulumi.Output[Sequence[str]]
+    worker_subnet_ids: pulumi.Output[Sequence[str]]
     assign_public_ip: bool
     worker_security_group: aws.ec2.SecurityGroup
     flow_run_security_group: aws.ec2.SecurityGroup

@@ -45,10 +45,12 @@ class PrefectSecret(pulumi.ComponentResource):
                 tags=dict(args.tags),
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            assert args.credential.value is not None, "a credential has a value or a secret ARN"
             aws.secretsmanager.SecretVersion(
                 f"{name}-version",
                 secret_id=secret.id,
-                secret_string=pulumi.Output.secret(args.credential.value),
+                # The SDK annotates Output.secret's argument too narrowly for an Output[str].
+                secret_string=pulumi.Output.secret(args.credential.value),  # type: ignore[arg-type]
                 opts=pulumi.ResourceOptions(parent=secret),
             )
             self.arn = secret.arn

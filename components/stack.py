@@ -34,11 +34,6 @@ class Stack:
     # None unless workerMaxCount exceeds workerMinCount.
     scaling: Optional[WorkerScaling]
 
-    def job_variables(self) -> pulumi.Output[dict[str, Any]]:
-        """The ECS work pool's job variables that put flow runs in this stack's cluster, subnets,
-        security group and roles, with the credential taken from Secrets Manager."""
-        return self.flow_runs.job_variables()
-
     def exports(self) -> dict[str, Any]:
         return {
             "vpcId": self.network.vpc_id,
@@ -59,7 +54,7 @@ class Stack:
             "flowRunExecutionRoleArn": self.iam.flow_run_execution_role.arn,
             "flowRunTaskRoleArn": self.iam.flow_run_task_role.arn,
             "workPoolName": self.settings.work_pool_name,
-            "workPoolJobVariables": self.job_variables(),
+            "workPoolJobVariables": self.flow_runs.job_variables(),
             "workPoolManaged": self.work_pool is not None,
             "ecsEventsQueueUrl": self.events.queue.url,
             "alarmTopicArn": self.alarms.topic.arn,
@@ -145,10 +140,9 @@ def build_stack(settings: Settings) -> Stack:
         region=iam.context.region,
         tags=tags,
         events_queue_name=settings.events_queue_name,
-        depends_on=[events, *([work_pool] if work_pool else [])],
         container_insights=settings.operations.container_insights,
         autoscaling=settings.operations.autoscaling,
-    ))
+    ), pulumi.ResourceOptions(depends_on=[events, *([work_pool] if work_pool else [])]))
     alarms, scaling = build_operations(settings, iam, worker,
                                        dead_letter_queue_name=events.dead_letter_queue.name)
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
@@ -156,10 +150,10 @@ def build_stack(settings: Settings) -> Stack:
 
 
 def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
-                     dead_letter_queue_name: Optional[pulumi.Input[str]] = None,
+                     dead_letter_queue_name: pulumi.Input[str],
                      ) -> tuple[WorkerAlarms, Optional[WorkerScaling]]:
-    """Alarms always; scaling when workerMaxCount exceeds workerMinCount. The events queue's
-    dead-letter queue, when the stack has one, is passed in for its alarm."""
+    """Alarms always, one of them on the events queue's dead-letter queue; scaling when
+    workerMaxCount exceeds workerMinCount."""
     ops = settings.operations
     alarms = WorkerAlarms("alarms", AlarmsArgs(
         prefix=settings.prefix,
@@ -168,7 +162,7 @@ def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
         cluster_arn=worker.cluster.arn,
         service_name=worker.service.name,
         service_arn=worker.service.arn,
-        container_insights=ops.container_insights == "enabled",
+        container_insights=ops.container_insights,
         email=ops.alarm_email,
         cpu_high_percent=ops.alarm_cpu_high_percent,
         memory_high_percent=ops.alarm_memory_high_percent,

@@ -37,7 +37,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-CONFIG_NAMESPACE = "prefect-ecs-worker"
+from components.settings import API_KEY, AUTH_STRING, NAMESPACE
+
 # Keys whose change makes a different pool; the others are patched in place.
 REPLACE_KEYS = ("api_url", "name", "type")
 UPDATE_KEYS = ("description", "base_job_template", "concurrency_limit")
@@ -62,7 +63,7 @@ class _CredentialSource:
 
     @classmethod
     def from_config(cls, get: Callable[[str], Optional[str]]) -> Optional["_CredentialSource"]:
-        for key, scheme in (("prefectApiKey", "Bearer"), ("prefectApiAuthString", "Basic")):
+        for key, scheme in ((API_KEY, "Bearer"), (AUTH_STRING, "Basic")):
             if get(key):
                 return cls(scheme, value=get(key))
             if get(f"{key}SecretArn"):
@@ -70,7 +71,10 @@ class _CredentialSource:
         return None
 
     def authorization(self) -> str:
-        value = self.value if self.value is not None else _read_secret(self.secret_arn)
+        value = self.value
+        if value is None:
+            assert self.secret_arn is not None, "from_config sets a value or an ARN"
+            value = _read_secret(self.secret_arn)
         if self.scheme == "Basic":
             return "Basic " + base64.b64encode(value.encode()).decode()
         return f"Bearer {value}"
@@ -123,7 +127,7 @@ class WorkPoolProvider(ResourceProvider):
     def configure(self, req: ConfigureRequest) -> None:
         config = req.config
         self._credential = _CredentialSource.from_config(
-            lambda key: config.get(f"{CONFIG_NAMESPACE}:{key}"))
+            lambda key: config.get(f"{NAMESPACE}:{key}"))
 
     # -- the API ----------------------------------------------------------------------------
 

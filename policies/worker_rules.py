@@ -145,7 +145,7 @@ def _ingress_sources(type_: str, props: Props) -> list[tuple[str, set[str]]]:
                  set(_as_list(props.get("cidrBlocks"))) | set(_as_list(props.get("ipv6CidrBlocks"))))]
     if type_ == INGRESS_RULE:
         return [(str(props.get("description") or props.get("fromPort")),
-                 {props.get("cidrIpv4"), props.get("cidrIpv6")} - {None})]
+                 {cidr for cidr in (props.get("cidrIpv4"), props.get("cidrIpv6")) if cidr is not None})]
     return []
 
 

@@ -53,7 +53,7 @@ def load_outputs(stack: Optional[str], outputs_file: Optional[str]) -> dict[str,
     if outputs_file:
         with open(outputs_file) as handle:
             return json.load(handle)
-    command = ["pulumi", "stack", "output", "--json", "--stack", stack]
+    command = ["pulumi", "stack", "output", "--json", "--stack", str(stack)]
     try:
         done = subprocess.run(command, check=True, capture_output=True, text=True)
     except FileNotFoundError:
@@ -137,7 +137,7 @@ class Verifier:
         outside = {task: subnet for task, subnet in placed.items() if subnet not in intended}
         if outside:
             raise Failed(f"tasks outside {sorted(intended)}: {outside}")
-        return f"{len(placed)} task(s) in {sorted(set(placed.values()))}"
+        return f"{len(placed)} task(s) in {sorted(set(placed.values()), key=str)}"
 
     def public_ip_setting(self) -> str:
         wanted = "ENABLED" if self.outputs["workerAssignsPublicIp"] else "DISABLED"
@@ -202,7 +202,9 @@ class Verifier:
                          f"in the last {LOG_LOOKBACK_HOURS} h")
         latest = max(found, key=lambda e: e["timestamp"])
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(latest["timestamp"] / 1000))
-        return f"{WORKER_STARTED.search(latest['message']).group(0)} in {latest['logStreamName']} at {when}"
+        started = WORKER_STARTED.search(latest["message"])
+        line = started.group(0) if started else latest["message"]  # `found` holds matches only
+        return f"{line} in {latest['logStreamName']} at {when}"
 
     def prefect_worker_online(self) -> Optional[str]:
         if not self.prefect_api_url:

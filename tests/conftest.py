@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests import evaluations  # noqa: E402
-from tests.harness import TEST_AUTH_STRING  # noqa: E402
-from tests.servers import MotoServer, PrefectServer  # noqa: E402
+from tests import evaluations
+from tests.harness import TEST_AUTH_STRING
+from tests.servers import MotoServer, PrefectServer
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from tests.harness import Evaluation, evaluate, evaluate_stack, load_stack_config, with_credentials
-from tools.mock_engine import SEED_STACK_FILE
+from tests.harness import Evaluation, evaluate_stack
 
 
 @cache
@@ -16,4 +15,4 @@ def evaluated(stack: str, **overrides: str) -> Evaluation:
 @cache
 def evaluated_seed() -> Evaluation:
     """The seed report's architecture (examples/Pulumi.seed.yaml), priced and checked like a stack."""
-    return evaluate(with_credentials(load_stack_config(stack_file=SEED_STACK_FILE)), stack="seed")
+    return evaluated("seed")

@@ -48,7 +48,7 @@ def _filter_matches(rule: Any, value: Any) -> bool:
     if name == "numeric":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
-        pairs = zip(arg[::2], arg[1::2])
+        pairs = zip(arg[::2], arg[1::2], strict=False)
         return all(_NUMERIC[op](value, bound) for op, bound in pairs)
     if name == "anything-but":
         excluded = arg if isinstance(arg, list) else [arg]

@@ -227,8 +227,9 @@ def awsx_vpc(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, An
     and the NAT gateways of the strategy. Its deploy-time checks (awsx/ec2/vpc.ts) are repeated
     here because under mocks the component never runs."""
     ec2 = replay.client("ec2")
-    cidr = ipaddress.ip_network(inputs.require("cidrBlock"))
+    cidr = ipaddress.IPv4Network(inputs.require("cidrBlock"))
     az_count = inputs.integer("numberOfAvailabilityZones", 3)
+    assert az_count is not None
     inputs.engine_side("subnetStrategy")  # the layout within the CIDR; any layout hosts the stack
     specs = inputs.get("subnetSpecs") or [{"type": "Public"}, {"type": "Private"}]
     nat = (inputs.get("natGateways") or {}).get("strategy", "OnePerAz")
@@ -278,7 +279,7 @@ def awsx_vpc(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, An
         if len(declared) != len(subnet_ids[tier]):
             raise ReplayError(resource, f"mock answered {len(declared)} {tier} subnets, "
                                         f"awsx would build {len(subnet_ids[tier])}")
-        for mock_id, real_id in zip(declared, subnet_ids[tier]):
+        for mock_id, real_id in zip(declared, subnet_ids[tier], strict=True):
             replay.map(mock_id, real_id)
     return {"vpc_id": vpc_id, "public_subnet_ids": subnet_ids["Public"],
             "private_subnet_ids": subnet_ids["Private"], "nat_gateway_ids": nat_ids}

@@ -183,7 +183,7 @@ def _alarms_with_dead_letter_queue(queue_name):
     return {r.inputs["name"]: r.inputs for r in mocks.resources if r.type == ALARM}
 
 
-def test_dead_letter_queue_alarm_fires_on_the_first_message_when_a_queue_is_given():
+def test_dead_letter_queue_alarm_fires_on_the_first_message():
     alarms = _alarms_with_dead_letter_queue("prefect-ecs-worker-test-events-dlq")
     alarm = alarms[f"{PROJECT}-test-events-dlq-not-empty"]
     assert (alarm["namespace"], alarm["metricName"]) == (
@@ -191,7 +191,3 @@ def test_dead_letter_queue_alarm_fires_on_the_first_message_when_a_queue_is_give
     assert alarm["dimensions"] == {"QueueName": "prefect-ecs-worker-test-events-dlq"}
     assert (alarm["statistic"], alarm["threshold"], alarm["evaluationPeriods"]) == ("Maximum", 0, 1)
     assert alarm["comparisonOperator"] == "GreaterThanThreshold"
-
-
-def test_no_dead_letter_queue_alarm_without_a_queue():
-    assert not any(name.endswith("dlq-not-empty") for name in _alarms_with_dead_letter_queue(None))

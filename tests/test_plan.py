@@ -1,7 +1,6 @@
 """`make plan STACK=...` works with no CLI and no credentials, and says what it is."""
 
 import os
-import runpy
 import subprocess
 import sys
 from functools import cache
@@ -9,7 +8,9 @@ from functools import cache
 import pytest
 
 import tools.plan as plan_module
+from tests.evaluations import evaluated
 from tests.harness import ROOT, stack_names
+from tools.cost import main as cost_main
 from tools.plan import make_plan, render_plan
 
 NO_CREDENTIALS_ENV = {
@@ -23,23 +24,18 @@ def plan_of(stack):
     return make_plan(stack)
 
 
-def test_plan_runs_without_pulumi_cli_or_aws_credentials():
-    result = subprocess.run([sys.executable, "scripts/plan.py", "dev"], cwd=ROOT,
-                            env=NO_CREDENTIALS_ENV, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "not a diff against AWS" in result.stdout
-    assert "aws:ecs/service:Service" in result.stdout
-    assert "Total" in result.stdout
-
-
-def test_plan_needs_nothing_from_the_tests():
-    # `tests` made unimportable: the plan stands on tools/ and the program alone.
-    program = ("import runpy, sys; sys.modules['tests'] = None; sys.argv = ['plan.py', 'dev']; "
-               "runpy.run_path('scripts/plan.py', run_name='__main__')")
+def test_plan_runs_without_pulumi_cli_aws_credentials_or_the_tests():
+    # One process for both properties (each costs a cold start): no credentials in the
+    # environment, no CLI on PATH, and `tests` made unimportable, run the way `make plan` does.
+    program = ("import runpy, sys; sys.modules['tests'] = None; sys.argv = ['plan', 'dev']; "
+               "runpy.run_module('tools.plan', run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=NO_CREDENTIALS_ENV,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Offline plan for stack 'dev'" in result.stdout
+    assert "not a diff against AWS" in result.stdout
+    assert "aws:ecs/service:Service" in result.stdout
+    assert "Total" in result.stdout
 
 
 @pytest.mark.parametrize("stack", [*stack_names(), "seed"])
@@ -76,10 +72,8 @@ def test_unknown_stack_is_refused_with_the_known_ones():
         make_plan("qa")
 
 
-def test_bench_prints_each_stack_as_a_ratio_to_the_seed(capsys, monkeypatch):
-    monkeypatch.setattr(plan_module, "make_plan", lambda stack, prices=None: plan_of(stack))
-    bench = runpy.run_path(str(ROOT / "bench" / "cost.py"), run_name="bench")
-    assert bench["main"]() == 0
+def test_cost_prints_each_stack_as_a_ratio_to_the_seed(capsys):
+    assert cost_main(evaluated) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in out.splitlines()[2:6]}
     assert set(rows) == {"seed", "dev", "staging", "prod"}

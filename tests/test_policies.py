@@ -14,13 +14,12 @@ import pytest
 from google.protobuf import struct_pb2
 from pulumi.runtime import proto
 
+# The pack's modules as Pulumi loads them, flat from policies/ (pytest's pythonpath has it).
+import worker_pack
+import worker_rules as rules
+from pulumi_policy.policy import EnforcementLevel, _PolicyAnalyzerServicer
 from tests.evaluations import evaluated, evaluated_seed
 from tests.harness import ROOT, stack_names
-
-sys.path.insert(0, str(ROOT / "policies"))
-import worker_pack  # noqa: E402
-import worker_rules as rules  # noqa: E402
-from pulumi_policy.policy import EnforcementLevel, _PolicyAnalyzerServicer  # noqa: E402
 
 
 def resources(evaluation):

@@ -4,14 +4,11 @@ types and defaults, and the commands it promises exist."""
 from __future__ import annotations
 
 import re
-import sys
 
 import yaml
 
+from scripts.config_table import config_table, default_cell, readme_table
 from tests.harness import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from config_table import config_table, default_cell, readme_table  # noqa: E402
 
 README = (ROOT / "README.md").read_text()
 ROW = re.compile(r"^\| `(?P<key>[A-Za-z]+)` \| (?P<type>[a-z ]+) \| (?P<default>[^|]+) \|", re.M)

@@ -1,6 +1,7 @@
 """`scripts/verify.py` against a deployment in moto with the real worker on a real Prefect server.
 
-The dev stack is replayed into moto and its work pool created on the Prefect server; the service's tasks are started with the service's own
+The dev stack is replayed into moto and its work pool created on the Prefect server; the service's
+tasks are started with the service's own
 network configuration (moto has no scheduler); the worker container runs as declared against the
 Prefect server, and its real output is written to the stack's log group the way the awslogs driver
 would (stream `worker/prefect-worker/<task id>`). Each failing case breaks one thing and expects

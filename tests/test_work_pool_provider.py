@@ -59,7 +59,8 @@ def over_the_wire(props: dict) -> dict:
 
 
 def desired(api_url: str, name: str, *, cpu: int = 512, limit=3, description="managed") -> dict:
-    template = base_job_template({"cpu": cpu, "memory": 1024, "cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/c"})
+    template = base_job_template({"cpu": cpu, "memory": 1024,
+                                  "cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/c"})
     return over_the_wire({
         "api_url": api_url, "name": name, "type": "ecs", "description": description,
         "base_job_template": template, "concurrency_limit": limit, "pool_id": None,

@@ -16,10 +16,9 @@ import botocore.session
 import botocore.validate
 import pytest
 
-from components.settings import DEFAULT_WORKER_IMAGE
 from components.worker import HEALTH_CHECK_COMMAND, HEALTH_PORT
 from tests.harness import (
-    CLOUD_URL, TEST_API_KEY, evaluate, is_secret_input, load_stack_config, stack_file_values,
+    CLOUD_URL, TEST_API_KEY, evaluate, project_defaults, is_secret_input, load_stack_config, stack_file_values,
     stack_names, with_credentials, worker_container,
 )
 from tests.servers import free_port
@@ -73,7 +72,7 @@ def test_task_definition_is_a_valid_register_task_definition_request(evaluated):
 
 def test_default_image_is_a_pinned_prefect_aws_release(evaluated):
     image = worker_container(evaluated("dev"))["image"]
-    assert image == DEFAULT_WORKER_IMAGE
+    assert image == project_defaults()["workerImage"]
     repository, tag = image.split(":")
     assert repository == "prefecthq/prefect-aws" and "latest" not in tag
     assert tag.split("-")[0].count(".") == 2  # <prefect-aws version>-python<py>
