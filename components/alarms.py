@@ -22,10 +22,10 @@ from typing import Any, Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import AwsContext
+from components.settings import NAMESPACE
 
-CLOUDWATCH = "cloudwatch.amazonaws.com"
-EVENTBRIDGE = "events.amazonaws.com"
+from components.iam import CLOUDWATCH, EVENTBRIDGE, AwsContext
+
 PERIOD_SECONDS = 60
 # SQS publishes its metrics every 5 minutes.
 SQS_PERIOD_SECONDS = 300
@@ -87,7 +87,7 @@ class WorkerAlarms(pulumi.ComponentResource):
     rules: list[aws.cloudwatch.EventRule]
 
     def __init__(self, name: str, args: AlarmsArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:WorkerAlarms", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:WorkerAlarms", name, None, opts)
         self._name = name
         self._args = args
         ctx = args.context

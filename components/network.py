@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
 
-from components.settings import ExistingVpc, NatGateways, subnet_mask
+from components.settings import ExistingVpc, NAMESPACE, NatGateways, subnet_mask
 
 NAT_STRATEGIES = {
     "none": awsx.ec2.NatGatewayStrategy.NONE,
@@ -46,7 +46,7 @@ class Network(pulumi.ComponentResource):
     flow_run_security_group: aws.ec2.SecurityGroup
 
     def __init__(self, name: str, args: NetworkArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:Network", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         if args.existing_vpc is None:

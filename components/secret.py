@@ -13,7 +13,7 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import PrefectCredential
+from components.settings import NAMESPACE, PrefectCredential
 
 # Days a deleted secret can still be restored; Secrets Manager accepts 7..30.
 RECOVERY_WINDOW_DAYS = 7
@@ -32,7 +32,7 @@ class PrefectSecret(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PrefectSecretArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:PrefectSecret", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:PrefectSecret", name, None, opts)
         self.env_name = args.credential.env_name
 
         if args.credential.secret_arn is not None:

@@ -102,19 +102,20 @@ def _retry_delay(response: httpx.Response, attempt: int) -> float:
     return min(max(delay, 0.0), 10.0)
 
 
-def _integral(value: Any) -> Any:
-    """The engine hands numbers over as floats; Prefect and ECS want 1024, not 1024.0."""
+def whole_numbers(value: Any) -> Any:
+    """`value` with the engine's whole floats as integers: every number crosses the engine as a
+    float, and Prefect and ECS want 1024, not 1024.0."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
+        return {k: whole_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_integral(v) for v in value]
+        return [whole_numbers(v) for v in value]
     return value
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(_integral(value), sort_keys=True)
+    return json.dumps(whole_numbers(value), sort_keys=True)
 
 
 class WorkPoolProvider(ResourceProvider):
@@ -216,7 +217,7 @@ class WorkPoolProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         api_url, name = props["api_url"], props["name"]
-        body = _integral({
+        body = whole_numbers({
             "name": name,
             "type": props["type"],
             "description": props.get("description"),
@@ -243,7 +244,7 @@ class WorkPoolProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         api_url, name = news["api_url"], news["name"]
-        body = _integral({key: news.get(key) for key in UPDATE_KEYS})
+        body = whole_numbers({key: news.get(key) for key in UPDATE_KEYS})
         response = self._request(api_url, "PATCH", f"/work_pools/{quote(name, safe='')}", body)
         if response.status_code == 404:
             raise PrefectApiError(

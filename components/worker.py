@@ -14,6 +14,8 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.settings import NAMESPACE
+
 CONTAINER_NAME = "prefect-worker"
 HEALTH_PORT = 8080
 # The prefect images ship Python, not curl; ECS marks the container unhealthy on a non-zero exit.
@@ -134,7 +136,7 @@ class PrefectWorker(pulumi.ComponentResource):
     def __init__(self, name: str, args: WorkerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         """`opts.depends_on`: what must exist before a worker starts polling (its work pool, its
         events queue); the service waits for it explicitly."""
-        super().__init__("prefect-ecs-worker:index:PrefectWorker", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:PrefectWorker", name, None, opts)
         polling_needs = _as_list(opts.depends_on if opts else None)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)

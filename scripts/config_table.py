@@ -1,11 +1,12 @@
 """The README's configuration table, generated from Pulumi.yaml so the two never disagree.
 
-    python scripts/config_table.py            # print the table
-    python scripts/config_table.py --write    # replace the table in README.md
+    python -m scripts.config_table            # print the table
+    python -m scripts.config_table --write    # replace the table in README.md
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -21,8 +22,8 @@ def default_cell(spec: dict) -> str:
     default = spec["default"]
     if default == "":
         return "(unset)"
-    if default == []:
-        return "`[]`"
+    if isinstance(default, (bool, list)):
+        return f"`{json.dumps(default)}`"  # as YAML writes them: true, [], not Python's True
     return f"`{default}`"
 
 

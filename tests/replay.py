@@ -35,6 +35,7 @@ from botocore.config import Config
 
 from components.work_pool import PrefectApiError, WorkPoolProvider
 from tests.harness import PROJECT, WORK_POOL, Declared, Evaluation, is_secret_input
+from policies.worker_rules import AWSX_DEFAULT_AZS, awsx_nat_gateway_count, awsx_nat_strategy
 from tools.mock_engine import whole_numbers
 
 # This program's own components group resources; AWS never sees them.
@@ -228,11 +229,11 @@ def awsx_vpc(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, An
     here because under mocks the component never runs."""
     ec2 = replay.client("ec2")
     cidr = ipaddress.IPv4Network(inputs.require("cidrBlock"))
-    az_count = inputs.integer("numberOfAvailabilityZones", 3)
+    az_count = inputs.integer("numberOfAvailabilityZones", AWSX_DEFAULT_AZS)
     assert az_count is not None
     inputs.engine_side("subnetStrategy")  # the layout within the CIDR; any layout hosts the stack
     specs = inputs.get("subnetSpecs") or [{"type": "Public"}, {"type": "Private"}]
-    nat = (inputs.get("natGateways") or {}).get("strategy", "OnePerAz")
+    nat = awsx_nat_strategy({"natGateways": inputs.get("natGateways")})
     tiers = [spec["type"] for spec in specs]
     if nat != "None" and not {"Public", "Private"} <= set(tiers):
         raise ReplayError(resource, f"NAT strategy {nat} needs public and private subnets, "
@@ -266,7 +267,8 @@ def awsx_vpc(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, An
 
     gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
     ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
-    nat_count = {"None": 0, "Single": 1, "OnePerAz": az_count}[nat]
+    nat_count = awsx_nat_gateway_count({"natGateways": inputs.get("natGateways"),
+                                        "numberOfAvailabilityZones": az_count})
     nat_ids = []
     for public_subnet in subnet_ids["Public"][:nat_count]:
         allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]

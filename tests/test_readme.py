@@ -27,13 +27,15 @@ def test_readme_table_lists_exactly_the_declared_keys_with_their_defaults():
 
 
 def test_readme_table_is_the_generated_one():
-    assert readme_table(README) == config_table(), "run: python scripts/config_table.py --write"
+    assert readme_table(README) == config_table(), "run: python -m scripts.config_table --write"
 
 
 def test_default_cell_shows_what_the_cli_would_use():
     assert default_cell({"type": "string"}) == "**required**"
     assert default_cell({"type": "string", "default": ""}) == "(unset)"
     assert default_cell({"type": "integer", "default": 256}) == "`256`"
+    assert default_cell({"type": "boolean", "default": True}) == "`true`"
+    assert default_cell({"type": "array", "default": []}) == "`[]`"
 
 
 def test_quick_start_is_two_commands_that_the_makefile_has():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from components.secret import RECOVERY_WINDOW_DAYS
+from policies.worker_rules import SECRETS_MANAGER_RECOVERY_DAYS
 from tests.harness import (
     TEST_API_KEY, evaluate, is_secret_input, load_stack_config, with_credentials, worker_container,
 )
@@ -24,7 +25,7 @@ def adopted_config() -> dict[str, str]:
 def test_secret_can_be_restored_for_a_week_after_deletion(evaluated):
     secret = evaluated("prod").one(SECRET).inputs
     assert secret["recoveryWindowInDays"] == RECOVERY_WINDOW_DAYS
-    assert 7 <= RECOVERY_WINDOW_DAYS <= 30  # what Secrets Manager accepts
+    assert RECOVERY_WINDOW_DAYS in SECRETS_MANAGER_RECOVERY_DAYS  # what Secrets Manager accepts
 
 
 def test_secret_version_holds_the_key_as_a_pulumi_secret(evaluated):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from policies.worker_rules import awsx_nat_gateway_count
 from tools.mock_engine import evaluate_stack, stack_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,12 +99,7 @@ def nat_gateway_count(resources: Sequence[Resource]) -> int:
     explicit = len(_of(resources, NAT_GATEWAY))
     if explicit:
         return explicit
-    count = 0
-    for vpc in _of(resources, AWSX_VPC):
-        strategy = (vpc.get("natGateways") or {}).get("strategy", "OnePerAz")
-        azs = int(vpc.get("numberOfAvailabilityZones", 3))
-        count += {"None": 0, "Single": 1, "OnePerAz": azs}[strategy]
-    return count
+    return sum(awsx_nat_gateway_count(vpc) for vpc in _of(resources, AWSX_VPC))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import yaml
 
 from components.settings import NAMESPACE as PROJECT
 from components.settings import API_KEY, SECRET_VALUE_KEYS
+from components.work_pool import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
@@ -245,17 +246,6 @@ def evaluate_stack(stack: str, **overrides: str) -> Evaluation:
     """A stack file (`seed` for the example) evaluated with the credentials a user adds."""
     config = load_stack_config(stack_file=stack_file(stack))
     return evaluate(with_credentials(config, **overrides), stack=stack)
-
-
-def whole_numbers(value: Any) -> Any:
-    """`value` with the engine's whole floats (every number crosses it as a float) as integers."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [whole_numbers(v) for v in value]
-    return value
 
 
 def is_secret_input(value: Any) -> bool:
