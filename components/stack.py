@@ -19,6 +19,37 @@ from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker import PrefectWorker, WorkerArgs
 
 
+# Every stack output and what it is for: the README's exports table and the test of which outputs
+# exist both read this. An output that only some stacks have is listed in CONDITIONAL_EXPORTS.
+EXPORTS: dict[str, str] = {
+    "vpcId": "The VPC the worker and its flow runs live in (new, or the adopted `vpcId`).",
+    "publicSubnetIds": "The VPC's public subnets.",
+    "privateSubnetIds": "The VPC's private subnets (none with `natGateways: none`).",
+    "workerSubnetIds": "The subnets the worker and its flow runs are placed in.",
+    "workerAssignsPublicIp": "Whether tasks get a public IP (only with `natGateways: none`).",
+    "workerSecurityGroupId": "The worker's security group: no inbound, out to HTTPS and the API port.",
+    "flowRunSecurityGroupId": "The flow runs' security group: no inbound, any outbound.",
+    "clusterName": "The ECS cluster of the worker and its flow runs.",
+    "clusterArn": "The cluster's ARN.",
+    "serviceName": "The ECS service that runs the worker.",
+    "taskDefinitionArn": "The worker's task definition (image, size, command).",
+    "logGroupName": "The CloudWatch log group of the worker and the flow runs.",
+    "credentialSecretArn": "The Secrets Manager secret holding the Prefect credential.",
+    "executionRoleArn": "The role ECS starts the worker with (image, logs, the secret).",
+    "workerTaskRoleArn": "The worker process's role: RunTask into this cluster and no more.",
+    "flowRunExecutionRoleArn": "The role ECS starts flow-run tasks with.",
+    "flowRunTaskRoleArn": "What flow code may do in AWS (`flowRunPolicyArns`).",
+    "workPoolName": "The ECS work pool the worker polls.",
+    "workPoolJobVariables": "The job variables that put flow runs in this stack's cluster, subnets, "
+                            "security group and roles.",
+    "workPoolManaged": "Whether the stack owns the work pool (`manageWorkPool`).",
+    "ecsEventsQueueUrl": "The SQS queue of the cluster's task events, read by the worker's observer.",
+    "alarmTopicArn": "The SNS topic the alarms notify (`alarmEmail` subscribes to it).",
+    "workerScalingResourceId": "With autoscaling only: the Application Auto Scaling target.",
+}
+CONDITIONAL_EXPORTS = frozenset({"workerScalingResourceId"})
+
+
 @dataclass(frozen=True)
 class Stack:
     settings: Settings
@@ -35,6 +66,7 @@ class Stack:
     scaling: Optional[WorkerScaling]
 
     def exports(self) -> dict[str, Any]:
+        """The stack outputs; each one is described in EXPORTS."""
         return {
             "vpcId": self.network.vpc_id,
             "publicSubnetIds": self.network.public_subnet_ids,

@@ -15,31 +15,23 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.settings import CREDENTIAL_KEYS
+from components.stack import CONDITIONAL_EXPORTS
+from components.stack import EXPORTS as STACK_EXPORTS
 from tests.harness import (
-    PROJECT, REGION, ROOT, TEST_API_KEY, load_stack_config, stack_file_values, stack_names,
+    PROJECT, REGION, ROOT, TEST_API_KEY, load_stack_config, project_defaults, stack_file_values,
+    stack_names,
 )
 
 YAML_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list}
-CREDENTIAL_KEYS = {"prefectApiKey", "prefectApiAuthString", "prefectApiKeySecretArn",
-                   "prefectApiAuthStringSecretArn"}
-EXPORTS = {
-    "vpcId", "publicSubnetIds", "privateSubnetIds", "workerSubnetIds", "workerAssignsPublicIp",
-    "workerSecurityGroupId", "flowRunSecurityGroupId", "clusterName", "clusterArn", "serviceName",
-    "taskDefinitionArn", "logGroupName", "credentialSecretArn", "executionRoleArn",
-    "workerTaskRoleArn", "flowRunExecutionRoleArn", "flowRunTaskRoleArn", "workPoolName",
-    "workPoolJobVariables", "workPoolManaged", "ecsEventsQueueUrl", "alarmTopicArn",
-}
+# The one spec of the outputs, which also feeds the README's exports table.
+EXPORTS = set(STACK_EXPORTS) - CONDITIONAL_EXPORTS
 SCALING_TARGET = "aws:appautoscaling/target:Target"
 PREFECT_AWS = Path(importlib.util.find_spec("prefect_aws").origin).parent
 
 
 def declared_config() -> dict[str, dict]:
     return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-
-
-def project_defaults() -> dict:
-    """The project defaults, as YAML typed them."""
-    return {key: spec["default"] for key, spec in declared_config().items() if "default" in spec}
 
 
 def is_taggable(type_token: str) -> bool:
@@ -74,7 +66,7 @@ def test_stack_file_sets_only_declared_keys_with_their_declared_types(stack):
 
 @pytest.mark.parametrize("stack", stack_names())
 def test_no_stack_file_holds_a_credential(stack):
-    assert not CREDENTIAL_KEYS & set(stack_file_values(stack))
+    assert not set(CREDENTIAL_KEYS) & set(stack_file_values(stack))
     text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
     assert "pnu_" not in text and "secure:" not in text
 
@@ -125,6 +117,7 @@ def test_every_export_is_present_and_none_is_secret(evaluated, stack):
     evaluation = evaluated(stack)
     scaled = bool(evaluation.of_type(SCALING_TARGET))
     assert set(evaluation.exports) == EXPORTS | ({"workerScalingResourceId"} if scaled else set())
+    assert set(evaluation.exports) <= set(STACK_EXPORTS)
     assert evaluation.secret_exports == set()
     assert all(value not in (None, "") for value in evaluation.exports.values())
     assert TEST_API_KEY not in json.dumps(evaluation.exports)
