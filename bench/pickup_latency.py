@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.harness import evaluate_stack
-from tests.prefect_worker import api, deploy, deploy_and_run, wait_online, worker_launch
-from tests.servers import MotoServer, PrefectServer, stop
+from tools.mock_engine import evaluate_stack
+from testbed.prefect_worker import api, deploy, deploy_and_run, wait_online, worker_launch
+from testbed.servers import MotoServer, PrefectServer, stop
 
 POOL = "ecs-bench"
 TARGET_RATIO = 1.5

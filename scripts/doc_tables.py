@@ -9,7 +9,7 @@
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
 
-tests/test_readme.py fails while a checked-in table differs from the generated one.
+tests/tooling/test_readme.py fails while a checked-in table differs from the generated one.
 """
 
 from __future__ import annotations

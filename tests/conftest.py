@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import evaluations
-from tests.harness import TEST_AUTH_STRING
-from tests.servers import MotoServer, PrefectServer
+from tests.support import evaluations
+from tests.support.harness import TEST_AUTH_STRING
+from testbed.servers import MotoServer, PrefectServer
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def prefect_server_with_auth(tmp_path_factory):
 @pytest.fixture(scope="session")
 def evaluated():
     """Each stack file (with the same overrides) evaluated once per session, with the credentials
-    a user adds; tests that only read the result share it (tests/evaluations.py's cache)."""
+    a user adds; tests that only read the result share it (tests/support/evaluations.py's cache)."""
     return evaluations.evaluated
 
 

@@ -250,3 +250,10 @@ def evaluate_stack(stack: str, **overrides: str) -> Evaluation:
 
 def is_secret_input(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+
+
+def worker_container(evaluation: Evaluation) -> dict[str, Any]:
+    """The worker task definition's only container, parsed from `containerDefinitions`."""
+    (container,) = json.loads(
+        evaluation.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    return container
