@@ -1,41 +1,35 @@
 """`make plan STACK=...` works with no CLI and no credentials, and says what it is."""
 
 import os
-import subprocess
-import sys
 from functools import cache
 
 import pytest
 
 import tools.plan as plan_module
 from tests.support.evaluations import evaluated
-from tests.support.harness import ROOT, stack_names
+from tests.support.harness import stack_names
 from tools.cost import main as cost_main
 from tools.plan import make_plan, render_plan
-
-NO_CREDENTIALS_ENV = {
-    key: value for key, value in os.environ.items()
-    if not key.startswith(("AWS_", "PULUMI_"))
-} | {"PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin", "HOME": "/nonexistent"}
-
 
 @cache
 def plan_of(stack):
     return make_plan(stack)
 
 
-def test_plan_runs_without_pulumi_cli_aws_credentials_or_the_tests():
-    # One process for both properties (each costs a cold start): no credentials in the
-    # environment, no CLI on PATH, and `tests` made unimportable, run the way `make plan` does.
-    program = ("import runpy, sys; sys.modules['tests'] = None; sys.argv = ['plan', 'dev']; "
-               "runpy.run_module('tools.plan', run_name='__main__')")
-    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=NO_CREDENTIALS_ENV,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "Offline plan for stack 'dev'" in result.stdout
-    assert "not a diff against AWS" in result.stdout
-    assert "aws:ecs/service:Service" in result.stdout
-    assert "Total" in result.stdout
+def test_plan_runs_without_pulumi_cli_or_aws_credentials(monkeypatch, capsys):
+    # In-process, the way `make plan` runs it, with no credential in the environment and no CLI
+    # on PATH. That it needs nothing from tests/ is tests/tooling/test_layout.py's import check.
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "PULUMI_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("HOME", "/nonexistent")
+    assert plan_module.main(["dev"]) == 0
+    out = capsys.readouterr().out
+    assert "Offline plan for stack 'dev'" in out
+    assert "not a diff against AWS" in out
+    assert "aws:ecs/service:Service" in out
+    assert "Total" in out
 
 
 @pytest.mark.parametrize("stack", [*stack_names(), "seed"])
