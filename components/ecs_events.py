@@ -15,6 +15,9 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
+from components.iam import EVENTBRIDGE
+from components.settings import NAMESPACE
+
 # Events older than this are of no use to a worker; the dead-letter queue keeps failures longer.
 EVENT_RETENTION_SECONDS = 4 * 24 * 3600
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
@@ -45,7 +48,7 @@ class EcsEvents(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EcsEventsArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:EcsEvents", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:EcsEvents", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
@@ -86,7 +89,7 @@ class EcsEvents(pulumi.ComponentResource):
                 "Statement": [{
                     "Sid": "OnlyThisRuleSends",
                     "Effect": "Allow",
-                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Principal": {"Service": EVENTBRIDGE},
                     "Action": "sqs:SendMessage",
                     "Resource": self.queue.arn,
                     "Condition": {"ArnEquals": {"aws:SourceArn": self.rule.arn}},

@@ -18,7 +18,11 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.settings import NAMESPACE
+
 ECS_TASKS = "ecs-tasks.amazonaws.com"
+CLOUDWATCH = "cloudwatch.amazonaws.com"
+EVENTBRIDGE = "events.amazonaws.com"
 TASK_EXECUTION_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
 
@@ -80,7 +84,7 @@ class WorkerIam(pulumi.ComponentResource):
     flow_run_task_role: aws.iam.Role
 
     def __init__(self, name: str, args: IamArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:WorkerIam", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:WorkerIam", name, None, opts)
         self._name = name
         self._args = args
         self.context = AwsContext.current(pulumi.InvokeOptions(parent=self))
@@ -208,7 +212,7 @@ class WorkerIam(pulumi.ComponentResource):
     def _role(self, role: str, description: str) -> aws.iam.Role:
         return aws.iam.Role(
             f"{self._name}-{role}",
-            description=f"prefect-ecs-worker: {description}",
+            description=f"{NAMESPACE}: {description}",
             assume_role_policy=assume_role_policy(self.context.account_id),
             tags=dict(self._args.tags),
             opts=pulumi.ResourceOptions(parent=self),

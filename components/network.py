@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
 
-from components.settings import ExistingVpc, NatGateways, subnet_mask
+from components.settings import ExistingVpc, NAMESPACE, NatGateways, subnet_mask
 
 NAT_STRATEGIES = {
     "none": awsx.ec2.NatGatewayStrategy.NONE,
@@ -38,15 +38,15 @@ class NetworkArgs:
 
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
-    public_subnet_ids: pulumi.Output[list]
-    private_subnet_ids: pulumi.Output[list]
-    worker_subnet_ids: pulumi.Output[list]
+    public_subnet_ids: pulumi.Output[Sequence[str]]
+    private_subnet_ids: pulumi.Output[Sequence[str]]
+    worker_subnet_ids: pulumi.Output[Sequence[str]]
     assign_public_ip: bool
     worker_security_group: aws.ec2.SecurityGroup
     flow_run_security_group: aws.ec2.SecurityGroup
 
     def __init__(self, name: str, args: NetworkArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:Network", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         if args.existing_vpc is None:

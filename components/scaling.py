@@ -24,6 +24,8 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
+from components.settings import NAMESPACE
+
 SCALE_IN_COOLDOWN_SECONDS = 900
 SCALE_OUT_COOLDOWN_SECONDS = 120
 SERVICE_DESIRED_COUNT = "ecs:service:DesiredCount"
@@ -46,7 +48,7 @@ class WorkerScaling(pulumi.ComponentResource):
     memory_policy: aws.appautoscaling.Policy
 
     def __init__(self, name: str, args: ScalingArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:WorkerScaling", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:WorkerScaling", name, None, opts)
         if not 1 <= args.min_count < args.max_count:
             raise ValueError(f"scaling needs 1 <= min < max, got {args.min_count}..{args.max_count}")
         # Application Auto Scaling uses its ECS service-linked role; no role is passed.

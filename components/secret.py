@@ -13,7 +13,7 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import PrefectCredential
+from components.settings import NAMESPACE, PrefectCredential
 
 # Days a deleted secret can still be restored; Secrets Manager accepts 7..30.
 RECOVERY_WINDOW_DAYS = 7
@@ -32,7 +32,7 @@ class PrefectSecret(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PrefectSecretArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:PrefectSecret", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:PrefectSecret", name, None, opts)
         self.env_name = args.credential.env_name
 
         if args.credential.secret_arn is not None:
@@ -45,10 +45,12 @@ class PrefectSecret(pulumi.ComponentResource):
                 tags=dict(args.tags),
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            assert args.credential.value is not None, "a credential has a value or a secret ARN"
             aws.secretsmanager.SecretVersion(
                 f"{name}-version",
                 secret_id=secret.id,
-                secret_string=pulumi.Output.secret(args.credential.value),
+                # The SDK annotates Output.secret's argument too narrowly for an Output[str].
+                secret_string=pulumi.Output.secret(args.credential.value),  # type: ignore[arg-type]
                 opts=pulumi.ResourceOptions(parent=secret),
             )
             self.arn = secret.arn

@@ -1,7 +1,9 @@
 """The stack's configuration, read once and validated before any resource is declared.
 
 Every key lives in the `prefect-ecs-worker:` namespace and is declared, with its default, in
-`Pulumi.yaml`. `load_settings` turns a `pulumi.Config` into a frozen `Settings`; a bad value raises
+`Pulumi.yaml` and nowhere else: the CLI merges those defaults under the stack file before the program
+starts, so a key the program reads always carries a value (an empty string, `[]` or `0` where
+Pulumi.yaml says "unset"). `load_settings` turns a `pulumi.Config` into a frozen `Settings`; a bad value raises
 `ConfigError`, a `pulumi.RunError`, so `pulumi preview` stops with the message and no stack trace.
 The message names the key, shows the value (never a secret's) and says what is accepted.
 """
@@ -11,18 +13,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Optional, get_args
 from urllib.parse import urlparse
 
 import pulumi
 
 NAMESPACE = "prefect-ecs-worker"
 
+# Each enumerated key's accepted values are its type's: `_Reader.choice` reads them with get_args.
 NatGateways = Literal["none", "single", "per-az"]
-NAT_MODES: tuple[str, ...] = ("none", "single", "per-az")
-CPU_ARCHITECTURES = ("X86_64", "ARM64")
-CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+CpuArchitecture = Literal["X86_64", "ARM64"]
+CapacityProvider = Literal["FARGATE", "FARGATE_SPOT"]
+ContainerInsights = Literal["enabled", "disabled"]
+CredentialEnvName = Literal["PREFECT_API_KEY", "PREFECT_API_AUTH_STRING"]
+
+# The credential keys: a value set with --secret, or the ARN of an existing secret holding it.
+API_KEY, AUTH_STRING = "prefectApiKey", "prefectApiAuthString"
+SECRET_VALUE_KEYS = (API_KEY, AUTH_STRING)
+CREDENTIAL_KEYS = (*SECRET_VALUE_KEYS, f"{API_KEY}SecretArn", f"{AUTH_STRING}SecretArn")
 
 # Fargate's valid task sizes (Linux, platform 1.4.0): CPU units -> allowed memory in MiB.
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -43,7 +52,7 @@ LOG_RETENTION_DAYS = (
 
 # RFC 1918 ranges; a VPC for a private worker belongs in one of them.
 PRIVATE_RANGES = tuple(
-    ipaddress.ip_network(c) for c in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+    ipaddress.IPv4Network(c) for c in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 )
 MIN_AZS, MAX_AZS = 2, 6
 MAX_WORKERS = 10
@@ -70,8 +79,6 @@ IMAGE_NAME = re.compile(r"^([a-z0-9.-]+(:\d+)?/)?[a-z0-9]+([._/-][a-z0-9]+)*$")
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$", re.UNICODE)
-DEFAULT_WORKER_IMAGE = "prefecthq/prefect-aws:0.7.12-python3.12"
-DEFAULT_FLOW_RUN_IMAGE = "prefecthq/prefect:3.9.1-python3.12"
 # Prefect caps a pool's concurrent runs with any whole number; 0 here means "no limit".
 MAX_WORK_POOL_CONCURRENCY = 10_000
 
@@ -93,7 +100,7 @@ class PrefectCredential:
     the stack stores in a new Secrets Manager secret) and `secret_arn` (an existing secret) is set.
     """
 
-    env_name: Literal["PREFECT_API_KEY", "PREFECT_API_AUTH_STRING"]
+    env_name: CredentialEnvName
     value: Optional[pulumi.Output[str]] = None
     secret_arn: Optional[str] = None
 
@@ -117,21 +124,21 @@ class Settings:
     worker_cpu: int
     worker_memory: int
     worker_count: int
-    cpu_architecture: Literal["X86_64", "ARM64"]
-    capacity_provider: Literal["FARGATE", "FARGATE_SPOT"]
+    cpu_architecture: CpuArchitecture
+    capacity_provider: CapacityProvider
     nat_gateways: NatGateways
     availability_zone_count: int
     vpc_cidr: str
     existing_vpc: Optional[ExistingVpc]
     log_retention_days: int
     flow_run_policy_arns: tuple[str, ...]
-    tags: Mapping[str, str] = field(default_factory=dict)
-    work_pool_concurrency_limit: Optional[int] = None
-    flow_run_cpu: int = 512
-    flow_run_memory: int = 1024
-    flow_run_image: str = DEFAULT_FLOW_RUN_IMAGE
-    manage_work_pool: bool = True
-    operations: "OperationsSettings" = field(default_factory=lambda: OperationsSettings())
+    tags: Mapping[str, str]
+    work_pool_concurrency_limit: Optional[int]
+    flow_run_cpu: int
+    flow_run_memory: int
+    flow_run_image: str
+    manage_work_pool: bool
+    operations: OperationsSettings
 
     @property
     def prefix(self) -> str:
@@ -154,30 +161,30 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
     reader = _Reader(config)
     prefect_api_url = _api_url(reader.required("prefectApiUrl"))
     credential = _credential(config, reader, prefect_api_url)
-    cpu = reader.integer("workerCpu", 256)
-    memory = reader.integer("workerMemory", 512)
-    cpu_architecture = reader.choice("cpuArchitecture", "X86_64", CPU_ARCHITECTURES)
-    capacity_provider = reader.choice("capacityProvider", "FARGATE", CAPACITY_PROVIDERS)
-    nat_gateways = reader.choice("natGateways", "single", NAT_MODES)
+    cpu = reader.integer("workerCpu")
+    memory = reader.integer("workerMemory")
+    cpu_architecture: CpuArchitecture = reader.choice("cpuArchitecture", CpuArchitecture)
+    capacity_provider: CapacityProvider = reader.choice("capacityProvider", CapacityProvider)
+    nat_gateways: NatGateways = reader.choice("natGateways", NatGateways)
     _check_fargate_size(cpu, memory)
     if capacity_provider == "FARGATE_SPOT" and cpu_architecture == "ARM64":
         raise ConfigError(
             "capacityProvider", capacity_provider,
             "Fargate Spot runs X86_64 tasks only; use cpuArchitecture X86_64 or capacityProvider FARGATE",
         )
-    worker_count = reader.integer("workerCount", 1, minimum=1, maximum=MAX_WORKERS)
-    availability_zone_count = reader.integer("availabilityZoneCount", 2)
+    worker_count = reader.integer("workerCount", minimum=1, maximum=MAX_WORKERS)
+    availability_zone_count = reader.integer("availabilityZoneCount")
     if not MIN_AZS <= availability_zone_count <= MAX_AZS:
         raise ConfigError(
             "availabilityZoneCount", availability_zone_count,
             f"a whole number from {MIN_AZS} to {MAX_AZS} (a worker in one AZ dies with that AZ)",
         )
-    vpc_cidr = reader.string("vpcCidr", "10.0.0.0/16")
+    vpc_cidr = reader.string("vpcCidr")
     _check_vpc_cidr(vpc_cidr, availability_zone_count, tiers=1 if nat_gateways == "none" else 2)
-    flow_run_cpu = reader.integer("flowRunCpu", 512)
-    flow_run_memory = reader.integer("flowRunMemory", 1024)
+    flow_run_cpu = reader.integer("flowRunCpu")
+    flow_run_memory = reader.integer("flowRunMemory")
     _check_fargate_size(flow_run_cpu, flow_run_memory, "flowRunCpu", "flowRunMemory")
-    concurrency_limit = reader.integer("workPoolConcurrencyLimit", 0, minimum=0,
+    concurrency_limit = reader.integer("workPoolConcurrencyLimit", minimum=0,
                                        maximum=MAX_WORK_POOL_CONCURRENCY)
     return Settings(
         project=project,
@@ -186,52 +193,62 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         credential=credential,
         work_pool_name=_work_pool_name(reader.required("workPoolName")),
         work_queues=_work_queues(reader.string_list("workQueues")),
-        worker_image=_image(reader.string("workerImage", DEFAULT_WORKER_IMAGE)),
+        worker_image=_image(reader.string("workerImage"), "workerImage"),
         worker_cpu=cpu,
         worker_memory=memory,
         worker_count=worker_count,
-        cpu_architecture=cpu_architecture,  # type: ignore[arg-type]
-        capacity_provider=capacity_provider,  # type: ignore[arg-type]
-        nat_gateways=nat_gateways,  # type: ignore[arg-type]
+        cpu_architecture=cpu_architecture,
+        capacity_provider=capacity_provider,
+        nat_gateways=nat_gateways,
         availability_zone_count=availability_zone_count,
         vpc_cidr=vpc_cidr,
         existing_vpc=_existing_vpc(reader, nat_gateways),
-        log_retention_days=reader.choice_int("logRetentionDays", 30, LOG_RETENTION_DAYS),
+        log_retention_days=reader.choice_int("logRetentionDays", LOG_RETENTION_DAYS),
         flow_run_policy_arns=_policy_arns(reader.string_list("flowRunPolicyArns")),
         tags=_tags(reader.string_list("tags"), project, stack),
         work_pool_concurrency_limit=concurrency_limit or None,
         flow_run_cpu=flow_run_cpu,
         flow_run_memory=flow_run_memory,
-        flow_run_image=_image(reader.string("flowRunImage", DEFAULT_FLOW_RUN_IMAGE), "flowRunImage",
-                              DEFAULT_FLOW_RUN_IMAGE),
-        manage_work_pool=reader.boolean("manageWorkPool", True),
+        flow_run_image=_image(reader.string("flowRunImage"), "flowRunImage"),
+        manage_work_pool=reader.boolean("manageWorkPool"),
         operations=_operations(reader, worker_count),
     )
 
 
 class _Reader:
-    """Typed access to plain config values, each failure a `ConfigError` naming the key."""
+    """Typed access to plain config values, each failure a `ConfigError` naming the key.
+
+    A key's default is Pulumi.yaml's alone: the reader takes none. `optional` is for keys whose
+    default is "" (unset); every other read needs the key present, as the CLI guarantees.
+    """
 
     def __init__(self, config: pulumi.Config):
         self._config = config
 
-    def string(self, key: str, default: Optional[str] = None) -> Optional[str]:
+    def optional(self, key: str) -> Optional[str]:
+        """The value, or None where it is unset (empty, or absent)."""
         value = self._config.get(key)
-        return default if value is None or value == "" else value
+        return None if value is None or value == "" else value
 
     def required(self, key: str) -> str:
-        value = self.string(key)
+        value = self.optional(key)
         if value is None:
             raise ConfigError(
                 key, None, f"it is required: pulumi config set {key} <value>"
             )
         return value
 
-    def integer(self, key: str, default: int, *, minimum: Optional[int] = None,
+    def string(self, key: str) -> str:
+        """A key Pulumi.yaml gives a default: absent only when the program runs without the CLI."""
+        value = self._config.get(key)
+        if value is None:
+            raise ConfigError(key, None, "a value; Pulumi.yaml declares its default, which the CLI "
+                              "merges under the stack file")
+        return value
+
+    def integer(self, key: str, *, minimum: Optional[int] = None,
                 maximum: Optional[int] = None) -> int:
         raw = self.string(key)
-        if raw is None:
-            return default
         try:
             value = int(raw)
         except ValueError:
@@ -240,28 +257,28 @@ class _Reader:
             raise ConfigError(key, value, f"a whole number from {minimum} to {maximum}")
         return value
 
-    def choice(self, key: str, default: str, accepted: tuple[str, ...]) -> str:
-        value = self.string(key, default)
-        if value not in accepted:
-            raise ConfigError(key, value, "one of " + ", ".join(accepted))
+    def choice(self, key: str, accepted: Any) -> Any:
+        """One of the values of the `Literal` type `accepted`."""
+        values = get_args(accepted)
+        value = self.string(key)
+        if value not in values:
+            raise ConfigError(key, value, "one of " + ", ".join(values))
         return value
 
-    def boolean(self, key: str, default: bool) -> bool:
+    def boolean(self, key: str) -> bool:
         raw = self.string(key)
-        if raw is None:
-            return default
         if raw.lower() not in ("true", "false"):
             raise ConfigError(key, raw, "true or false")
         return raw.lower() == "true"
 
-    def choice_int(self, key: str, default: int, accepted: tuple[int, ...]) -> int:
-        value = self.integer(key, default)
+    def choice_int(self, key: str, accepted: tuple[int, ...]) -> int:
+        value = self.integer(key)
         if value not in accepted:
             raise ConfigError(key, value, "one of " + ", ".join(map(str, accepted)))
         return value
 
     def _json(self, key: str, kind: type, description: str) -> Any:
-        raw = self.string(key)
+        raw = self.optional(key)
         if raw is None:
             return kind()
         try:
@@ -298,11 +315,7 @@ def _api_url(url: str) -> str:
 
 def _credential(config: pulumi.Config, reader: _Reader, api_url: str) -> PrefectCredential:
     """Exactly one of the four credential keys; Prefect Cloud takes an API key only."""
-    secret_keys = ("prefectApiKey", "prefectApiAuthString")
-    present = [
-        key for key in (*secret_keys, "prefectApiKeySecretArn", "prefectApiAuthStringSecretArn")
-        if reader.string(key) is not None
-    ]
+    present = [key for key in CREDENTIAL_KEYS if reader.optional(key) is not None]
     cloud = urlparse(api_url).hostname == PREFECT_CLOUD_HOST
     accepted = (
         "set exactly one of prefectApiKey (pulumi config set --secret prefectApiKey) or "
@@ -314,16 +327,17 @@ def _credential(config: pulumi.Config, reader: _Reader, api_url: str) -> Prefect
         raise ConfigError(" + ".join(present) or "prefectApiKey", None, accepted,
                           secret=bool(present))
     key = present[0]
-    if cloud and key.startswith("prefectApiAuthString"):
+    if cloud and key.startswith(AUTH_STRING):
         raise ConfigError(key, None, "Prefect Cloud authenticates with an API key: " + accepted,
                           secret=True)
-    env_name = "PREFECT_API_KEY" if key.startswith("prefectApiKey") else "PREFECT_API_AUTH_STRING"
-    if key in secret_keys:
+    env_name: CredentialEnvName = (
+        "PREFECT_API_KEY" if key.startswith(API_KEY) else "PREFECT_API_AUTH_STRING")
+    if key in SECRET_VALUE_KEYS:
         # A value set without --secret sits in plain text in the stack file: refuse it.
         if not pulumi.runtime.is_config_secret(config.full_key(key)):
             raise ConfigError(key, None, f"a secret: pulumi config set --secret {key}", secret=True)
         return PrefectCredential(env_name=env_name, value=config.get_secret(key))
-    arn = reader.string(key)
+    arn = reader.required(key)
     if not SECRET_ARN.match(arn):
         raise ConfigError(key, arn, "the complete ARN of a Secrets Manager secret, "
                           "arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>")
@@ -351,11 +365,11 @@ def _work_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
     return queues
 
 
-def _image(image: str, key: str = "workerImage", example: str = DEFAULT_WORKER_IMAGE) -> str:
+def _image(image: str, key: str) -> str:
     """Pinned means a digest, or a tag that does not say latest: those (latest, 3-latest, ...) move
     under a running service."""
-    accepted = ("an image pinned by tag or digest, e.g. " + example
-                + ", not a tag containing 'latest'")
+    accepted = ("an image pinned by tag or digest, e.g. <repository>:<version> or "
+                "<repository>@sha256:<digest>, not a tag containing 'latest'")
     name, _, digest = image.partition("@")
     repository, tag = name, None
     if ":" in name.rsplit("/", 1)[-1]:
@@ -384,14 +398,16 @@ def _check_fargate_size(cpu: int, memory: int, cpu_key: str = "workerCpu",
         )
 
 
+def _is_private(network: ipaddress.IPv4Network) -> bool:
+    return any(network.subnet_of(r) for r in PRIVATE_RANGES)
+
+
 def _check_vpc_cidr(cidr: str, az_count: int, tiers: int) -> None:
     try:
         network = ipaddress.ip_network(cidr)
     except ValueError:
         network = None
-    if network is None or network.version != 4 or not any(
-        network.subnet_of(r) for r in PRIVATE_RANGES
-    ):
+    if not isinstance(network, ipaddress.IPv4Network) or not _is_private(network):
         raise ConfigError("vpcCidr", cidr, "an IPv4 network inside 10.0.0.0/8, 172.16.0.0/12 or "
                           "192.168.0.0/16, written with its network address, e.g. 10.0.0.0/16")
     if not MIN_VPC_PREFIX <= network.prefixlen <= MAX_VPC_PREFIX:
@@ -412,7 +428,7 @@ def subnet_mask(vpc_cidr: str) -> int:
 
 
 def _existing_vpc(reader: _Reader, nat_gateways: str) -> Optional[ExistingVpc]:
-    vpc_id = reader.string("vpcId")
+    vpc_id = reader.optional("vpcId")
     private = reader.string_list("privateSubnetIds")
     public = reader.string_list("publicSubnetIds")
     if vpc_id is None:
@@ -464,7 +480,6 @@ def _tags(entries: tuple[str, ...], project: str, stack: str) -> dict[str, str]:
 
 # --- Operations: scaling, alarms, Container Insights -------------------------------------------
 
-CONTAINER_INSIGHTS = ("enabled", "disabled")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
@@ -476,15 +491,15 @@ class OperationsSettings:
     at `workerCount` and Application Auto Scaling owns its desired count.
     """
 
-    worker_min_count: int = 1
-    worker_max_count: int = 1
-    scaling_cpu_target_percent: int = 60
-    scaling_memory_target_percent: int = 70
-    container_insights: Literal["enabled", "disabled"] = "enabled"
-    alarm_email: Optional[str] = None
-    alarm_cpu_high_percent: int = 85
-    alarm_memory_high_percent: int = 85
-    alarm_evaluation_minutes: int = 5
+    worker_min_count: int
+    worker_max_count: int
+    scaling_cpu_target_percent: int
+    scaling_memory_target_percent: int
+    container_insights: bool
+    alarm_email: Optional[str]
+    alarm_cpu_high_percent: int
+    alarm_memory_high_percent: int
+    alarm_evaluation_minutes: int
 
     @property
     def autoscaling(self) -> bool:
@@ -493,8 +508,8 @@ class OperationsSettings:
 
 def _operations(reader: _Reader, worker_count: int) -> OperationsSettings:
     # 0 is Pulumi.yaml's "unset" (an integer key needs a default): follow workerCount.
-    minimum = reader.integer("workerMinCount", 0, minimum=0, maximum=MAX_WORKERS) or worker_count
-    maximum = reader.integer("workerMaxCount", 0, minimum=0, maximum=MAX_WORKERS) or minimum
+    minimum = reader.integer("workerMinCount", minimum=0, maximum=MAX_WORKERS) or worker_count
+    maximum = reader.integer("workerMaxCount", minimum=0, maximum=MAX_WORKERS) or minimum
     if maximum < minimum:
         raise ConfigError("workerMaxCount", maximum,
                           f"a whole number from workerMinCount ({minimum}) to {MAX_WORKERS}")
@@ -502,7 +517,7 @@ def _operations(reader: _Reader, worker_count: int) -> OperationsSettings:
         raise ConfigError("workerCount", worker_count,
                           f"a whole number from workerMinCount ({minimum}) to workerMaxCount "
                           f"({maximum}): the service starts there before scaling takes over")
-    email = reader.string("alarmEmail")
+    email = reader.optional("alarmEmail")
     if email is not None and (len(email) > 254 or not EMAIL.match(email)):
         raise ConfigError("alarmEmail", email, "an email address, e.g. oncall@example.com, or "
                           "unset for no subscription")
@@ -511,16 +526,16 @@ def _operations(reader: _Reader, worker_count: int) -> OperationsSettings:
         worker_max_count=maximum,
         # Above 90% a task has no headroom left before the next scale-out lands; below 10% the
         # service would scale on noise.
-        scaling_cpu_target_percent=reader.integer("scalingCpuTargetPercent", 60, minimum=10,
+        scaling_cpu_target_percent=reader.integer("scalingCpuTargetPercent", minimum=10,
                                                   maximum=90),
-        scaling_memory_target_percent=reader.integer("scalingMemoryTargetPercent", 70,
+        scaling_memory_target_percent=reader.integer("scalingMemoryTargetPercent",
                                                      minimum=10, maximum=90),
-        container_insights=reader.choice(  # type: ignore[arg-type]
-            "containerInsights", "enabled", CONTAINER_INSIGHTS),
+        # The config says enabled/disabled (the ECS setting's words); the stack needs a yes or no.
+        container_insights=reader.choice("containerInsights", ContainerInsights) == "enabled",
         alarm_email=email,
-        alarm_cpu_high_percent=reader.integer("alarmCpuHighPercent", 85, minimum=1, maximum=100),
-        alarm_memory_high_percent=reader.integer("alarmMemoryHighPercent", 85, minimum=1,
+        alarm_cpu_high_percent=reader.integer("alarmCpuHighPercent", minimum=1, maximum=100),
+        alarm_memory_high_percent=reader.integer("alarmMemoryHighPercent", minimum=1,
                                                  maximum=100),
-        alarm_evaluation_minutes=reader.integer("alarmEvaluationMinutes", 5, minimum=1,
+        alarm_evaluation_minutes=reader.integer("alarmEvaluationMinutes", minimum=1,
                                                 maximum=60),
     )

@@ -19,6 +19,37 @@ from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker import PrefectWorker, WorkerArgs
 
 
+# Every stack output and what it is for: the README's exports table and the test of which outputs
+# exist both read this. An output that only some stacks have is listed in CONDITIONAL_EXPORTS.
+EXPORTS: dict[str, str] = {
+    "vpcId": "The VPC the worker and its flow runs live in (new, or the adopted `vpcId`).",
+    "publicSubnetIds": "The VPC's public subnets.",
+    "privateSubnetIds": "The VPC's private subnets (none with `natGateways: none`).",
+    "workerSubnetIds": "The subnets the worker and its flow runs are placed in.",
+    "workerAssignsPublicIp": "Whether tasks get a public IP (only with `natGateways: none`).",
+    "workerSecurityGroupId": "The worker's security group: no inbound, out to HTTPS and the API port.",
+    "flowRunSecurityGroupId": "The flow runs' security group: no inbound, any outbound.",
+    "clusterName": "The ECS cluster of the worker and its flow runs.",
+    "clusterArn": "The cluster's ARN.",
+    "serviceName": "The ECS service that runs the worker.",
+    "taskDefinitionArn": "The worker's task definition (image, size, command).",
+    "logGroupName": "The CloudWatch log group of the worker and the flow runs.",
+    "credentialSecretArn": "The Secrets Manager secret holding the Prefect credential.",
+    "executionRoleArn": "The role ECS starts the worker with (image, logs, the secret).",
+    "workerTaskRoleArn": "The worker process's role: RunTask into this cluster and no more.",
+    "flowRunExecutionRoleArn": "The role ECS starts flow-run tasks with.",
+    "flowRunTaskRoleArn": "What flow code may do in AWS (`flowRunPolicyArns`).",
+    "workPoolName": "The ECS work pool the worker polls.",
+    "workPoolJobVariables": "The job variables that put flow runs in this stack's cluster, subnets, "
+                            "security group and roles.",
+    "workPoolManaged": "Whether the stack owns the work pool (`manageWorkPool`).",
+    "ecsEventsQueueUrl": "The SQS queue of the cluster's task events, read by the worker's observer.",
+    "alarmTopicArn": "The SNS topic the alarms notify (`alarmEmail` subscribes to it).",
+    "workerScalingResourceId": "With autoscaling only: the Application Auto Scaling target.",
+}
+CONDITIONAL_EXPORTS = frozenset({"workerScalingResourceId"})
+
+
 @dataclass(frozen=True)
 class Stack:
     settings: Settings
@@ -34,12 +65,8 @@ class Stack:
     # None unless workerMaxCount exceeds workerMinCount.
     scaling: Optional[WorkerScaling]
 
-    def job_variables(self) -> pulumi.Output[dict[str, Any]]:
-        """The ECS work pool's job variables that put flow runs in this stack's cluster, subnets,
-        security group and roles, with the credential taken from Secrets Manager."""
-        return self.flow_runs.job_variables()
-
     def exports(self) -> dict[str, Any]:
+        """The stack outputs; each one is described in EXPORTS."""
         return {
             "vpcId": self.network.vpc_id,
             "publicSubnetIds": self.network.public_subnet_ids,
@@ -59,7 +86,7 @@ class Stack:
             "flowRunExecutionRoleArn": self.iam.flow_run_execution_role.arn,
             "flowRunTaskRoleArn": self.iam.flow_run_task_role.arn,
             "workPoolName": self.settings.work_pool_name,
-            "workPoolJobVariables": self.job_variables(),
+            "workPoolJobVariables": self.flow_runs.job_variables(),
             "workPoolManaged": self.work_pool is not None,
             "ecsEventsQueueUrl": self.events.queue.url,
             "alarmTopicArn": self.alarms.topic.arn,
@@ -145,10 +172,9 @@ def build_stack(settings: Settings) -> Stack:
         region=iam.context.region,
         tags=tags,
         events_queue_name=settings.events_queue_name,
-        depends_on=[events, *([work_pool] if work_pool else [])],
         container_insights=settings.operations.container_insights,
         autoscaling=settings.operations.autoscaling,
-    ))
+    ), pulumi.ResourceOptions(depends_on=[events, *([work_pool] if work_pool else [])]))
     alarms, scaling = build_operations(settings, iam, worker,
                                        dead_letter_queue_name=events.dead_letter_queue.name)
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
@@ -156,10 +182,10 @@ def build_stack(settings: Settings) -> Stack:
 
 
 def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
-                     dead_letter_queue_name: Optional[pulumi.Input[str]] = None,
+                     dead_letter_queue_name: pulumi.Input[str],
                      ) -> tuple[WorkerAlarms, Optional[WorkerScaling]]:
-    """Alarms always; scaling when workerMaxCount exceeds workerMinCount. The events queue's
-    dead-letter queue, when the stack has one, is passed in for its alarm."""
+    """Alarms always, one of them on the events queue's dead-letter queue; scaling when
+    workerMaxCount exceeds workerMinCount."""
     ops = settings.operations
     alarms = WorkerAlarms("alarms", AlarmsArgs(
         prefix=settings.prefix,
@@ -168,7 +194,7 @@ def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
         cluster_arn=worker.cluster.arn,
         service_name=worker.service.name,
         service_arn=worker.service.arn,
-        container_insights=ops.container_insights == "enabled",
+        container_insights=ops.container_insights,
         email=ops.alarm_email,
         cpu_high_percent=ops.alarm_cpu_high_percent,
         memory_high_percent=ops.alarm_memory_high_percent,

@@ -37,7 +37,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-CONFIG_NAMESPACE = "prefect-ecs-worker"
+from components.settings import API_KEY, AUTH_STRING, NAMESPACE
+
 # Keys whose change makes a different pool; the others are patched in place.
 REPLACE_KEYS = ("api_url", "name", "type")
 UPDATE_KEYS = ("description", "base_job_template", "concurrency_limit")
@@ -62,7 +63,7 @@ class _CredentialSource:
 
     @classmethod
     def from_config(cls, get: Callable[[str], Optional[str]]) -> Optional["_CredentialSource"]:
-        for key, scheme in (("prefectApiKey", "Bearer"), ("prefectApiAuthString", "Basic")):
+        for key, scheme in ((API_KEY, "Bearer"), (AUTH_STRING, "Basic")):
             if get(key):
                 return cls(scheme, value=get(key))
             if get(f"{key}SecretArn"):
@@ -70,7 +71,10 @@ class _CredentialSource:
         return None
 
     def authorization(self) -> str:
-        value = self.value if self.value is not None else _read_secret(self.secret_arn)
+        value = self.value
+        if value is None:
+            assert self.secret_arn is not None, "from_config sets a value or an ARN"
+            value = _read_secret(self.secret_arn)
         if self.scheme == "Basic":
             return "Basic " + base64.b64encode(value.encode()).decode()
         return f"Bearer {value}"
@@ -98,19 +102,20 @@ def _retry_delay(response: httpx.Response, attempt: int) -> float:
     return min(max(delay, 0.0), 10.0)
 
 
-def _integral(value: Any) -> Any:
-    """The engine hands numbers over as floats; Prefect and ECS want 1024, not 1024.0."""
+def whole_numbers(value: Any) -> Any:
+    """`value` with the engine's whole floats as integers: every number crosses the engine as a
+    float, and Prefect and ECS want 1024, not 1024.0."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
+        return {k: whole_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_integral(v) for v in value]
+        return [whole_numbers(v) for v in value]
     return value
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(_integral(value), sort_keys=True)
+    return json.dumps(whole_numbers(value), sort_keys=True)
 
 
 class WorkPoolProvider(ResourceProvider):
@@ -123,7 +128,7 @@ class WorkPoolProvider(ResourceProvider):
     def configure(self, req: ConfigureRequest) -> None:
         config = req.config
         self._credential = _CredentialSource.from_config(
-            lambda key: config.get(f"{CONFIG_NAMESPACE}:{key}"))
+            lambda key: config.get(f"{NAMESPACE}:{key}"))
 
     # -- the API ----------------------------------------------------------------------------
 
@@ -212,7 +217,7 @@ class WorkPoolProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         api_url, name = props["api_url"], props["name"]
-        body = _integral({
+        body = whole_numbers({
             "name": name,
             "type": props["type"],
             "description": props.get("description"),
@@ -239,7 +244,7 @@ class WorkPoolProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         api_url, name = news["api_url"], news["name"]
-        body = _integral({key: news.get(key) for key in UPDATE_KEYS})
+        body = whole_numbers({key: news.get(key) for key in UPDATE_KEYS})
         response = self._request(api_url, "PATCH", f"/work_pools/{quote(name, safe='')}", body)
         if response.status_code == 404:
             raise PrefectApiError(

@@ -9,10 +9,12 @@ CloudWatch, and ECS probes its `/health` endpoint from inside the container, so 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
+
+from components.settings import NAMESPACE
 
 CONTAINER_NAME = "prefect-worker"
 HEALTH_PORT = 8080
@@ -49,11 +51,9 @@ class WorkerArgs:
     tags: Mapping[str, str]
     # The queue of ECS task events the worker's observer reads for crash detection.
     events_queue_name: str
-    # What must exist before a worker starts polling: its work pool, its events queue.
-    depends_on: Sequence[pulumi.Resource] = ()
-    container_insights: str = "enabled"
+    container_insights: bool
     # Application Auto Scaling owns desiredCount; `pulumi up` must not reset it to desired_count.
-    autoscaling: bool = False
+    autoscaling: bool
 
 
 # Prefect's logging.yml ships a `json` formatter (prefect.logging.formatters.JsonFormatter) and
@@ -121,6 +121,12 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
     }])
 
 
+def _as_list(depends_on: Any) -> list[pulumi.Resource]:
+    if depends_on is None:
+        return []
+    return list(depends_on) if isinstance(depends_on, (list, tuple)) else [depends_on]
+
+
 class PrefectWorker(pulumi.ComponentResource):
     cluster: aws.ecs.Cluster
     log_group: aws.cloudwatch.LogGroup
@@ -128,7 +134,10 @@ class PrefectWorker(pulumi.ComponentResource):
     service: aws.ecs.Service
 
     def __init__(self, name: str, args: WorkerArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:PrefectWorker", name, None, opts)
+        """`opts.depends_on`: what must exist before a worker starts polling (its work pool, its
+        events queue); the service waits for it explicitly."""
+        super().__init__(f"{NAMESPACE}:index:PrefectWorker", name, None, opts)
+        polling_needs = _as_list(opts.depends_on if opts else None)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
@@ -136,7 +145,8 @@ class PrefectWorker(pulumi.ComponentResource):
             f"{name}-cluster",
             name=args.cluster_name,
             settings=[aws.ecs.ClusterSettingArgs(name="containerInsights",
-                                                 value=args.container_insights)],
+                                                 value="enabled" if args.container_insights
+                                                 else "disabled")],
             tags=tags,
             opts=child,
         )
@@ -192,7 +202,7 @@ class PrefectWorker(pulumi.ComponentResource):
             wait_for_steady_state=True,
             tags=tags,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[capacity_providers, *args.depends_on],
+                parent=self, depends_on=[capacity_providers, *polling_needs],
                 ignore_changes=["desiredCount"] if args.autoscaling else None),
         )
 

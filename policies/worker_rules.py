@@ -26,6 +26,9 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 SECRET = "aws:secretsmanager/secret:Secret"
 NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
 AWSX_VPC = "awsx:ec2:Vpc"
+# awsx.ec2.Vpc's defaults and the NAT gateways each strategy builds (awsx/ec2/vpc.ts).
+AWSX_DEFAULT_AZS = 3
+AWSX_NAT_GATEWAYS = {"None": lambda azs: 0, "Single": lambda azs: 1, "OnePerAz": lambda azs: azs}
 ROLE = "aws:iam/role:Role"
 POLICY_DOCUMENT_PROPS = {
     "aws:iam/rolePolicy:RolePolicy": ("policy",),
@@ -145,7 +148,7 @@ def _ingress_sources(type_: str, props: Props) -> list[tuple[str, set[str]]]:
                  set(_as_list(props.get("cidrBlocks"))) | set(_as_list(props.get("ipv6CidrBlocks"))))]
     if type_ == INGRESS_RULE:
         return [(str(props.get("description") or props.get("fromPort")),
-                 {props.get("cidrIpv4"), props.get("cidrIpv6")} - {None})]
+                 {cidr for cidr in (props.get("cidrIpv4"), props.get("cidrIpv6")) if cidr is not None})]
     return []
 
 
@@ -179,9 +182,20 @@ def secret_has_recovery_window(type_: str, props: Props) -> list[str]:
     days = props.get("recoveryWindowInDays")
     # Unset, Secrets Manager applies its default of 30 days; 0 deletes at once.
     if days is not None and int(days) not in SECRETS_MANAGER_RECOVERY_DAYS:
-        return [f"recoveryWindowInDays is {days!r}: 7 to 30 days, so a deleted credential can be "
-                "restored"]
+        return [f"recoveryWindowInDays is {days!r}: {SECRETS_MANAGER_RECOVERY_DAYS[0]} to "
+                f"{SECRETS_MANAGER_RECOVERY_DAYS[-1]} days, so a deleted credential can be restored"]
     return []
+
+
+def awsx_nat_strategy(vpc: Props) -> str:
+    """The awsx VPC's NAT strategy; awsx builds one NAT gateway per AZ when none is given."""
+    return str((vpc.get("natGateways") or {}).get("strategy", "OnePerAz"))
+
+
+def awsx_nat_gateway_count(vpc: Props) -> int:
+    """The NAT gateways an awsx VPC builds for its strategy and AZ count."""
+    azs = int(vpc.get("numberOfAvailabilityZones") or AWSX_DEFAULT_AZS)
+    return AWSX_NAT_GATEWAYS[awsx_nat_strategy(vpc)](azs)
 
 
 def _private_mode(resources: Sequence[tuple[str, Props]]) -> bool:
@@ -190,10 +204,8 @@ def _private_mode(resources: Sequence[tuple[str, Props]]) -> bool:
     for type_, props in resources:
         if type_ == NAT_GATEWAY:
             return True
-        if type_ == AWSX_VPC:
-            strategy = (props.get("natGateways") or {}).get("strategy", "OnePerAz")
-            if strategy != "None":
-                return True
+        if type_ == AWSX_VPC and awsx_nat_strategy(props) != "None":
+            return True
     return False
 
 

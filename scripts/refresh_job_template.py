@@ -4,7 +4,7 @@ Run after bumping prefect-aws in requirements-dev.txt:
 
     python scripts/refresh_job_template.py
 
-The file records the prefect-aws version it came from; tests/test_job_template.py fails while the
+The file records the prefect-aws version it came from; tests/unit/test_job_template.py fails while the
 checked-in copy differs from what the installed prefect-aws produces.
 """
 

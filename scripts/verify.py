@@ -53,7 +53,7 @@ def load_outputs(stack: Optional[str], outputs_file: Optional[str]) -> dict[str,
     if outputs_file:
         with open(outputs_file) as handle:
             return json.load(handle)
-    command = ["pulumi", "stack", "output", "--json", "--stack", stack]
+    command = ["pulumi", "stack", "output", "--json", "--stack", str(stack)]
     try:
         done = subprocess.run(command, check=True, capture_output=True, text=True)
     except FileNotFoundError:
@@ -102,12 +102,15 @@ class Verifier:
 
     # -- checks --
     def cluster_active(self) -> str:
+        """The stack's cluster has status `ACTIVE`."""
         (cluster,) = self.ecs.describe_clusters(clusters=[self.cluster])["clusters"] or [None]
         if cluster is None or cluster["status"] != "ACTIVE":
             raise Failed(f"{self.cluster} is {cluster and cluster['status']}")
         return f"{cluster['clusterName']} is ACTIVE"
 
     def service_stable(self) -> str:
+        """Running count equals desired count and the primary deployment's rollout is
+        `COMPLETED`."""
         service = self.service()
         primary = [d for d in service["deployments"] if d["status"] == "PRIMARY"]
         rollout = primary[0].get("rolloutState") if primary else None
@@ -119,12 +122,14 @@ class Verifier:
         return evidence
 
     def service_runs_stack_task_definition(self) -> str:
+        """The service's task definition is the stack's `taskDefinitionArn` output."""
         running = self.service()["taskDefinition"]
         if running != self.outputs["taskDefinitionArn"]:
             raise Failed(f"service runs {running}, the stack declares {self.outputs['taskDefinitionArn']}")
         return running.rsplit("/", 1)[1]
 
     def tasks_in_intended_subnets(self) -> str:
+        """Every running task of the service sits in `workerSubnetIds`."""
         tasks = self.service_tasks()
         intended = set(self.outputs["workerSubnetIds"])
         if not tasks:
@@ -137,9 +142,11 @@ class Verifier:
         outside = {task: subnet for task, subnet in placed.items() if subnet not in intended}
         if outside:
             raise Failed(f"tasks outside {sorted(intended)}: {outside}")
-        return f"{len(placed)} task(s) in {sorted(set(placed.values()))}"
+        return f"{len(placed)} task(s) in {sorted(set(placed.values()), key=str)}"
 
     def public_ip_setting(self) -> str:
+        """The service's `assignPublicIp` matches `workerAssignsPublicIp`; with no public IP
+        intended, no task interface has one."""
         wanted = "ENABLED" if self.outputs["workerAssignsPublicIp"] else "DISABLED"
         network = self.service()["networkConfiguration"]["awsvpcConfiguration"]
         actual = network.get("assignPublicIp", "DISABLED")
@@ -159,6 +166,9 @@ class Verifier:
         return f"assignPublicIp {actual}, as intended"
 
     def credential_from_secrets(self) -> str:
+        """The container takes `PREFECT_API_KEY` (or `PREFECT_API_AUTH_STRING`) from `secrets`
+        with the stack's secret ARN, and no plain variable carries it (only names are printed,
+        never values)."""
         definition = self.ecs.describe_task_definition(
             taskDefinition=self.service()["taskDefinition"])["taskDefinition"]
         secret_arn = self.outputs["credentialSecretArn"]
@@ -180,6 +190,7 @@ class Verifier:
         return "; ".join(evidence)
 
     def secret_exists(self) -> str:
+        """The secret is not scheduled for deletion and has an `AWSCURRENT` version."""
         secret = self.secretsmanager.describe_secret(SecretId=self.outputs["credentialSecretArn"])
         if secret.get("DeletedDate"):
             raise Failed(f"{secret['Name']} is scheduled for deletion on {secret['DeletedDate']}")
@@ -190,6 +201,8 @@ class Verifier:
         return f"{secret['Name']} with a current version"
 
     def worker_start_logged(self) -> str:
+        """The log group holds `Worker '…' started!` in a `worker/*` stream within the last 24
+        h."""
         group = self.outputs["logGroupName"]
         since = int((time.time() - LOG_LOOKBACK_HOURS * 3600) * 1000)
         found: list[dict[str, Any]] = []
@@ -202,9 +215,13 @@ class Verifier:
                          f"in the last {LOG_LOOKBACK_HOURS} h")
         latest = max(found, key=lambda e: e["timestamp"])
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(latest["timestamp"] / 1000))
-        return f"{WORKER_STARTED.search(latest['message']).group(0)} in {latest['logStreamName']} at {when}"
+        started = WORKER_STARTED.search(latest["message"])
+        line = started.group(0) if started else latest["message"]  # `found` holds matches only
+        return f"{line} in {latest['logStreamName']} at {when}"
 
     def prefect_worker_online(self) -> Optional[str]:
+        """With `PREFECT_API_URL` (or `--prefect-api-url`) set, the pool lists at least the
+        service's desired count of workers `ONLINE`; skipped (`-`) without a URL."""
         if not self.prefect_api_url:
             return None
         headers = {"Content-Type": "application/json"}

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests import evaluations  # noqa: E402
-from tests.harness import TEST_AUTH_STRING  # noqa: E402
-from tests.servers import MotoServer, PrefectServer  # noqa: E402
+from tests.support import evaluations
+from tests.support.harness import TEST_AUTH_STRING
+from testbed.servers import MotoServer, PrefectServer
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +43,7 @@ def prefect_server_with_auth(tmp_path_factory):
 @pytest.fixture(scope="session")
 def evaluated():
     """Each stack file (with the same overrides) evaluated once per session, with the credentials
-    a user adds; tests that only read the result share it (tests/evaluations.py's cache)."""
+    a user adds; tests that only read the result share it (tests/support/evaluations.py's cache)."""
     return evaluations.evaluated
 
 

@@ -9,6 +9,11 @@ subnet (`assignPublicIp`) holds a public IPv4 address of its own.
 
 With autoscaling the service is priced at its minimum (steady state) and the maximum is shown as
 the ceiling. Flow-run tasks are priced by use and are not part of the stack's fixed cost.
+
+`python -m tools.cost` (`make cost`) prints each stack's monthly cost as a ratio to the seed
+report's architecture (examples/Pulumi.seed.yaml: two AZs, one NAT gateway, one on-demand x86
+worker of dev's size), priced by the same program and the same price table as the stacks, so the
+ratios compare like with like. Figures are estimates of what the stacks declare, not of a bill.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from policies.worker_rules import awsx_nat_gateway_count
+from tools.mock_engine import evaluate_stack, stack_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRICES = ROOT / "pricing" / "us-east-1.json"
@@ -91,12 +99,7 @@ def nat_gateway_count(resources: Sequence[Resource]) -> int:
     explicit = len(_of(resources, NAT_GATEWAY))
     if explicit:
         return explicit
-    count = 0
-    for vpc in _of(resources, AWSX_VPC):
-        strategy = (vpc.get("natGateways") or {}).get("strategy", "OnePerAz")
-        azs = int(vpc.get("numberOfAvailabilityZones", 3))
-        count += {"None": 0, "Single": 1, "OnePerAz": azs}[strategy]
-    return count
+    return sum(awsx_nat_gateway_count(vpc) for vpc in _of(resources, AWSX_VPC))
 
 
 @dataclass(frozen=True)
@@ -241,5 +244,39 @@ def items_by_name(estimate_: Estimate) -> dict[str, LineItem]:
     return {item.item: item for item in estimate_.items}
 
 
-def total_of(resources: Iterable[Resource], prices: Optional[PriceTable] = None) -> float:
-    return estimate(list(resources), prices).total
+# --- `python -m tools.cost`: each stack against the seed ---------------------------------------
+
+DEV_TARGET = 0.25
+
+
+def stack_costs(prices: PriceTable, evaluated: Optional[Callable[[str], Any]] = None,
+                ) -> dict[str, tuple[float, float]]:
+    """stack -> (steady-state total, ceiling with autoscaling), for the seed and each stack.
+    `evaluated(stack)` is the mock engine's `evaluate_stack` unless a cached one is given."""
+    evaluated = evaluated or evaluate_stack
+    result = {}
+    for stack in ("seed", *stack_names()):
+        declared = [(r.type, r.inputs) for r in evaluated(stack).resources]
+        cost = estimate(declared, prices)
+        result[stack] = (cost.total, cost.ceiling)
+    return result
+
+
+def main(evaluated: Optional[Callable[[str], Any]] = None) -> int:
+    prices = PriceTable.load()
+    figures = stack_costs(prices, evaluated)
+    seed = figures["seed"][0]
+    print(f"Monthly estimate, {prices.region} list prices of {prices.as_of}; seed = "
+          f"${seed:.2f}/month")
+    print(f"{'stack':<8} {'$/month':>9} {'x seed':>7} {'ceiling':>9}")
+    for stack, (total, ceiling) in figures.items():
+        extra = f"${ceiling:.2f}" if ceiling != total else ""
+        print(f"{stack:<8} {f'${total:.2f}':>9} {ratio(total, seed):>7.3f} {extra:>9}".rstrip())
+    dev_ratio = ratio(figures["dev"][0], seed)
+    verdict = "meets" if dev_ratio <= DEV_TARGET else "misses"
+    print(f"dev is {dev_ratio:.3f}x the seed: {verdict} the {DEV_TARGET}x target")
+    return 0 if dev_ratio <= DEV_TARGET else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

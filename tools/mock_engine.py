@@ -1,5 +1,6 @@
 """The mock engine: run the stack program under Pulumi mocks, with config loaded the way the CLI
-loads it, and return what it declared. Used by the offline plan (tools/plan.py) and by the tests.
+loads it, and return what it declared. Used by the offline plan (`python -m tools.plan`), the cost
+comparison (`python -m tools.cost`) and the tests.
 
 `load_stack_config` merges `Pulumi.yaml`'s project defaults under a stack file's values (what the CLI
 does before the program starts); `evaluate` runs `__main__.py` in-process against `RecordingMocks`
@@ -10,6 +11,7 @@ would compute, made up: this is a declaration, never a read of an account.
 
 from __future__ import annotations
 
+import functools
 import json
 import runpy
 from dataclasses import dataclass, field
@@ -19,8 +21,11 @@ from typing import Any, Iterable, Optional
 import pulumi
 import yaml
 
+from components.settings import NAMESPACE as PROJECT
+from components.settings import API_KEY, SECRET_VALUE_KEYS
+from components.work_pool import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
+
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "prefect-ecs-worker"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -31,6 +36,8 @@ CLOUD_URL = (
     "/workspaces/7e9d2f10-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 )
 PLACEHOLDER_API_KEY = "pnu_test0000000000000000000000000000000000"
+# Config keys whose values the CLI would hold as secrets (set with --secret).
+SECRET_CONFIG_KEYS = tuple(f"{PROJECT}:{key}" for key in SECRET_VALUE_KEYS)
 # A Python dynamic resource registers under the SDK's provider package, not our own.
 WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
 
@@ -40,7 +47,17 @@ SEED_STACK_FILE = ROOT / "examples" / "Pulumi.seed.yaml"
 
 
 def stack_names() -> list[str]:
+    """The stacks with a stack file at the root (`Pulumi.<stack>.yaml`): the one glob for them."""
     return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def stack_file(stack: str) -> Path:
+    """A stack's file: `Pulumi.<stack>.yaml`, or the seed example for `seed`."""
+    path = SEED_STACK_FILE if stack == "seed" else ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise SystemExit(f"no stack file {path.relative_to(ROOT)}; stacks: "
+                         + ", ".join(stack_names()) + ", seed")
+    return path
 
 
 def _config_string(value: Any) -> str:
@@ -52,15 +69,18 @@ def _config_string(value: Any) -> str:
     return str(value)
 
 
+def project_defaults(project_file: Path = ROOT / "Pulumi.yaml") -> dict[str, Any]:
+    """Each key's default as Pulumi.yaml declares it (its one home), without the namespace."""
+    project = yaml.safe_load(project_file.read_text())
+    return {key: spec["default"] for key, spec in project.get("config", {}).items()
+            if isinstance(spec, dict) and "default" in spec}
+
+
 def load_stack_config(stack: Optional[str] = None, project_file: Path = ROOT / "Pulumi.yaml",
                       stack_file: Optional[Path] = None) -> dict[str, str]:
     """Project defaults from Pulumi.yaml, then the stack file's values over them."""
-    project = yaml.safe_load(project_file.read_text())
     merged: dict[str, Any] = {
-        f"{PROJECT}:{key}": spec["default"]
-        for key, spec in project.get("config", {}).items()
-        if isinstance(spec, dict) and "default" in spec
-    }
+        f"{PROJECT}:{key}": default for key, default in project_defaults(project_file).items()}
     if stack is not None or stack_file is not None:
         path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
         merged.update((yaml.safe_load(path.read_text()) or {}).get("config", {}))
@@ -71,7 +91,7 @@ def with_credentials(config: dict[str, str], **overrides: str) -> dict[str, str]
     """What a user adds with `pulumi config set` before the first `up`: the URL and the key."""
     merged = dict(config)
     merged.setdefault(f"{PROJECT}:prefectApiUrl", CLOUD_URL)
-    merged[f"{PROJECT}:prefectApiKey"] = PLACEHOLDER_API_KEY
+    merged[f"{PROJECT}:{API_KEY}"] = PLACEHOLDER_API_KEY
     merged.update({f"{PROJECT}:{key}": value for key, value in overrides.items()})
     return merged
 
@@ -81,7 +101,6 @@ class Declared:
     type: str
     name: str
     inputs: dict[str, Any]
-    parent: Optional[str] = None
     # What the mock answered: the id and outputs later resources reference (replay maps them).
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -189,8 +208,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 
 def evaluate(config: dict[str, str], stack: str = "test",
-             secret_keys: Iterable[str] = (f"{PROJECT}:prefectApiKey",
-                                           f"{PROJECT}:prefectApiAuthString"),
+             secret_keys: Iterable[str] = SECRET_CONFIG_KEYS,
              mocks: Optional[RecordingMocks] = None) -> Evaluation:
     """Run `__main__.py` under mocks with this config; return what it declared and exported.
 
@@ -216,7 +234,7 @@ def evaluate(config: dict[str, str], stack: str = "test",
         outputs = []
         for key, value in exports.items():
             output = pulumi.Output.from_input(value)
-            outputs.append(output.apply(lambda v, k=key: keep(k, v)))
+            outputs.append(output.apply(functools.partial(keep, key)))
             outputs.append(pulumi.Output.from_input(note_secret(key, output)))
         return pulumi.Output.all(*outputs)
 
@@ -225,19 +243,17 @@ def evaluate(config: dict[str, str], stack: str = "test",
 
 
 def evaluate_stack(stack: str, **overrides: str) -> Evaluation:
-    return evaluate(with_credentials(load_stack_config(stack), **overrides), stack=stack)
-
-
-def whole_numbers(value: Any) -> Any:
-    """`value` with the engine's whole floats (every number crosses it as a float) as integers."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [whole_numbers(v) for v in value]
-    return value
+    """A stack file (`seed` for the example) evaluated with the credentials a user adds."""
+    config = load_stack_config(stack_file=stack_file(stack))
+    return evaluate(with_credentials(config, **overrides), stack=stack)
 
 
 def is_secret_input(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+
+
+def worker_container(evaluation: Evaluation) -> dict[str, Any]:
+    """The worker task definition's only container, parsed from `containerDefinitions`."""
+    (container,) = json.loads(
+        evaluation.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    return container

@@ -13,17 +13,11 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "policies")) if p not in sys.path]
-
-import worker_rules  # noqa: E402
-from tools.mock_engine import (  # noqa: E402
-    SEED_STACK_FILE, evaluate, load_stack_config, whole_numbers, with_credentials,
-)
-from tools.cost import Estimate, PriceTable, estimate, render  # noqa: E402
+from policies import worker_rules
+from tools.cost import Estimate, PriceTable, estimate, render
+from tools.mock_engine import evaluate_stack, whole_numbers
 
 # The few properties a reviewer looks at, per type; nested paths use dots.
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -68,19 +62,9 @@ class Plan:
         return {name: found for name, found in self.policy_results.items() if found}
 
 
-def stack_file(stack: str) -> Path:
-    path = SEED_STACK_FILE if stack == "seed" else ROOT / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        raise SystemExit(f"no stack file {path.relative_to(ROOT)}; stacks: "
-                         + ", ".join(sorted(p.stem.split(".", 1)[1] for p in ROOT.glob("Pulumi.*.yaml")))
-                         + ", seed")
-    return path
-
-
 def make_plan(stack: str, prices: Optional[PriceTable] = None) -> Plan:
     prices = prices or PriceTable.load()
-    config = with_credentials(load_stack_config(stack_file=stack_file(stack)))
-    evaluation = evaluate(config, stack=stack)
+    evaluation = evaluate_stack(stack)
     resources = tuple((r.type, r.name, r.inputs) for r in evaluation.resources)
     declared = [(type_, inputs) for type_, _, inputs in resources]
     return Plan(stack, resources, worker_rules.evaluate(declared), estimate(declared, prices), prices)
@@ -145,3 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     plan = make_plan(args.stack)
     print(render_plan(plan))
     return 1 if plan.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

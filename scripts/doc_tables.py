@@ -1,0 +1,140 @@
+"""The documentation's tables, generated from their one source so that none can drift:
+
+- `config` (README.md): Pulumi.yaml's keys, types, defaults and descriptions;
+- `exports` (README.md): `components.stack.EXPORTS`, the spec the test of the outputs also reads;
+- `components` (README.md): each component class, its file and its module docstring's first line;
+- `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
+- `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`.
+
+    python -m scripts.doc_tables            # print every table
+    python -m scripts.doc_tables --write    # replace each table between its markers
+
+tests/tooling/test_readme.py fails while a checked-in table differs from the generated one.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+COST_DOC = ROOT / "docs" / "cost.md"
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}-table:start -->", f"<!-- {name}-table:end -->"
+
+
+def default_cell(spec: dict) -> str:
+    if "default" not in spec:
+        return "**required**"
+    default = spec["default"]
+    if default == "":
+        return "(unset)"
+    if isinstance(default, (bool, list)):
+        return f"`{json.dumps(default)}`"  # as YAML writes them: true, [], not Python's True
+    return f"`{default}`"
+
+
+def _markdown(text: str) -> str:
+    """Escape what a table cell cannot hold; <placeholders> outside code spans would vanish as HTML."""
+    parts = " ".join(text.split()).replace("|", "\\|").split("`")
+    for i in range(0, len(parts), 2):
+        parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;")
+    return "`".join(parts)
+
+
+def config_table(project_file: Path = ROOT / "Pulumi.yaml") -> str:
+    config = yaml.safe_load(project_file.read_text())["config"]
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, spec in config.items():
+        kind = f"{spec['type']} of {spec['items']['type']}" if spec["type"] == "array" else spec["type"]
+        rows.append(f"| `{key}` | {kind} | {default_cell(spec)} | {_markdown(spec['description'])} |")
+    return "\n".join(rows)
+
+
+def exports_table() -> str:
+    from components.stack import EXPORTS
+
+    rows = ["| output | what it is |", "|---|---|"]
+    rows += [f"| `{key}` | {_markdown(description)} |" for key, description in EXPORTS.items()]
+    return "\n".join(rows)
+
+
+def components_table() -> str:
+    rows = ["| component | file | what it creates, and why |", "|---|---|---|"]
+    for path in sorted((ROOT / "components").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        # Component resources, and the dynamic resource of the work pool.
+        classes = [node.name for node in tree.body if isinstance(node, ast.ClassDef)
+                   and any(ast.unparse(base).endswith(("ComponentResource", "dynamic.Resource"))
+                           for base in node.bases)]
+        docstring = ast.get_docstring(tree) or ""
+        summary = docstring.split("\n\n")[0]
+        for name in classes:
+            rows.append(f"| `{name}` | `components/{path.name}` | {_markdown(summary)} |")
+    return "\n".join(rows)
+
+
+def verify_table() -> str:
+    from scripts.verify import Verifier
+
+    # Building the checks creates boto3 clients only; nothing is called.
+    verifier = Verifier({"clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/c"})
+    rows = ["| check | passes when |", "|---|---|"]
+    rows += [f"| {name} | {_markdown(check.__doc__ or '')} |" for name, check in verifier.checks()]
+    return "\n".join(rows)
+
+
+def cost_table(evaluated: Optional[Callable[[str], Any]] = None) -> str:
+    from tools.cost import PriceTable, ratio, stack_costs
+
+    prices = PriceTable.load()
+    figures = stack_costs(prices, evaluated)
+    seed = figures["seed"][0]
+    rows = [f"Estimates of {prices.region} list prices of {prices.as_of} (`pricing/{prices.region}.json`).",
+            "", "| stack | $/month | x seed | ceiling with autoscaling |", "|---|---|---|---|"]
+    for stack, (total, ceiling) in figures.items():
+        top = f"${ceiling:.2f}" if ceiling != total else ""
+        rows.append(f"| {stack} | ${total:.2f} | {ratio(total, seed):.3f} | {top} |")
+    return "\n".join(rows)
+
+
+TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
+    "config": (README, config_table),
+    "exports": (README, exports_table),
+    "components": (README, components_table),
+    "verify": (README, verify_table),
+    "cost": (COST_DOC, cost_table),
+}
+
+
+def table_in(text: str, name: str) -> str:
+    start, end = markers(name)
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+def replace_table(text: str, name: str, table: str) -> str:
+    start, end = markers(name)
+    before, rest = text.split(start, 1)
+    return f"{before}{start}\n{table}\n{end}{rest.split(end, 1)[1]}"
+
+
+def main() -> int:
+    for name, (path, generate) in TABLES.items():
+        table = generate()
+        if "--write" in sys.argv[1:]:
+            path.write_text(replace_table(path.read_text(), name, table))
+        else:
+            print(f"{name} ({path.relative_to(ROOT)}):\n{table}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

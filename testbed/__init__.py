@@ -1,0 +1,7 @@
+"""The test bed: what the tests and the benchmarks both stand on, and nothing else imports.
+
+- `servers`: moto and Prefect servers on free loopback ports, started and stopped by PID;
+- `replay`: the declared resources replayed into moto through boto3, one module per AWS service;
+- `prefect_worker`: the declared worker container run against a real Prefect server;
+- `eventpattern`: EventBridge's event-pattern matching, as AWS documents it.
+"""

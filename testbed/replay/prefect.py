@@ -1,0 +1,40 @@
+"""The Prefect work pool (the dynamic provider): checked always, created given a server."""
+
+from __future__ import annotations
+
+from typing import Any
+from components.work_pool import WorkPoolProvider
+
+from tools.mock_engine import WORK_POOL, Declared
+from testbed.replay.core import HANDLERS, Inputs, Replay, ReplayError
+
+
+POOL_NOT_CREATED = (
+    "not an AWS resource, and this replay has no Prefect server: its inputs passed the "
+    "provider's check(); tests/integration/test_work_pool_provider.py runs its CRUD on a real server, and "
+    "rung 3 (tests/integration/test_worker_on_prefect.py) replays it into one and runs the worker on it")
+
+
+def work_pool(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    props = {key: inputs.get(key) for key in (
+        "api_url", "name", "type", "description", "base_job_template", "concurrency_limit")}
+    # `__provider` is the serialized provider (tests/unit/test_work_pool.py checks it holds no
+    # credential); `pool_id` is an output the provider fills in.
+    inputs.engine_side("__provider", "pool_id")
+    provider = WorkPoolProvider()
+    failures = provider.check({}, props).failures
+    if failures:
+        raise ReplayError(resource, "check failed: " + "; ".join(
+            f"{f.property}: expected {f.reason}" for f in failures))
+    if replay.prefect_api_url is None:
+        replay.not_created[(resource.type, resource.name)] = POOL_NOT_CREATED
+        return {"created": False}
+    # The test's server stands in for the declared one (the stack's Prefect Cloud workspace).
+    created = provider.create({**props, "api_url": replay.prefect_api_url})
+    return {"created": True, "id": created.id, "outs": created.outs,
+            "declared_api_url": props["api_url"]}
+
+
+HANDLERS.update({
+    WORK_POOL: work_pool,
+})

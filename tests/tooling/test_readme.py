@@ -1,0 +1,73 @@
+"""The README is the manual and docs/ holds the rest: every table in them is generated from its one
+source (scripts/doc_tables.py) and equal to what is checked in, every doc is linked from the README,
+and the commands the README promises exist."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from scripts import doc_tables
+from scripts.doc_tables import default_cell, table_in
+from tests.support.evaluations import evaluated
+from tests.support.harness import ROOT
+
+README = (ROOT / "README.md").read_text()
+ROW = re.compile(r"^\| `(?P<key>[A-Za-z]+)` \| (?P<type>[a-z ]+) \| (?P<default>[^|]+) \|", re.M)
+# The cost table is priced from the session's cached evaluations instead of evaluating again.
+GENERATORS = {**{name: generate for name, (_, generate) in doc_tables.TABLES.items()},
+              "cost": lambda: doc_tables.cost_table(evaluated)}
+
+
+def declared() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+
+
+@pytest.mark.parametrize("name", doc_tables.TABLES)
+def test_every_table_is_the_generated_one(name):
+    path, _ = doc_tables.TABLES[name]
+    assert table_in(path.read_text(), name) == GENERATORS[name](), (
+        f"{path.name}'s {name} table is stale: python -m scripts.doc_tables --write")
+
+
+def test_readme_config_table_lists_exactly_the_declared_keys_with_their_defaults():
+    rows = {m["key"]: m for m in ROW.finditer(table_in(README, "config"))}
+    assert list(rows) == list(declared())
+    for key, spec in declared().items():
+        assert rows[key]["default"].strip() == default_cell(spec), key
+        assert rows[key]["type"].split()[0] == spec["type"], key
+
+
+def test_default_cell_shows_what_the_cli_would_use_as_yaml_writes_it():
+    assert default_cell({"type": "string"}) == "**required**"
+    assert default_cell({"type": "string", "default": ""}) == "(unset)"
+    assert default_cell({"type": "integer", "default": 256}) == "`256`"
+    assert default_cell({"type": "boolean", "default": True}) == "`true`"
+    assert default_cell({"type": "array", "default": []}) == "`[]`"
+
+
+def test_every_doc_is_linked_from_the_readme():
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        assert f"(docs/{doc.name})" in README, doc.name
+
+
+def test_readme_stays_an_overview():
+    assert len(README.splitlines()) <= 300
+
+
+def test_quick_start_is_two_commands_that_the_makefile_has():
+    quick_start = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in quick_start.strip().splitlines()]
+    assert commands == ["make deploy STACK=dev", "make test"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^deploy:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_names_every_stack_file_and_nat_mode():
+    for stack in ("dev", "staging", "prod"):
+        assert f"Pulumi.{stack}.yaml" in README
+    for mode in ("none", "single", "per-az"):
+        assert f"`natGateways: {mode}`" in README

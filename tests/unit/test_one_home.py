@@ -1,0 +1,70 @@
+"""One home per fact: a config default lives in Pulumi.yaml alone, and an enumerated key's accepted
+values are its `Literal` type's."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from typing import get_args
+
+import pytest
+
+from components import settings
+from tests.support.harness import ROOT, project_defaults
+
+PROGRAM = [ROOT / "__main__.py", *sorted((ROOT / "components").glob("*.py"))]
+READER_METHODS = {name for name in vars(settings._Reader) if not name.startswith("__")}
+ENUMERATED = {
+    "natGateways": settings.NatGateways,
+    "cpuArchitecture": settings.CpuArchitecture,
+    "capacityProvider": settings.CapacityProvider,
+    "containerInsights": settings.ContainerInsights,
+}
+
+
+def reader_calls():
+    for path in PROGRAM:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in READER_METHODS
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "reader"):
+                yield path.name, node
+
+
+def test_config_reads_pass_no_default():
+    # A second argument that is a constant is a default written again in Python.
+    found = [f"{name}:{call.lineno}" for name, call in reader_calls()
+             if any(isinstance(arg, ast.Constant) for arg in call.args[1:])
+             or any(k.arg == "default" for k in call.keywords)]
+    assert not found, f"defaults belong in Pulumi.yaml only: {found}"
+
+
+def test_settings_fields_have_no_defaults():
+    for cls in (settings.Settings, settings.OperationsSettings):
+        defaulted = [f.name for f in dataclasses.fields(cls)
+                     if f.default is not dataclasses.MISSING
+                     or f.default_factory is not dataclasses.MISSING]
+        assert not defaulted, f"{cls.__name__} repeats Pulumi.yaml's defaults: {defaulted}"
+
+
+@pytest.mark.parametrize("key", [k for k, v in project_defaults().items()
+                                 if isinstance(v, str) and len(v) >= 8])
+def test_no_string_default_is_copied_into_the_program(key):
+    default = project_defaults()[key]
+    copies = [path.name for path in PROGRAM
+              if any(isinstance(node, ast.Constant) and node.value == default
+                     for node in ast.walk(ast.parse(path.read_text())))]
+    assert not copies, f"{key}'s default {default!r} is written again in {copies}"
+
+
+@pytest.mark.parametrize("key", ENUMERATED)
+def test_enumerated_default_is_one_of_the_literal_values(key):
+    assert project_defaults()[key] in get_args(ENUMERATED[key])
+
+
+def test_every_enumerated_read_names_a_literal_type():
+    keys = {call.args[0].value: call.args[1] for _, call in reader_calls()
+            if call.func.attr == "choice"}
+    assert set(keys) == set(ENUMERATED)
+    for key, accepted in keys.items():
+        assert isinstance(accepted, ast.Name) and getattr(settings, accepted.id) is ENUMERATED[key]
