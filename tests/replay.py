@@ -968,3 +968,4 @@ def start_service_tasks(replayed: Replay, service: dict[str, Any]) -> list[dict[
         startedBy="ecs-svc/replay", networkConfiguration=request["networkConfiguration"],
         capacityProviderStrategy=request.get("capacityProviderStrategy", []),
     )["tasks"]
+from tests import replay_hardening  # noqa: E402,F401  (issue 10's handlers)

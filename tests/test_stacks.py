@@ -28,6 +28,7 @@ EXPORTS = {
     "taskDefinitionArn", "logGroupName", "credentialSecretArn", "executionRoleArn",
     "workerTaskRoleArn", "flowRunExecutionRoleArn", "flowRunTaskRoleArn", "workPoolName",
     "workPoolJobVariables", "workPoolManaged", "ecsEventsQueueUrl", "alarmTopicArn",
+    "stackKeyArn", "defaultSecurityGroupId", "vpcFlowLogGroupName",
 }
 SCALING_TARGET = "aws:appautoscaling/target:Target"
 PREFECT_AWS = Path(importlib.util.find_spec("prefect_aws").origin).parent
@@ -114,6 +115,7 @@ def test_untaggable_types_are_the_ones_aws_cannot_tag(evaluated):
         "aws:iam/rolePolicy:RolePolicy",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
         "aws:kms/alias:Alias",
+        "aws:kms/keyPolicy:KeyPolicy",
         "aws:secretsmanager/secretVersion:SecretVersion",
         "aws:sns/topicPolicy:TopicPolicy",
         "aws:sqs/queuePolicy:QueuePolicy",
