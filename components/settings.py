@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 import pulumi
 
 from components.hardening_settings import HardeningSettings, parse_hardening
+# The image-pinning rule is the policy pack's (stdlib only, so the program can import it).
+from policies.worker_rules import image_is_pinned, image_tag
 
 NAMESPACE = "prefect-ecs-worker"
 
@@ -360,16 +362,13 @@ def _image(image: str, key: str = "workerImage", example: str = DEFAULT_WORKER_I
     under a running service."""
     accepted = ("an image pinned by tag or digest, e.g. " + example
                 + ", not a tag containing 'latest'")
-    name, _, digest = image.partition("@")
-    repository, tag = name, None
-    if ":" in name.rsplit("/", 1)[-1]:
-        repository, tag = name.rsplit(":", 1)
+    repository, tag, digest = image_tag(image)
     well_formed = (
         IMAGE_NAME.match(repository)
         and (tag is None or IMAGE_TAG.match(tag))
         and (not digest or IMAGE_DIGEST.match(digest))
     )
-    if not well_formed or (not digest and (tag is None or "latest" in tag.lower())):
+    if not well_formed or not image_is_pinned(image):
         raise ConfigError(key, image, accepted)
     return image
 
