@@ -118,3 +118,32 @@ def test_registered_families_are_the_ones_the_worker_role_may_register(read_only
         assert fnmatch.fnmatchcase(arn, pattern), (arn, pattern)
     print("families registered:", sorted({a.rsplit("/", 1)[1].rsplit(":", 1)[0]
                                           for a in submitted["registered"]}))
+
+
+def test_dev_reads_back_from_moto_encrypted_closed_and_logged(read_only_worker):
+    """The replay the worker runs on: what AWS stores for the hardening resources."""
+    stack = read_only_worker["stack"]
+    replayed, exports, evaluation = stack.replayed, stack.exports, stack.evaluation
+    key = replayed.created[("aws:kms/key:Key", "stack-key-key")]
+    kms = replayed.client("kms")
+    assert kms.get_key_rotation_status(KeyId=key["key_id"])["KeyRotationEnabled"] is True
+    stored = json.loads(kms.get_key_policy(KeyId=key["key_id"], PolicyName="default")["Policy"])
+    assert stored == json.loads(replayed.real(
+        evaluation.one("aws:kms/keyPolicy:KeyPolicy").inputs["policy"]))
+    secret = replayed.client("secretsmanager").describe_secret(
+        SecretId=exports["credentialSecretArn"])
+    assert secret["KmsKeyId"] == key["arn"]
+    groups = {g["logGroupName"]: g for g in replayed.client("logs").describe_log_groups()[
+        "logGroups"]}
+    for name in (exports["logGroupName"], exports["vpcFlowLogGroupName"]):
+        assert groups[name]["kmsKeyId"] == key["arn"]
+
+    ec2 = replayed.client("ec2")
+    (default,) = ec2.describe_security_groups(GroupIds=[exports["defaultSecurityGroupId"]])[
+        "SecurityGroups"]
+    assert (default["GroupName"], default["VpcId"]) == ("default", exports["vpcId"])
+    assert default["IpPermissions"] == [] and default["IpPermissionsEgress"] == []
+    (flow_log,) = ec2.describe_flow_logs()["FlowLogs"]
+    assert flow_log["ResourceId"] == exports["vpcId"]
+    assert flow_log["LogDestination"].endswith(f":log-group:{exports['vpcFlowLogGroupName']}")
+    assert flow_log["TrafficType"] == "ALL" and flow_log["MaxAggregationInterval"] == 600
