@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from functools import cache
 from pathlib import Path
 
 SCRIPT = r"""
@@ -29,13 +31,18 @@ exec "$@"
 """
 
 
+@cache
 def available() -> str:
-    """Why the sandbox cannot run here, or '' when it can."""
+    """Why the sandbox cannot run here (the exact refusal), or '' when it can."""
     if os.geteuid() != 0:
         return "mount namespaces with remounts need root"
     if shutil.which("unshare") is None:
         return "unshare (util-linux) is not installed"
-    return ""
+    # A container without CAP_SYS_ADMIN refuses: "unshare failed: Operation not permitted".
+    probe = subprocess.run(["unshare", "--mount", "--", "sh", "-c",
+                            "mount --make-rprivate / && mount -o remount,bind,ro /"],
+                           capture_output=True, text=True, timeout=10)
+    return probe.stderr.strip() or f"exit {probe.returncode}" if probe.returncode else ""
 
 
 def read_only_command(command: list[str], writable: list[Path]) -> list[str]:
