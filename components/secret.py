@@ -3,8 +3,8 @@
 Given a value (a Pulumi secret), the stack creates the secret and its first version; the value is
 encrypted in Pulumi state and reaches the container only through the task definition's `secrets`.
 Given an ARN, the stack adopts that secret and the value never enters Pulumi state at all. A
-created secret is encrypted with the stack key, whose policy lets only the execution roles decrypt
-it, through Secrets Manager.
+created secret is encrypted with the stack key, whose policy lets it be decrypted only through
+Secrets Manager: by the execution roles, or by principals IAM also grants the key.
 """
 
 from __future__ import annotations

@@ -192,11 +192,12 @@ def build_stack(settings: Settings) -> Stack:
 
 
 def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
-                     dead_letter_queue_name: Optional[pulumi.Input[str]] = None,
-                     key_arn: pulumi.Input[str] = "",
+                     dead_letter_queue_name: Optional[pulumi.Input[str]] = None, *,
+                     key_arn: pulumi.Input[str],
                      ) -> tuple[WorkerAlarms, Optional[WorkerScaling]]:
     """Alarms always; scaling when workerMaxCount exceeds workerMinCount. The events queue's
-    dead-letter queue, when the stack has one, is passed in for its alarm."""
+    dead-letter queue, when the stack has one, is passed in for its alarm; the stack key
+    encrypts the alarm topic."""
     ops = settings.operations
     alarms = WorkerAlarms("alarms", AlarmsArgs(
         prefix=settings.prefix,

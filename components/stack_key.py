@@ -5,10 +5,10 @@ alarm topic are all encrypted with it. Its policy is composed of one statement l
 another component adds its own (an S3 bucket, an ECR repository, a database) by passing more
 statements to `StackKey.set_policy`; `StackKey.arn` is the key to encrypt with.
 
-- The account administers the key through IAM but cannot *use* it through IAM: the root statement
-  names administration actions only (AWS's lockout safety check needs `kms:PutKeyPolicy` there).
-  Data actions are granted to named principals, each with a condition that pins the service and
-  the resource, so nothing else can decrypt even with `kms:*` in an IAM policy.
+- The account administers the key through IAM: the root statement names administration actions
+  only (AWS's lockout safety check needs `kms:PutKeyPolicy` there). Using the key is granted per
+  service, each grant with a condition that pins the service and the resource: IAM alone, even
+  `kms:*`, never lets a principal use the key outside Secrets Manager for the stack's secret.
 - The key policy is its own resource (`aws.kms.KeyPolicy`): the roles it names need the secret's
   ARN, and the secret needs the key, so the key starts with AWS's default policy and this one
   replaces it once the roles exist (AWS refuses a policy naming a principal that does not exist).
@@ -62,8 +62,15 @@ def administration_statement(ctx: AwsContext) -> dict[str, Any]:
 
 def secrets_manager_statements(ctx: AwsContext, reader_role_arns: Sequence[pulumi.Input[str]],
                                secret_arn: pulumi.Input[str]) -> list[dict[str, Any]]:
-    """Only these roles decrypt the secret, and only when Secrets Manager asks on their behalf
-    for this secret (GetSecretValue); the account may encrypt new versions (PutSecretValue)."""
+    """The execution roles decrypt the secret through this key policy alone, and only when
+    Secrets Manager asks on their behalf for this secret (GetSecretValue at task start).
+
+    The account's other principals may use the key for this secret through Secrets Manager only
+    if an IAM policy also grants them the KMS action on this key: the deployer writes the secret
+    (PutSecretValue: GenerateDataKey) and Pulumi's provider reads the version back after writing
+    and on refresh (GetSecretValue: Decrypt), so it cannot be left out. Anyone else needs both
+    secretsmanager:GetSecretValue and kms:Decrypt on this key, where AWS's managed key would have
+    asked for the first only."""
     via = pulumi.Output.format("secretsmanager.{0}.amazonaws.com", ctx.region)
     condition = {"StringEquals": {"kms:ViaService": via,
                                   "kms:EncryptionContext:SecretARN": secret_arn}}
@@ -78,11 +85,11 @@ def secrets_manager_statements(ctx: AwsContext, reader_role_arns: Sequence[pulum
             "Condition": condition,
         },
         {
-            "Sid": "AccountWritesTheSecretViaSecretsManager",
+            "Sid": "DeployersUseTheSecretViaSecretsManagerWithIam",
             "Effect": "Allow",
             "Principal": {"AWS": pulumi.Output.format("arn:{0}:iam::{1}:root", ctx.partition,
                                                       ctx.account_id)},
-            "Action": ["kms:GenerateDataKey", "kms:Encrypt"],
+            "Action": ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"],
             # AWS: in a key policy "*" is this key; the condition pins service and secret.
             "Resource": "*",
             "Condition": condition,

@@ -1,6 +1,7 @@
 """The stack key: one customer managed key, rotating, encrypting the credential secret, the log
-groups and the alarm topic; its policy lets only the execution roles decrypt, through Secrets
-Manager, and CloudWatch Logs use it for this stack's log groups only."""
+groups and the alarm topic; its policy lets the execution roles decrypt the secret on its own,
+other principals only with IAM's grant too, all only through Secrets Manager for this secret, and
+CloudWatch Logs use it for this stack's log groups only."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def test_the_account_administers_the_key_but_cannot_use_it_through_iam(evaluated
     assert "Condition" not in root
 
 
-def test_only_the_execution_roles_decrypt_and_only_through_secrets_manager(evaluated):
+def test_decrypting_is_through_secrets_manager_for_this_secret_only(evaluated):
     evaluation = evaluated("prod")
     decrypt = statements(evaluation)["ExecutionRolesDecryptTheSecretViaSecretsManager"]
     assert sorted(decrypt["Principal"]["AWS"]) == sorted(
@@ -58,12 +59,15 @@ def test_only_the_execution_roles_decrypt_and_only_through_secrets_manager(evalu
     assert decrypt["Condition"] == {"StringEquals": {
         "kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com",
         "kms:EncryptionContext:SecretARN": evaluation.exports["credentialSecretArn"]}}
+    # Every other decrypt grant is through Secrets Manager, for this secret, to the account's
+    # principals that IAM also grants the key (the deployer: Pulumi reads the version back).
     decrypters = [s for s in statements(evaluation).values()
                   if "kms:Decrypt" in json.dumps(s["Action"]) and "AWS" in s["Principal"]]
-    assert decrypters == [decrypt]
-    write = statements(evaluation)["AccountWritesTheSecretViaSecretsManager"]
-    assert set(write["Action"]) == {"kms:GenerateDataKey", "kms:Encrypt"}
-    assert write["Condition"] == decrypt["Condition"]
+    deployers = statements(evaluation)["DeployersUseTheSecretViaSecretsManagerWithIam"]
+    assert decrypters == [decrypt, deployers]
+    assert deployers["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    assert set(deployers["Action"]) == {"kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"}
+    assert deployers["Condition"] == decrypt["Condition"]
 
 
 @pytest.mark.parametrize("stack", stack_names())
