@@ -22,6 +22,8 @@ from tests import replay as base
 from tests.replay import Inputs, Replay, ReplayError, _allows_account_to_manage_key, aws_tags
 from tests.harness import Declared
 
+# CreateLogGroup's name rule, checked before the key (logs/latest/APIReference/API_CreateLogGroup).
+LOG_GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$")
 IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/(?:.*/)?([^/]+)$")
 FLOW_LOG_INTERVALS = (60, 600)
@@ -87,7 +89,7 @@ def _logs_may_use(document: dict[str, Any], region: str, log_group_arn: str) -> 
 def log_group(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     """The base handler, plus the key: AWS checks the key policy when a group is associated."""
     key = inputs.get("kmsKeyId")
-    if key:
+    if key and LOG_GROUP_NAME.match(base._physical_name(resource, inputs)):
         if not KMS_KEY_ARN.match(key):
             raise ReplayError(resource, f"kmsKeyId {key!r}: CloudWatch Logs takes a key ARN")
         logs = replay.client("logs")
@@ -104,6 +106,8 @@ def log_group(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, A
             logs.put_retention_policy(logGroupName=name, retentionInDays=retention)
         inputs.engine_side("skipDestroy")
         return {"name": name, "kms_key_id": key}
+    # No key, or a name AWS refuses before it looks at the key: moto says why.
+    inputs.get("kmsKeyId")
     return base.log_group(replay, resource, inputs)
 
 
