@@ -2,15 +2,15 @@
 
 - Worker CPU and memory high (AWS/ECS, free service metrics).
 - Fewer worker tasks running than desired (Container Insights; declared when it is enabled).
-- The events dead-letter queue holds a message (when a DLQ name is given).
+- The events dead-letter queue holds a message.
 - A flow-run task stopped with a non-zero exit code (EventBridge, this cluster's RunTask tasks).
 - The worker service cannot start or place a task, or a deployment failed (EventBridge).
 
-The topic is encrypted with a customer managed KMS key, not `alias/aws/sns`: CloudWatch and
-EventBridge publish to an encrypted topic only if the key policy lets their service principals use
-the key, and the AWS managed key's policy cannot be changed, so with it every notification would
-be dropped. The topic policy lets CloudWatch publish for this stack's alarms only and EventBridge
-for this stack's rules only.
+The topic is encrypted with the stack's customer managed KMS key (components/stack_key.py), not
+`alias/aws/sns`: CloudWatch and EventBridge publish to an encrypted topic only if the key policy
+lets their service principals use the key (`key_statements`), and the AWS managed key's policy
+cannot be changed, so with it every notification would be dropped. The topic policy lets
+CloudWatch publish for this stack's alarms only and EventBridge for this stack's rules only.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class AlarmsArgs:
     tags: Mapping[str, str]
     # The events queue's dead-letter queue (components/ecs_events.py), watched for any message.
     dead_letter_queue_name: pulumi.Input[str]
+    # The stack key; its policy must hold `key_statements(context)`.
+    key_arn: pulumi.Input[str]
 
 
 def flow_run_failure_pattern(cluster_arn: str) -> dict[str, Any]:
@@ -81,7 +83,6 @@ def service_problem_pattern(service_arn: str) -> dict[str, Any]:
 
 
 class WorkerAlarms(pulumi.ComponentResource):
-    key: aws.kms.Key
     topic: aws.sns.Topic
     alarms: list[aws.cloudwatch.MetricAlarm]
     rules: list[aws.cloudwatch.EventRule]
@@ -95,21 +96,10 @@ class WorkerAlarms(pulumi.ComponentResource):
         tags = dict(args.tags)
         alarm_prefix = f"{args.prefix}-"
 
-        self.key = aws.kms.Key(
-            f"{name}-key",
-            description=f"{args.prefix}: encrypts the alarm topic",
-            enable_key_rotation=True,
-            deletion_window_in_days=7,
-            policy=_key_policy(ctx),
-            tags=tags,
-            opts=child,
-        )
-        aws.kms.Alias(f"{name}-key-alias", name=f"alias/{args.prefix}-alarms",
-                      target_key_id=self.key.key_id, opts=pulumi.ResourceOptions(parent=self.key))
         self.topic = aws.sns.Topic(
             f"{name}-topic",
             name=f"{args.prefix}-alarms",
-            kms_master_key_id=self.key.arn,
+            kms_master_key_id=args.key_arn,
             tags=tags,
             opts=child,
         )
@@ -279,37 +269,28 @@ class WorkerAlarms(pulumi.ComponentResource):
         return rule
 
 
-def _key_policy(ctx: AwsContext) -> pulumi.Output[str]:
+def key_statements(ctx: AwsContext) -> list[dict[str, Any]]:
+    """What the stack key's policy must allow for CloudWatch alarms and EventBridge rules to
+    publish to the encrypted topic."""
     use_key = ["kms:GenerateDataKey*", "kms:Decrypt"]
-    return pulumi.Output.json_dumps({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "AccountAdministersKeyThroughIam",
-                "Effect": "Allow",
-                "Principal": {"AWS": pulumi.Output.format("arn:{0}:iam::{1}:root",
-                                                          ctx.partition, ctx.account_id)},
-                # AWS's default key policy: hands the key to the account's IAM policies; without
-                # it nobody could manage the key. In a key policy "*" is this key.
-                "Action": "kms:*",
-                "Resource": "*",
-            },
-            {
-                "Sid": "CloudWatchAlarmsPublish",
-                "Effect": "Allow",
-                "Principal": {"Service": CLOUDWATCH},
-                "Action": use_key,
-                "Resource": "*",
-                "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id}},
-            },
-            {
-                # AWS: EventBridge's KMS requests carry no aws:SourceArn/SourceAccount, so a
-                # condition on them would silently drop every event.
-                "Sid": "EventBridgeRulesPublish",
-                "Effect": "Allow",
-                "Principal": {"Service": EVENTBRIDGE},
-                "Action": use_key,
-                "Resource": "*",
-            },
-        ],
-    })
+    return [
+        {
+            "Sid": "CloudWatchAlarmsPublish",
+            "Effect": "Allow",
+            "Principal": {"Service": CLOUDWATCH},
+            "Action": use_key,
+            # AWS: in a key policy "*" is this key.
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id}},
+        },
+        {
+            # AWS: EventBridge's KMS requests carry no aws:SourceArn/SourceAccount, so a
+            # condition on them would silently drop every event.
+            "Sid": "EventBridgeRulesPublish",
+            "Effect": "Allow",
+            "Principal": {"Service": EVENTBRIDGE},
+            "Action": use_key,
+            # AWS: in a key policy "*" is this key.
+            "Resource": "*",
+        },
+    ]

@@ -35,6 +35,13 @@ class IamArgs:
     tags: Mapping[str, str]
     # The SQS queue of ECS task events the worker's observer reads (components/ecs_events.py).
     events_queue_name: str
+    # The pool the worker polls: it names the task-definition families the worker registers.
+    work_pool_name: str = ""
+
+
+def flow_run_family_prefix(work_pool_name: str) -> str:
+    """prefect-aws's ECS_DEFAULT_FAMILY, the pool, and the deployment id that follows."""
+    return f"prefect_{work_pool_name}_"
 
 
 @dataclass(frozen=True)
@@ -116,24 +123,34 @@ class WorkerIam(pulumi.ComponentResource):
             )
 
         self.worker_task_role = self._role("worker-task", "the Prefect worker runs with it")
-        # The worker registers flow-run task definitions at run time, under families it derives
-        # from deployment ids: no ARN known now names them.
+        # Families the worker registers: prefect-aws names each `prefect_<pool>_<deployment id>`
+        # (ecs_worker.py _get_or_generate_family; rung 3 reads them back from RegisterTaskDefinition).
+        # Deployment ids exist only at run time, and ":*" is the revision ECS assigns.
+        flow_run_families = ctx.arn(
+            "ecs", f"task-definition/{flow_run_family_prefix(args.work_pool_name)}*:*")
+        # RunTask also accepts a definition a deployment names itself (the `task_definition_arn`
+        # job variable), whose family is the deployment's choice: only "task-definition/*" names
+        # them all, and the cluster condition below keeps every task in this stack's cluster.
         task_definitions = ctx.arn("ecs", "task-definition/*")
         # Task ids exist only once RunTask returns; the cluster part pins this stack's cluster.
         cluster_tasks = ctx.arn("ecs", f"task/{args.cluster_name}/*")
         self._inline(self.worker_task_role, "worker-task", [
             {
-                "Sid": "ManageFlowRunTaskDefinitions",
+                "Sid": "RegisterFlowRunTaskDefinitions",
                 "Effect": "Allow",
-                # The worker registers one definition per deployment and describes it (and the
-                # family's latest revision) before each run; its observer deregisters the ones it
-                # registered once their task stops. It never lists definitions.
-                "Action": [
-                    "ecs:RegisterTaskDefinition",
-                    "ecs:DeregisterTaskDefinition",
-                    "ecs:DescribeTaskDefinition",
-                ],
-                # AWS: these three actions have no resource type in IAM (the Service Authorization
+                # One definition per deployment, in its own family (or the family's latest
+                # revision is reused: match_latest_revision_in_family).
+                "Action": "ecs:RegisterTaskDefinition",
+                "Resource": flow_run_families,
+            },
+            {
+                "Sid": "DescribeAndDeregisterTaskDefinitions",
+                "Effect": "Allow",
+                # The worker describes a definition (and the family's latest revision) before each
+                # run; its observer deregisters the ones it registered once their task stops. It
+                # never lists definitions.
+                "Action": ["ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition"],
+                # AWS: these two actions have no resource type in IAM (the Service Authorization
                 # Reference lists none), so a statement naming them must use "*".
                 "Resource": "*",
             },
@@ -163,7 +180,7 @@ class WorkerIam(pulumi.ComponentResource):
                 # RunTask with tags (the worker tags every flow-run task with prefect.io/*) needs
                 # ecs:TagResource; the condition allows it only inside RunTask or
                 # RegisterTaskDefinition, on the same "*" ARNs as above.
-                "Resource": [task_definitions, cluster_tasks],
+                "Resource": [flow_run_families, cluster_tasks],
                 "Condition": {"StringEquals": {
                     "ecs:CreateAction": ["RunTask", "RegisterTaskDefinition"]}},
             },

@@ -3,7 +3,8 @@
 Either a new multi-AZ VPC from `awsx.ec2.Vpc` (public subnets, plus private subnets behind NAT unless
 `natGateways` is `none`), or an adopted VPC. Plus two security groups with no ingress at all: the
 worker's, whose egress is only what the worker talks to (HTTPS, and the Prefect API's port), and the
-flow runs', whose egress is open because flow code reaches whatever it needs.
+flow runs', whose egress is open because flow code reaches whatever it needs (`flowRunEgress: any`)
+or, with `flowRunEgress: https`, the worker's ports only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class NetworkArgs:
     # Ports the worker reaches besides 443 (AWS APIs, image registry): a self-hosted API's port.
     worker_egress_ports: Sequence[int]
     tags: Mapping[str, str]
+    # any: flow code reaches anything; https: 443 and the worker's ports (the Prefect API) only.
+    flow_run_egress: str = "any"
 
 
 class Network(pulumi.ComponentResource):
@@ -87,11 +90,20 @@ class Network(pulumi.ComponentResource):
             "Prefect worker: no inbound; outbound HTTPS to AWS APIs and Prefect",
             [_egress(f"TCP {port} out", "tcp", port, port) for port in worker_ports],
         )
-        self.flow_run_security_group = self._no_ingress_group(
-            name, args, "flow-run",
-            "Prefect flow runs: no inbound; outbound open for flow code",
-            [_egress("all out", "-1", 0, 0)],
-        )
+        if args.flow_run_egress == "https":
+            # A flow run talks to Prefect (HTTPS or the self-hosted API's port), AWS APIs and
+            # image registries; DNS to the VPC resolver is never filtered by security groups.
+            self.flow_run_security_group = self._no_ingress_group(
+                name, args, "flow-run",
+                "Prefect flow runs: no inbound; outbound HTTPS and the Prefect API only",
+                [_egress(f"TCP {port} out", "tcp", port, port) for port in worker_ports],
+            )
+        else:
+            self.flow_run_security_group = self._no_ingress_group(
+                name, args, "flow-run",
+                "Prefect flow runs: no inbound; outbound open for flow code",
+                [_egress("all out", "-1", 0, 0)],
+            )
 
         self.register_outputs(
             {

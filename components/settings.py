@@ -19,6 +19,10 @@ from urllib.parse import urlparse
 
 import pulumi
 
+from components.hardening_settings import HardeningSettings, parse_hardening
+# The image-pinning rule is the policy pack's (stdlib only, so the program can import it).
+from policies.worker_rules import image_is_pinned, image_tag
+
 NAMESPACE = "prefect-ecs-worker"
 
 # Each enumerated key's accepted values are its type's: `_Reader.choice` reads them with get_args.
@@ -139,6 +143,7 @@ class Settings:
     flow_run_image: str
     manage_work_pool: bool
     operations: OperationsSettings
+    hardening: HardeningSettings
 
     @property
     def prefix(self) -> str:
@@ -212,6 +217,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         flow_run_image=_image(reader.string("flowRunImage"), "flowRunImage"),
         manage_work_pool=reader.boolean("manageWorkPool"),
         operations=_operations(reader, worker_count),
+        hardening=parse_hardening(reader, LOG_RETENTION_DAYS),
     )
 
 
@@ -370,16 +376,13 @@ def _image(image: str, key: str) -> str:
     under a running service."""
     accepted = ("an image pinned by tag or digest, e.g. <repository>:<version> or "
                 "<repository>@sha256:<digest>, not a tag containing 'latest'")
-    name, _, digest = image.partition("@")
-    repository, tag = name, None
-    if ":" in name.rsplit("/", 1)[-1]:
-        repository, tag = name.rsplit(":", 1)
+    repository, tag, digest = image_tag(image)
     well_formed = (
         IMAGE_NAME.match(repository)
         and (tag is None or IMAGE_TAG.match(tag))
         and (not digest or IMAGE_DIGEST.match(digest))
     )
-    if not well_formed or (not digest and (tag is None or "latest" in tag.lower())):
+    if not well_formed or not image_is_pinned(image):
         raise ConfigError(key, image, accepted)
     return image
 

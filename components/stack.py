@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import pulumi
 
-from components.alarms import AlarmsArgs, WorkerAlarms
+from components.alarms import AlarmsArgs, WorkerAlarms, key_statements as alarm_key_statements
 from components.ecs_events import EcsEvents, EcsEventsArgs
 from components.iam import IamArgs, WorkerIam
 from components.job_template import FlowRunDefaults
@@ -15,6 +15,9 @@ from components.network import Network, NetworkArgs
 from components.scaling import ScalingArgs, WorkerScaling
 from components.secret import PrefectSecret, PrefectSecretArgs
 from components.settings import Settings
+from components.stack_key import (StackKey, StackKeyArgs, logs_statement,
+                                  secrets_manager_statements)
+from components.vpc_hardening import VpcHardening, VpcHardeningArgs, flow_log_group_name
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker import PrefectWorker, WorkerArgs
 
@@ -46,8 +49,12 @@ EXPORTS: dict[str, str] = {
     "ecsEventsQueueUrl": "The SQS queue of the cluster's task events, read by the worker's observer.",
     "alarmTopicArn": "The SNS topic the alarms notify (`alarmEmail` subscribes to it).",
     "workerScalingResourceId": "With autoscaling only: the Application Auto Scaling target.",
+    "stackKeyArn": "The stack's KMS key: the credential secret, the log groups, the alarm topic.",
+    "defaultSecurityGroupId": "A created VPC's default security group, stripped of every rule.",
+    "vpcFlowLogGroupName": "With `vpcFlowLogs` on a created VPC: the flow log's log group.",
 }
-CONDITIONAL_EXPORTS = frozenset({"workerScalingResourceId"})
+CONDITIONAL_EXPORTS = frozenset({"workerScalingResourceId", "defaultSecurityGroupId",
+                                 "vpcFlowLogGroupName"})
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,9 @@ class Stack:
     alarms: WorkerAlarms
     # None unless workerMaxCount exceeds workerMinCount.
     scaling: Optional[WorkerScaling]
+    key: Optional[StackKey] = None
+    # None for an adopted VPC.
+    vpc_hardening: Optional[VpcHardening] = None
 
     def exports(self) -> dict[str, Any]:
         """The stack outputs; each one is described in EXPORTS."""
@@ -92,11 +102,22 @@ class Stack:
             "alarmTopicArn": self.alarms.topic.arn,
             **({"workerScalingResourceId": self.scaling.target.resource_id}
                if self.scaling is not None else {}),
+            **self.hardening_exports(),
         }
+
+    def hardening_exports(self) -> dict[str, Any]:
+        exports: dict[str, Any] = {"stackKeyArn": self.key.arn} if self.key else {}
+        if self.vpc_hardening is not None:
+            exports["defaultSecurityGroupId"] = self.vpc_hardening.default_security_group.id
+            if self.vpc_hardening.flow_log_group is not None:
+                exports["vpcFlowLogGroupName"] = self.vpc_hardening.flow_log_group.name
+        return exports
 
 
 def build_stack(settings: Settings) -> Stack:
     tags = settings.tags
+    hardening = settings.hardening
+    key = StackKey("stack-key", StackKeyArgs(prefix=settings.prefix, tags=tags))
     network = Network("network", NetworkArgs(
         nat_gateways=settings.nat_gateways,
         availability_zone_count=settings.availability_zone_count,
@@ -104,11 +125,13 @@ def build_stack(settings: Settings) -> Stack:
         existing_vpc=settings.existing_vpc,
         worker_egress_ports=[settings.api_port],
         tags=tags,
+        flow_run_egress=hardening.flow_run_egress,
     ))
     secret = PrefectSecret("prefect-credential", PrefectSecretArgs(
         credential=settings.credential,
         description=f"{settings.credential.env_name} of the Prefect worker of {settings.prefix}",
         tags=tags,
+        kms_key_arn=key.arn,
     ))
     cluster_name = settings.prefix
     log_group_name = f"/ecs/{settings.prefix}"
@@ -119,7 +142,22 @@ def build_stack(settings: Settings) -> Stack:
         flow_run_policy_arns=settings.flow_run_policy_arns,
         tags=tags,
         events_queue_name=settings.events_queue_name,
+        work_pool_name=settings.work_pool_name,
     ))
+    flow_logs = settings.existing_vpc is None and hardening.vpc_flow_logs
+    key.set_policy([
+        *(secrets_manager_statements(key.context, [iam.execution_role.arn,
+                                                   iam.flow_run_execution_role.arn], secret.arn)
+          if secret.created else []),
+        logs_statement(key.context, [log_group_name, *(
+            [flow_log_group_name(settings.prefix)] if flow_logs else [])]),
+        *alarm_key_statements(key.context),
+    ])
+    vpc_hardening = VpcHardening("vpc-hardening", VpcHardeningArgs(
+        vpc_id=network.vpc_id, prefix=settings.prefix, context=key.context, flow_logs=flow_logs,
+        flow_log_retention_days=hardening.vpc_flow_log_retention_days,
+        kms_key_arn=key.arn_after_policy, tags=tags,
+    )) if settings.existing_vpc is None else None
     # Named up front, as IAM does, so the pool and the events rule exist before the worker polls.
     cluster_arn = iam.context.arn("ecs", f"cluster/{cluster_name}")
     flow_runs = FlowRunDefaults(
@@ -174,18 +212,21 @@ def build_stack(settings: Settings) -> Stack:
         events_queue_name=settings.events_queue_name,
         container_insights=settings.operations.container_insights,
         autoscaling=settings.operations.autoscaling,
+        log_kms_key_arn=key.arn_after_policy,
     ), pulumi.ResourceOptions(depends_on=[events, *([work_pool] if work_pool else [])]))
     alarms, scaling = build_operations(settings, iam, worker,
-                                       dead_letter_queue_name=events.dead_letter_queue.name)
+                                       dead_letter_queue_name=events.dead_letter_queue.name,
+                                       key_arn=key.arn_after_policy)
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
-                 alarms, scaling)
+                 alarms, scaling, key, vpc_hardening)
 
 
 def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
-                     dead_letter_queue_name: pulumi.Input[str],
+                     dead_letter_queue_name: pulumi.Input[str], *,
+                     key_arn: pulumi.Input[str],
                      ) -> tuple[WorkerAlarms, Optional[WorkerScaling]]:
     """Alarms always, one of them on the events queue's dead-letter queue; scaling when
-    workerMaxCount exceeds workerMinCount."""
+    workerMaxCount exceeds workerMinCount. The stack key encrypts the alarm topic."""
     ops = settings.operations
     alarms = WorkerAlarms("alarms", AlarmsArgs(
         prefix=settings.prefix,
@@ -201,6 +242,7 @@ def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
         evaluation_minutes=ops.alarm_evaluation_minutes,
         tags=settings.tags,
         dead_letter_queue_name=dead_letter_queue_name,
+        key_arn=key_arn,
     ))
     scaling = None
     if ops.autoscaling:

@@ -4,6 +4,7 @@ The worker polls its work pool and launches each flow run as an ECS task in the 
 gets `PREFECT_API_URL` as a plain variable and its credential only through the task definition's
 `secrets` (ECS reads it from Secrets Manager with the execution role at start). It logs to
 CloudWatch, and ECS probes its `/health` endpoint from inside the container, so no port is opened.
+Its root filesystem is read-only: `PREFECT_HOME` and `/tmp` are task volumes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class WorkerArgs:
     container_insights: bool
     # Application Auto Scaling owns desiredCount; `pulumi up` must not reset it to desired_count.
     autoscaling: bool
+    # The stack key (after its policy): encrypts the log group.
+    log_kms_key_arn: Optional[pulumi.Input[str]] = None
 
 
 # Prefect's logging.yml ships a `json` formatter (prefect.logging.formatters.JsonFormatter) and
@@ -66,6 +69,13 @@ JSON_LOGGING_ENVIRONMENT = (
     ("PREFECT_LOGGING_HANDLERS_DEBUG_FORMATTER", "json"),
     ("PREFECT_LOGGING_COLORS", "false"),
 )
+
+
+# The root filesystem is read-only; these are the only paths the worker writes (rung 3 runs the
+# declared command in a mount namespace where nothing else is writable). Each is a Fargate task
+# volume with no host: ephemeral storage, empty at start, gone with the task.
+PREFECT_HOME = "/var/lib/prefect"
+WRITABLE_PATHS = (("prefect-home", PREFECT_HOME), ("tmp", "/tmp"))
 
 
 def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]:
@@ -91,6 +101,8 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
             # The ECS observer (prefect-aws) needs a region and does not read the task metadata.
             {"name": "AWS_DEFAULT_REGION", "value": args.region},
             {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
+            # The image's default (~/.prefect) is on the read-only root; this is a task volume.
+            {"name": "PREFECT_HOME", "value": PREFECT_HOME},
             {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME",
              "value": args.events_queue_name},
             {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION",
@@ -118,6 +130,9 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
         # lets an in-flight RunTask call finish before ECS sends SIGKILL (Fargate allows 120).
         "linuxParameters": {"initProcessEnabled": True},
         "stopTimeout": 60,
+        "readonlyRootFilesystem": True,
+        "mountPoints": [{"sourceVolume": volume, "containerPath": path, "readOnly": False}
+                        for volume, path in WRITABLE_PATHS],
     }])
 
 
@@ -160,6 +175,7 @@ class PrefectWorker(pulumi.ComponentResource):
             f"{name}-logs",
             name=args.log_group_name,
             retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
             tags=tags,
             opts=child,
         )
@@ -175,6 +191,8 @@ class PrefectWorker(pulumi.ComponentResource):
             execution_role_arn=args.execution_role_arn,
             task_role_arn=args.task_role_arn,
             container_definitions=container_definitions(args),
+            # No host path: Fargate bind volumes on the task's ephemeral storage.
+            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=volume) for volume, _ in WRITABLE_PATHS],
             tags=tags,
             opts=child,
         )

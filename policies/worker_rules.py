@@ -30,6 +30,11 @@ AWSX_VPC = "awsx:ec2:Vpc"
 AWSX_DEFAULT_AZS = 3
 AWSX_NAT_GATEWAYS = {"None": lambda azs: 0, "Single": lambda azs: 1, "OnePerAz": lambda azs: azs}
 ROLE = "aws:iam/role:Role"
+KMS_KEY = "aws:kms/key:Key"
+KEY_POLICY = "aws:kms/keyPolicy:KeyPolicy"
+VPC = "aws:ec2/vpc:Vpc"
+DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+FLOW_LOG = "aws:ec2/flowLog:FlowLog"
 POLICY_DOCUMENT_PROPS = {
     "aws:iam/rolePolicy:RolePolicy": ("policy",),
     "aws:iam/policy:Policy": ("policy",),
@@ -42,6 +47,32 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|AUTH|CREDENTIAL", re
 ANYWHERE = {"0.0.0.0/0", "::/0"}
 SECRETS_MANAGER_RECOVERY_DAYS = range(7, 31)
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# KMS actions that use a key's material; granting them is granting the data it protects.
+KMS_DATA_ACTIONS = re.compile(r"^(\*|kms:\*|kms:(Decrypt|Encrypt|ReEncrypt|GenerateDataKey)\w*\*?)$")
+LOGS_CONTEXT = "kms:EncryptionContext:aws:logs:arn"
+# ECS actions whose IAM resource is the task definition they register (Service Authorization
+# Reference: RegisterTaskDefinition -> task-definition).
+REGISTER_ACTIONS = {"ecs:RegisterTaskDefinition", "ecs:Register*", "ecs:*", "*"}
+
+
+def image_tag(image: str) -> tuple[str, str | None, str]:
+    """An image reference split as [registry[:port]/]repository, tag (or None), digest ('' if
+    none); a registry's port is not a tag."""
+    name, _, digest = image.partition("@")
+    repository, tag = name, None
+    if ":" in name.rsplit("/", 1)[-1]:
+        repository, tag = name.rsplit(":", 1)
+    return repository, tag, digest
+
+
+def image_is_pinned(image: str) -> bool:
+    """The one image-pinning rule, of the config check (components/settings.py) and of this pack:
+    a digest, or a tag that does not say latest in any case or place (latest, 3-latest, LATEST
+    all move under a running service)."""
+    _, tag, digest = image_tag(image)
+    if digest:
+        return bool(DIGEST.search("@" + digest))
+    return tag is not None and "latest" not in tag.lower()
 
 
 @dataclass(frozen=True)
@@ -166,16 +197,9 @@ def log_retention_set(type_: str, props: Props) -> list[str]:
 
 
 def image_pinned(type_: str, props: Props) -> list[str]:
-    violations = []
-    for container in _containers(props):
-        image = str(container.get("image", ""))
-        name = image.split("@", 1)[0]
-        last = name.rsplit("/", 1)[-1]
-        tag = last.rsplit(":", 1)[1] if ":" in last else None
-        if not DIGEST.search(image) and (tag is None or tag.startswith("latest")):
-            violations.append(f"container {container.get('name')!r} runs {image!r}: pin a tag "
-                              "other than latest*, or a digest")
-    return violations
+    return [f"container {c.get('name')!r} runs {c.get('image')!r}: pin a tag that does not say "
+            "latest, or a digest"
+            for c in _containers(props) if not image_is_pinned(str(c.get("image", "")))]
 
 
 def secret_has_recovery_window(type_: str, props: Props) -> list[str]:
@@ -196,6 +220,102 @@ def awsx_nat_gateway_count(vpc: Props) -> int:
     """The NAT gateways an awsx VPC builds for its strategy and AZ count."""
     azs = int(vpc.get("numberOfAvailabilityZones") or AWSX_DEFAULT_AZS)
     return AWSX_NAT_GATEWAYS[awsx_nat_strategy(vpc)](azs)
+
+
+# --- hardening (issue 10) ----------------------------------------------------------------------
+
+def read_only_root_filesystem(type_: str, props: Props) -> list[str]:
+    return [f"container {c.get('name')!r} has a writable root filesystem: set "
+            "readonlyRootFilesystem and give the paths it writes task volumes"
+            for c in _containers(props) if c.get("readonlyRootFilesystem") is not True]
+
+
+def encrypted_with_customer_key(type_: str, props: Props) -> list[str]:
+    if not props.get("kmsKeyId"):
+        return ["encrypted with an AWS managed key, which only IAM guards: set kmsKeyId to the "
+                "stack key"]
+    return []
+
+
+def key_rotation_on(type_: str, props: Props) -> list[str]:
+    if props.get("enableKeyRotation") is not True:
+        return ["key rotation is off: set enableKeyRotation"]
+    return []
+
+
+def _principals(statement: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    principal = statement.get("Principal")
+    if not isinstance(principal, Mapping):
+        return [str(principal)] if principal else [], []
+    return ([str(p) for p in _as_list(principal.get("AWS"))],
+            [str(p) for p in _as_list(principal.get("Service"))])
+
+
+def _condition_keys(statement: Mapping[str, Any]) -> set[str]:
+    return {key for block in (statement.get("Condition") or {}).values() for key in (block or {})}
+
+
+def key_use_scoped(type_: str, props: Props) -> list[str]:
+    """A key policy grants use of the key (decrypt, encrypt, data keys) only with a condition
+    that pins it: through a named service (kms:ViaService) for AWS principals, to named log groups
+    for CloudWatch Logs. An account-wide grant would let IAM alone decide who decrypts."""
+    document = _json(props.get("policy"))
+    if not document:
+        return []
+    violations = []
+    for statement in _as_list(document.get("Statement")):
+        if statement.get("Effect") != "Allow":
+            continue
+        if not any(KMS_DATA_ACTIONS.match(str(a)) for a in _as_list(statement.get("Action"))):
+            continue
+        aws_principals, services = _principals(statement)
+        keys = _condition_keys(statement)
+        sid = statement.get("Sid", "")
+        if aws_principals and "kms:ViaService" not in keys:
+            violations.append(f"statement {sid!r} lets {aws_principals} use the key without a "
+                              "kms:ViaService condition")
+        if any(s.startswith("logs.") for s in services) and LOGS_CONTEXT not in keys:
+            violations.append(f"statement {sid!r} lets CloudWatch Logs use the key for any log "
+                              f"group: add a {LOGS_CONTEXT} condition")
+    return violations
+
+
+def register_task_definition_scoped(type_: str, props: Props) -> list[str]:
+    violations = []
+    for statement in _documents(type_, props):
+        if not REGISTER_ACTIONS & set(_as_list(statement.get("Action"))):
+            continue
+        wide = [r for r in _as_list(statement.get("Resource"))
+                if r == "*" or str(r).endswith(":task-definition/*")]
+        if wide:
+            violations.append(f"statement {statement.get('Sid', '')!r} registers task "
+                              f"definitions on {wide}: name the families")
+    return violations
+
+
+def default_security_group_closed(type_: str, props: Props) -> list[str]:
+    rules = _as_list(props.get("ingress")) + _as_list(props.get("egress"))
+    if rules:
+        return [f"the VPC's default security group keeps {len(rules)} rule(s): declare it with "
+                "no ingress and no egress"]
+    return []
+
+
+def _declares_a_vpc(resources: Sequence[tuple[str, Props]]) -> bool:
+    return any(type_ in (AWSX_VPC, VPC) for type_, _ in resources)
+
+
+def vpc_has_flow_logs(resources: Sequence[tuple[str, Props]]) -> list[str]:
+    if _declares_a_vpc(resources) and not any(t == FLOW_LOG for t, _ in resources):
+        return ["the stack creates a VPC with no flow log: set vpcFlowLogs true"]
+    return []
+
+
+def vpc_default_security_group_declared(resources: Sequence[tuple[str, Props]]) -> list[str]:
+    if _declares_a_vpc(resources) and not any(t == DEFAULT_SECURITY_GROUP for t, _ in resources):
+        return ["the stack creates a VPC but leaves its default security group with AWS's "
+                "allow-all rules: declare it (aws.ec2.DefaultSecurityGroup) with none"]
+    return []
 
 
 def _private_mode(resources: Sequence[tuple[str, Props]]) -> bool:
@@ -233,16 +353,39 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
                  (SECURITY_GROUP, SECURITY_GROUP_RULE, INGRESS_RULE), no_ingress_from_anywhere),
     ResourceRule("log-retention-set", "Every log group expires its logs.", (LOG_GROUP,),
                  log_retention_set),
-    ResourceRule("image-pinned", "Containers run an image pinned by tag (not latest*) or digest.",
+    ResourceRule("image-pinned", "Containers run an image pinned by digest, or by a tag that does "
+                 "not say latest (any case).",
                  (TASK_DEFINITION,), image_pinned),
     ResourceRule("secret-has-recovery-window",
                  "Secrets can be restored for 7 to 30 days after deletion.", (SECRET,),
                  secret_has_recovery_window),
+    ResourceRule("read-only-root-filesystem",
+                 "Containers run with a read-only root filesystem; what they write is a volume.",
+                 (TASK_DEFINITION,), read_only_root_filesystem),
+    ResourceRule("encrypted-with-customer-key",
+                 "Secrets and log groups are encrypted with a customer managed KMS key.",
+                 (SECRET, LOG_GROUP), encrypted_with_customer_key),
+    ResourceRule("kms-key-rotation-on", "Customer managed KMS keys rotate yearly.", (KMS_KEY,),
+                 key_rotation_on),
+    ResourceRule("kms-key-use-scoped",
+                 "A key policy grants use of the key only through a named service (kms:ViaService) "
+                 "or, to CloudWatch Logs, for named log groups.", (KMS_KEY, KEY_POLICY),
+                 key_use_scoped),
+    ResourceRule("register-task-definition-scoped",
+                 "ecs:RegisterTaskDefinition names task-definition families, never '*'.",
+                 IAM_TYPES, register_task_definition_scoped),
+    ResourceRule("default-security-group-closed",
+                 "The VPC's default security group has no rule.", (DEFAULT_SECURITY_GROUP,),
+                 default_security_group_closed),
 )
 STACK_RULES: tuple[StackRule, ...] = (
     StackRule("worker-has-no-public-ip-in-private-modes",
               "With NAT gateways the worker service assigns no public IP.",
               worker_has_no_public_ip_in_private_modes),
+    StackRule("vpc-has-flow-logs", "A VPC the stack creates has a flow log.", vpc_has_flow_logs),
+    StackRule("vpc-default-security-group-declared",
+              "A VPC the stack creates has its default security group declared (and closed).",
+              vpc_default_security_group_declared),
 )
 
 

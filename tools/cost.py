@@ -43,6 +43,7 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 KMS_KEY = "aws:kms/key:Key"
 QUEUE = "aws:sqs/queue:Queue"
+FLOW_LOG = "aws:ec2/flowLog:FlowLog"
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,11 @@ def estimate(resources: Sequence[Resource], prices: Optional[PriceTable] = None)
 
     add("Secrets Manager secrets", len(_of(resources, SECRET)), "secret-month",
         "secrets_manager_secret_month")
-    log_groups = _of(resources, LOG_GROUP)
+    # A flow log's group is priced by the flow-log assumption below, at its own retention.
+    flow_log_groups = {str(f.get("logDestination")) for f in _of(resources, FLOW_LOG)}
+    flow_groups = [g for g in _of(resources, LOG_GROUP)
+                   if any(arn.endswith(f":log-group:{g.get('name')}") for arn in flow_log_groups)]
+    log_groups = [g for g in _of(resources, LOG_GROUP) if g not in flow_groups]
     if log_groups and workers:
         ingest = workers * prices.assume("log_gb_per_worker_month")
         add("CloudWatch Logs ingested", ingest, "GB", "cloudwatch_logs_ingest_gb")
@@ -203,6 +208,15 @@ def estimate(resources: Sequence[Resource], prices: Optional[PriceTable] = None)
         retention = min(int(g.get("retentionInDays") or 365) for g in log_groups)
         add("CloudWatch Logs stored", round(ingest * min(retention, 365) / 30, 3), "GB-month",
             "cloudwatch_logs_storage_gb_month")
+
+    flow_logs = len(_of(resources, FLOW_LOG))
+    if flow_logs:
+        flow_ingest = flow_logs * prices.assume("flow_log_gb_per_vpc_month")
+        add("VPC flow logs ingested (vended logs)", flow_ingest, "GB",
+            "cloudwatch_vended_logs_ingest_gb")
+        flow_retention = min([int(g.get("retentionInDays") or 365) for g in flow_groups] or [365])
+        add("VPC flow logs stored", round(flow_ingest * min(flow_retention, 365) / 30, 3),
+            "GB-month", "cloudwatch_logs_storage_gb_month")
 
     insights_metrics = 0
     for cluster in _of(resources, CLUSTER):

@@ -54,7 +54,11 @@ def test_every_doc_is_linked_from_the_readme():
 
 
 def test_readme_stays_an_overview():
-    assert len(README.splitlines()) <= 300
+    """The written part stays an overview (the rest belongs in docs/); the generated tables grow
+    with the code, one row per key, export or component, and are not counted."""
+    prose = re.sub(r"<!-- ([a-z]+)-table:start -->.*?<!-- \1-table:end -->\n", "", README,
+                   flags=re.S)
+    assert len(prose.splitlines()) <= 230
 
 
 def test_quick_start_is_two_commands_that_the_makefile_has():

@@ -39,9 +39,11 @@ def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_and_eventbridge_may_use(
     key = evaluation.one("aws:kms/key:Key")
     topic = evaluation.one("aws:sns/topic:Topic")
     # The AWS managed alias/aws/sns key cannot grant the CloudWatch and EventBridge principals.
-    assert topic.inputs["kmsMasterKeyId"].startswith("arn:aws:kms:")
+    # The stack's one key encrypts the topic; its policy is a resource of its own.
+    assert topic.inputs["kmsMasterKeyId"] == key.outputs["arn"]
     assert key.inputs["enableKeyRotation"] is True
-    statements = {s["Sid"]: s for s in policy(key)["Statement"]}
+    statements = {s["Sid"]: s for s in policy(evaluation.one("aws:kms/keyPolicy:KeyPolicy"))[
+        "Statement"]}
     for sid, principal in (("CloudWatchAlarmsPublish", "cloudwatch.amazonaws.com"),
                            ("EventBridgeRulesPublish", "events.amazonaws.com")):
         assert statements[sid]["Principal"] == {"Service": principal}
@@ -176,6 +178,7 @@ def _alarms_with_dead_letter_queue(queue_name):
             service_arn="arn:aws:ecs:us-east-1:123456789012:service/c/s",
             container_insights=False, email=None, cpu_high_percent=80, memory_high_percent=80,
             evaluation_minutes=5, tags={}, dead_letter_queue_name=queue_name,
+            key_arn="arn:aws:kms:us-east-1:123456789012:key/test",
         ))
         return alarms.topic.arn
 

@@ -63,7 +63,8 @@ def calls_prefect_aws_makes() -> set[str]:
 
 @pytest.mark.parametrize("stack", stack_names())
 def test_four_roles_assumable_only_by_ecs_tasks_of_this_account(evaluated, stack):
-    roles = evaluated(stack).of_type(ROLE)
+    # The VPC flow-log delivery role is VPC Flow Logs' (tests/test_hardening_network.py).
+    roles = [r for r in evaluated(stack).of_type(ROLE) if r.name.startswith("iam-")]
     assert {r.name for r in roles} == ROLES
     for role in roles:
         assert json.loads(role.inputs["assumeRolePolicy"])["Statement"] == [{
@@ -92,11 +93,15 @@ def test_worker_task_role_has_exactly_these_statements(evaluated):
     cluster = evaluation.exports["clusterName"]
     tasks = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/*"
     task_definitions = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/*"
+    # prefect-aws's family for the pool's runs: prefect_<pool>_<deployment id>, any revision.
+    families = (f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/"
+                f"prefect_{evaluation.exports['workPoolName']}_*:*")
     log_group = evaluation.exports["logGroupName"]
     assert inline(evaluation, "iam-worker-task") == [
-        {"Sid": "ManageFlowRunTaskDefinitions", "Effect": "Allow",
-         "Action": ["ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition",
-                    "ecs:DescribeTaskDefinition"],
+        {"Sid": "RegisterFlowRunTaskDefinitions", "Effect": "Allow",
+         "Action": "ecs:RegisterTaskDefinition", "Resource": families},
+        {"Sid": "DescribeAndDeregisterTaskDefinitions", "Effect": "Allow",
+         "Action": ["ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition"],
          "Resource": "*"},
         {"Sid": "RunFlowRunTasksInThisCluster", "Effect": "Allow", "Action": "ecs:RunTask",
          "Resource": task_definitions,
@@ -104,7 +109,7 @@ def test_worker_task_role_has_exactly_these_statements(evaluated):
         {"Sid": "WatchAndStopFlowRunTasks", "Effect": "Allow",
          "Action": ["ecs:DescribeTasks", "ecs:StopTask"], "Resource": tasks},
         {"Sid": "TagOnCreate", "Effect": "Allow", "Action": "ecs:TagResource",
-         "Resource": [task_definitions, tasks],
+         "Resource": [families, tasks],
          "Condition": {"StringEquals": {"ecs:CreateAction": ["RunTask", "RegisterTaskDefinition"]}}},
         {"Sid": "ReadNetworkForTaskPlacement", "Effect": "Allow",
          "Action": ["ec2:DescribeSubnets", "ec2:DescribeVpcs"], "Resource": "*"},

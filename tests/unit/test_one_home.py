@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from typing import get_args
+import importlib
+from typing import Literal, get_args, get_origin
 
 import pytest
 
@@ -14,12 +15,6 @@ from tests.support.harness import ROOT, project_defaults
 
 PROGRAM = [ROOT / "__main__.py", *sorted((ROOT / "components").glob("*.py"))]
 READER_METHODS = {name for name in vars(settings._Reader) if not name.startswith("__")}
-ENUMERATED = {
-    "natGateways": settings.NatGateways,
-    "cpuArchitecture": settings.CpuArchitecture,
-    "capacityProvider": settings.CapacityProvider,
-    "containerInsights": settings.ContainerInsights,
-}
 
 
 def reader_calls():
@@ -31,6 +26,26 @@ def reader_calls():
                 yield path.name, node
 
 
+def _module(file_name: str):
+    return importlib.import_module(f"components.{file_name.removesuffix('.py')}")
+
+
+# Every enumerated read in the program (`reader.choice("key", SomeLiteral)`), key -> the object its
+# second argument names in its own module.
+ENUMERATED = {
+    call.args[0].value: getattr(_module(name), call.args[1].id, None)
+    for name, call in reader_calls()
+    if call.func.attr == "choice" and isinstance(call.args[1], ast.Name)
+}
+# Each module's frozen settings dataclasses: none may carry a default of its own.
+SETTINGS_CLASSES = [
+    cls for path in PROGRAM if path.name.endswith("settings.py")
+    for cls in vars(_module(path.name)).values()
+    if dataclasses.is_dataclass(cls) and cls.__module__ == f"components.{path.stem}"
+    and cls.__name__.endswith("Settings")
+]
+
+
 def test_config_reads_pass_no_default():
     # A second argument that is a constant is a default written again in Python.
     found = [f"{name}:{call.lineno}" for name, call in reader_calls()
@@ -40,7 +55,8 @@ def test_config_reads_pass_no_default():
 
 
 def test_settings_fields_have_no_defaults():
-    for cls in (settings.Settings, settings.OperationsSettings):
+    assert settings.Settings in SETTINGS_CLASSES and settings.OperationsSettings in SETTINGS_CLASSES
+    for cls in SETTINGS_CLASSES:
         defaulted = [f.name for f in dataclasses.fields(cls)
                      if f.default is not dataclasses.MISSING
                      or f.default_factory is not dataclasses.MISSING]
@@ -63,8 +79,9 @@ def test_enumerated_default_is_one_of_the_literal_values(key):
 
 
 def test_every_enumerated_read_names_a_literal_type():
-    keys = {call.args[0].value: call.args[1] for _, call in reader_calls()
-            if call.func.attr == "choice"}
-    assert set(keys) == set(ENUMERATED)
-    for key, accepted in keys.items():
-        assert isinstance(accepted, ast.Name) and getattr(settings, accepted.id) is ENUMERATED[key]
+    choices = [call for _, call in reader_calls() if call.func.attr == "choice"]
+    assert {"natGateways", "cpuArchitecture", "capacityProvider", "containerInsights"} <= set(
+        ENUMERATED)
+    assert len(choices) == len(ENUMERATED), "each choice names its key and a Literal type by name"
+    for key, accepted in ENUMERATED.items():
+        assert get_origin(accepted) is Literal, f"{key} reads its values from {accepted!r}"

@@ -120,7 +120,7 @@ def test_egress_to_anywhere_is_not_ingress():
 
 @pytest.mark.parametrize("retention", [None, 0])
 def test_log_group_without_retention_is_a_violation(retention):
-    props = declared("dev", rules.LOG_GROUP)
+    props = declared("dev", rules.LOG_GROUP, "worker-logs")
     props["retentionInDays"] = retention
     assert rules.log_retention_set(rules.LOG_GROUP, props)
 

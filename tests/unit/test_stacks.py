@@ -106,6 +106,7 @@ def test_untaggable_types_are_the_ones_aws_cannot_tag(evaluated):
         "aws:iam/rolePolicy:RolePolicy",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
         "aws:kms/alias:Alias",
+        "aws:kms/keyPolicy:KeyPolicy",
         "aws:secretsmanager/secretVersion:SecretVersion",
         "aws:sns/topicPolicy:TopicPolicy",
         "aws:sqs/queuePolicy:QueuePolicy",
@@ -115,8 +116,13 @@ def test_untaggable_types_are_the_ones_aws_cannot_tag(evaluated):
 @pytest.mark.parametrize("stack", stack_names())
 def test_every_export_is_present_and_none_is_secret(evaluated, stack):
     evaluation = evaluated(stack)
-    scaled = bool(evaluation.of_type(SCALING_TARGET))
-    assert set(evaluation.exports) == EXPORTS | ({"workerScalingResourceId"} if scaled else set())
+    # Each conditional export, and the resource whose presence it follows.
+    conditional = {"workerScalingResourceId": SCALING_TARGET,
+                   "defaultSecurityGroupId": "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+                   "vpcFlowLogGroupName": "aws:ec2/flowLog:FlowLog"}
+    assert set(conditional) == CONDITIONAL_EXPORTS
+    present = {name for name, type_ in conditional.items() if evaluation.of_type(type_)}
+    assert set(evaluation.exports) == EXPORTS | present
     assert set(evaluation.exports) <= set(STACK_EXPORTS)
     assert evaluation.secret_exports == set()
     assert all(value not in (None, "") for value in evaluation.exports.values())

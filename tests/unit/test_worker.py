@@ -98,6 +98,7 @@ def test_worker_environment_names_the_api_region_health_port_events_queue_and_js
         "PREFECT_API_URL": CLOUD_URL,
         "AWS_DEFAULT_REGION": "us-east-1",
         "PREFECT_WORKER_WEBSERVER_PORT": str(HEALTH_PORT),
+        "PREFECT_HOME": "/var/lib/prefect",
         "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME": "prefect-ecs-worker-dev-ecs-events",
         "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION": "us-east-1",
         "PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER": "json",
@@ -154,7 +155,7 @@ def test_health_check_command_passes_only_while_the_worker_answers_200():
 @pytest.mark.parametrize("stack", stack_names())
 def test_worker_logs_to_the_stacks_group_with_the_stacks_retention(evaluated, stack):
     evaluation = evaluated(stack)
-    log_group = evaluation.one(LOG_GROUP).inputs
+    log_group = evaluation.one(LOG_GROUP, "worker-logs").inputs
     assert log_group["retentionInDays"] == stack_file_values(stack)["logRetentionDays"]
     assert log_group["name"] == evaluation.exports["logGroupName"] == f"/ecs/prefect-ecs-worker-{stack}"
     assert worker_container(evaluation)["logConfiguration"] == {
@@ -165,8 +166,8 @@ def test_worker_logs_to_the_stacks_group_with_the_stacks_retention(evaluated, st
 
 
 def test_dev_keeps_logs_a_week_and_prod_a_year(evaluated):
-    assert evaluated("dev").one(LOG_GROUP).inputs["retentionInDays"] == 7
-    assert evaluated("prod").one(LOG_GROUP).inputs["retentionInDays"] == 365
+    assert evaluated("dev").one(LOG_GROUP, "worker-logs").inputs["retentionInDays"] == 7
+    assert evaluated("prod").one(LOG_GROUP, "worker-logs").inputs["retentionInDays"] == 365
 
 
 # The task definition and service
