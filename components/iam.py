@@ -6,8 +6,9 @@
   flow-run tasks in this cluster only, pass the two flow-run roles to ECS only, and read the
   cluster's task events from the stack's queue (crash detection).
 - `flow_run_execution_role`: ECS uses it to start flow-run tasks (image, logs, the same secret).
-- `flow_run_task_role`: what flow code may do in AWS. Empty unless `flowRunPolicyArns` names
-  policies, so a flow's AWS access is always an explicit choice.
+- `flow_run_task_role`: what flow code may do in AWS: read and write the stack's flow-code bucket
+  (granted by `components/flow_code.py`) and what `flowRunPolicyArns` names, nothing else, so a
+  flow's AWS access is always an explicit choice.
 """
 
 from __future__ import annotations

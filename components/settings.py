@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 
 import pulumi
 
+from components.flow_code_settings import FlowCodeSettings, parse_flow_code
+
 NAMESPACE = "prefect-ecs-worker"
 
 NatGateways = Literal["none", "single", "per-az"]
@@ -132,6 +134,7 @@ class Settings:
     flow_run_image: str = DEFAULT_FLOW_RUN_IMAGE
     manage_work_pool: bool = True
     operations: "OperationsSettings" = field(default_factory=lambda: OperationsSettings())
+    flow_code: Optional[FlowCodeSettings] = None
 
     @property
     def prefix(self) -> str:
@@ -206,6 +209,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
                               DEFAULT_FLOW_RUN_IMAGE),
         manage_work_pool=reader.boolean("manageWorkPool", True),
         operations=_operations(reader, worker_count),
+        flow_code=parse_flow_code(reader, f"{project}-{stack}"),
     )
 
 

@@ -9,6 +9,7 @@ import pulumi
 
 from components.alarms import AlarmsArgs, WorkerAlarms
 from components.ecs_events import EcsEvents, EcsEventsArgs
+from components.flow_code import FlowCode, FlowCodeArgs
 from components.iam import IamArgs, WorkerIam
 from components.job_template import FlowRunDefaults
 from components.network import Network, NetworkArgs
@@ -33,6 +34,7 @@ class Stack:
     alarms: WorkerAlarms
     # None unless workerMaxCount exceeds workerMinCount.
     scaling: Optional[WorkerScaling]
+    flow_code: Optional[FlowCode] = None
 
     def job_variables(self) -> pulumi.Output[dict[str, Any]]:
         """The ECS work pool's job variables that put flow runs in this stack's cluster, subnets,
@@ -65,6 +67,7 @@ class Stack:
             "alarmTopicArn": self.alarms.topic.arn,
             **({"workerScalingResourceId": self.scaling.target.resource_id}
                if self.scaling is not None else {}),
+            **(self.flow_code.exports() if self.flow_code is not None else {}),
         }
 
 
@@ -93,6 +96,9 @@ def build_stack(settings: Settings) -> Stack:
         tags=tags,
         events_queue_name=settings.events_queue_name,
     ))
+    flow_code = FlowCode("flow-code", FlowCodeArgs(
+        settings.flow_code, settings.prefix, iam.context, iam.flow_run_execution_role.name,
+        iam.flow_run_execution_role.arn, iam.flow_run_task_role.name, tags))
     # Named up front, as IAM does, so the pool and the events rule exist before the worker polls.
     cluster_arn = iam.context.arn("ecs", f"cluster/{cluster_name}")
     flow_runs = FlowRunDefaults(
@@ -110,7 +116,7 @@ def build_stack(settings: Settings) -> Stack:
         capacity_provider=settings.capacity_provider,
         cpu=settings.flow_run_cpu,
         memory=settings.flow_run_memory,
-        image=settings.flow_run_image,
+        image=flow_code.flow_run_image(settings.flow_run_image),
     )
     events = EcsEvents("ecs-events", EcsEventsArgs(
         queue_name=settings.events_queue_name, cluster_arn=cluster_arn, tags=tags))
@@ -152,7 +158,7 @@ def build_stack(settings: Settings) -> Stack:
     alarms, scaling = build_operations(settings, iam, worker,
                                        dead_letter_queue_name=events.dead_letter_queue.name)
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
-                 alarms, scaling)
+                 alarms, scaling, flow_code)
 
 
 def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,

@@ -28,6 +28,7 @@ EXPORTS = {
     "taskDefinitionArn", "logGroupName", "credentialSecretArn", "executionRoleArn",
     "workerTaskRoleArn", "flowRunExecutionRoleArn", "flowRunTaskRoleArn", "workPoolName",
     "workPoolJobVariables", "workPoolManaged", "ecsEventsQueueUrl", "alarmTopicArn",
+    "flowImageRepositoryUrl", "flowCodeBucketName",
 }
 SCALING_TARGET = "aws:appautoscaling/target:Target"
 PREFECT_AWS = Path(importlib.util.find_spec("prefect_aws").origin).parent
@@ -117,6 +118,14 @@ def test_untaggable_types_are_the_ones_aws_cannot_tag(evaluated):
         "aws:secretsmanager/secretVersion:SecretVersion",
         "aws:sns/topicPolicy:TopicPolicy",
         "aws:sqs/queuePolicy:QueuePolicy",
+        "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+        "aws:ecr/repositoryPolicy:RepositoryPolicy",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "aws:s3/bucketPolicy:BucketPolicy",
     }
 
 
