@@ -968,3 +968,6 @@ def start_service_tasks(replayed: Replay, service: dict[str, Any]) -> list[dict[
         startedBy="ecs-svc/replay", networkConfiguration=request["networkConfiguration"],
         capacityProviderStrategy=request.get("capacityProviderStrategy", []),
     )["tasks"]
+
+
+from tests import replay_ecr, replay_s3  # noqa: E402,F401  (each adds its service's HANDLERS)
