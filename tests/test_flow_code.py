@@ -15,6 +15,8 @@ from components.flow_code_settings import (
     FlowCodeBucketSettings, FlowCodeSettings, FlowImageSettings,
 )
 from components.iam import AwsContext
+from tests import flow_code_stack
+from tests.flow_code_stack import PUBLISHER
 from tests.harness import ACCOUNT, REGION, ROOT, RecordingMocks, policy, stack_names
 
 REPOSITORY = "aws:ecr/repository:Repository"
@@ -29,7 +31,6 @@ BUCKET_LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfigura
 OWNERSHIP = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
 INLINE = "aws:iam/rolePolicy:RolePolicy"
 ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
-PUBLISHER = f"arn:aws:iam::{ACCOUNT}:role/ci/flow-publisher"
 FLOW_CODE_TYPES = {REPOSITORY, LIFECYCLE, REPOSITORY_POLICY, BUCKET, BUCKET_POLICY, PUBLIC_ACCESS,
                    ENCRYPTION, VERSIONING, BUCKET_LIFECYCLE, OWNERSHIP}
 
@@ -48,8 +49,8 @@ def statements(resource) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def published(evaluated):
-    return evaluated("staging", flowPublisherRoleArn=PUBLISHER, flowImageKeepTaggedCount="12",
-                     flowImageUntaggedExpiryDays="3", flowResultRetentionDays="45")
+    """staging with a publisher and lifecycle values of its own (tests/flow_code_stack.py)."""
+    return flow_code_stack.published(evaluated)
 
 
 # --- the repository -----------------------------------------------------------------------------

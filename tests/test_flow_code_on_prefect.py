@@ -23,12 +23,13 @@ import time
 
 import pytest
 
-from tests.prefect_worker import api, deploy, wait_for, wait_online, worker_launch
+from tests.flow_code_stack import POOL, PUBLISHER, create_publisher, published
+from tests.prefect_worker import Deployed, api, wait_for, wait_online, worker_launch
+from tests.replay import real_exports, replay
 from tests.servers import BIN, stop
 
 pytestmark = pytest.mark.slow
 
-POOL = "ecs-flow-code"
 FAST_WORKER = {"PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_HEARTBEAT_SECONDS": "2"}
 WITHIN_S = 90  # each step takes 1-10 s; generous for a loaded 2-core CI box
 FLOW_CODE = '''\
@@ -62,7 +63,13 @@ print(deployment_id)
 
 @pytest.fixture(scope="module")
 def stack(evaluated, moto_server, prefect_server):
-    deployed = deploy(evaluated("dev", workPoolName=POOL), moto_server, prefect_server.api_url)
+    """Staging with a publisher role (tests/flow_code_stack.py), deployed into an emptied moto
+    where the publisher already exists, its pool on the Prefect server."""
+    evaluation = published(evaluated)
+    moto_server.reset()
+    create_publisher(moto_server.url)
+    replayed = replay(evaluation, moto_server.url, prefect_api_url=prefect_server.api_url)
+    deployed = Deployed(evaluation, replayed, real_exports(evaluation, replayed))
     # See the module docstring: moto cannot evaluate aws:SecureTransport.
     deployed.replayed.client("s3").delete_bucket_policy(Bucket=deployed.exports["flowCodeBucketName"])
     yield deployed

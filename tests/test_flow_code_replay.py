@@ -12,6 +12,8 @@ import json
 
 import pytest
 
+from tests import flow_code_stack
+from tests.flow_code_stack import PUBLISHER, create_publisher
 from tests.harness import Declared, Evaluation
 from tests.replay import Replay, ReplayError, real_exports
 from tests.replay_ecr import lifecycle_problems
@@ -19,7 +21,6 @@ from tests.replay_ecr import lifecycle_problems
 # Refusals checked before any call reach no server: nothing listens here.
 NOWHERE = "http://127.0.0.1:9"
 
-PUBLISHER = "arn:aws:iam::123456789012:role/ci/flow-publisher"
 REPOSITORY = "aws:ecr/repository:Repository"
 LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 REPOSITORY_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
@@ -32,14 +33,7 @@ ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEnc
 
 @pytest.fixture(scope="module")
 def published(evaluated) -> Evaluation:
-    return evaluated("staging", flowPublisherRoleArn=PUBLISHER, flowImageKeepTaggedCount="12",
-                     flowImageUntaggedExpiryDays="3", flowResultRetentionDays="45")
-
-
-def create_publisher(moto_url: str) -> None:
-    Replay(moto_url).client("iam").create_role(
-        RoleName="flow-publisher", Path="/ci/",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    return flow_code_stack.published(evaluated)
 
 
 def flow_code_part(evaluation: Evaluation) -> list[Declared]:
