@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Optional, get_args
+from typing import TYPE_CHECKING, Callable, Literal, Optional, get_args
 
 if TYPE_CHECKING:
     from components.settings import _Reader
@@ -107,8 +107,9 @@ def parse_flow_code(reader: "_Reader", prefix: str) -> FlowCodeSettings:
     from components.settings import ConfigError
 
     repository_mode = reader.choice("flowImageRepository", "create", MODES)
-    repository_name = _named(reader, "flowImageRepositoryName", repository_mode,
-                             default_repository_name(prefix), repository_name_problem)
+    repository_name = _named(reader, "flowImageRepositoryName", "flowImageRepository",
+                             repository_mode, default_repository_name(prefix),
+                             repository_name_problem)
     keep = reader.integer("flowImageKeepTaggedCount", 30, minimum=1, maximum=MAX_KEPT_IMAGES)
     untagged = reader.integer("flowImageUntaggedExpiryDays", 7, minimum=1, maximum=MAX_DAYS)
     publisher = reader.string("flowPublisherRoleArn")
@@ -117,7 +118,8 @@ def parse_flow_code(reader: "_Reader", prefix: str) -> FlowCodeSettings:
                           "an IAM role ARN, arn:aws:iam::<account>:role/[<path>/]<name>")
 
     bucket_mode = reader.choice("flowCodeBucket", "create", MODES)
-    bucket_name = reader.string("flowCodeBucketName")
+    bucket_name = _named(reader, "flowCodeBucketName", "flowCodeBucket", bucket_mode, None,
+                         bucket_name_problem)
     if bucket_mode == "create" and bucket_name is None:
         # The account id is known only at deploy time; its 12 digits change neither the length
         # nor the characters, so the default can be checked now.
@@ -127,8 +129,6 @@ def parse_flow_code(reader: "_Reader", prefix: str) -> FlowCodeSettings:
                               f"a name for the bucket: the default "
                               f"{default_bucket_name(prefix, '<account id>')!r} breaks S3's "
                               f"rule: {problem}")
-    else:
-        bucket_name = _named(reader, "flowCodeBucketName", bucket_mode, None, bucket_name_problem)
     retention = reader.integer("flowResultRetentionDays", 30, minimum=1, maximum=MAX_DAYS)
     return FlowCodeSettings(
         repository=FlowImageSettings(
@@ -146,12 +146,11 @@ def parse_flow_code(reader: "_Reader", prefix: str) -> FlowCodeSettings:
     )
 
 
-def _named(reader: "_Reader", key: str, mode: str, default: Optional[str], problem_of
-           ) -> Optional[str]:
-    """A name key: required to adopt, optional to create, refused when the switch is off."""
+def _named(reader: "_Reader", key: str, switch: str, mode: str, default: Optional[str],
+           problem_of: Callable[[str], Optional[str]]) -> Optional[str]:
+    """A name key: required to adopt, optional to create, refused when its switch is off."""
     from components.settings import ConfigError
 
-    switch = "flowImageRepository" if key.startswith("flowImage") else "flowCodeBucket"
     name = reader.string(key)
     if mode == "none":
         if name is not None:
@@ -160,8 +159,12 @@ def _named(reader: "_Reader", key: str, mode: str, default: Optional[str], probl
     if name is None:
         if mode == "adopt":
             raise ConfigError(key, None, f"the name of the existing one to use: {switch} is adopt")
-        name = default
-    problem = problem_of(name) if name is not None else None
+        if default is not None and problem_of(default):
+            raise ConfigError(key, None, f"a name: the default {default!r} (from the project "
+                                         f"and stack names) breaks the rule: "
+                                         f"{problem_of(default)}")
+        return default
+    problem = problem_of(name)
     if problem:
         raise ConfigError(key, name, problem)
     return name

@@ -97,3 +97,13 @@ def test_names_s3_accepts_pass(name):
 @pytest.mark.parametrize("name", ["ab", "team/flows", "flows", "a" * 256, "a.b_c-d/e"])
 def test_repository_names_ecr_accepts_pass(name):
     assert repository_name_problem(name) is None
+
+
+def test_a_stack_name_ecr_would_refuse_in_the_default_repository_name_asks_for_one():
+    mocks = RecordingMocks()
+    with pytest.raises(ConfigError) as raised:
+        evaluate(with_credentials(load_stack_config("dev"), flowCodeBucketName="team-flow-code"),
+                 stack="dev__eu", mocks=mocks)
+    assert raised.value.key == "prefect-ecs-worker:flowImageRepositoryName"
+    assert "the default 'prefect-ecs-worker-dev__eu-flows'" in str(raised.value)
+    assert mocks.resources == []
