@@ -112,7 +112,6 @@ def test_a_flow_shipped_through_the_bucket_runs_and_writes_its_result_back(
     process, log_path = worker
     exports, s3 = stack.exports, stack.replayed.client("s3")
     bucket = exports["flowCodeBucketName"]
-    wait_online(prefect_server.api_url, POOL, WITHIN_S, process)
 
     # 1. The code goes to the stack's bucket, under the prefix the publisher may write.
     s3.put_object(Bucket=bucket, Key="flows/hello/hello_s3.py", Body=FLOW_CODE.encode())
@@ -125,6 +124,8 @@ def test_a_flow_shipped_through_the_bucket_runs_and_writes_its_result_back(
         env=client_env(deployer, moto_server, prefect_server), timeout=WITHIN_S)
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     deployment_id = deployed.stdout.strip().splitlines()[-1]
+    # The worker started with the fixture; it went online while the deployer ran.
+    wait_online(prefect_server.api_url, POOL, WITHIN_S, process)
     deployment = api(prefect_server.api_url, "GET", f"/deployments/{deployment_id}")
     assert deployment["pull_steps"] == [{"prefect.deployments.steps.pull_with_block": {
         "block_type_slug": "s3-bucket", "block_document_name": "flow-code"}}]
