@@ -6,8 +6,9 @@
   flow-run tasks in this cluster only, pass the two flow-run roles to ECS only, and read the
   cluster's task events from the stack's queue (crash detection).
 - `flow_run_execution_role`: ECS uses it to start flow-run tasks (image, logs, the same secret).
-- `flow_run_task_role`: what flow code may do in AWS. Empty unless `flowRunPolicyArns` names
-  policies, so a flow's AWS access is always an explicit choice.
+- `flow_run_task_role`: what flow code may do in AWS: read and write the stack's flow-code bucket
+  (granted by `components/flow_code.py`) and what `flowRunPolicyArns` names, nothing else, so a
+  flow's AWS access is always an explicit choice.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class AwsContext:
             account_id=aws.get_caller_identity_output(opts=opts).account_id,
         )
 
-    def arn(self, service: str, resource: str, *, regional: bool = True) -> pulumi.Output[str]:
+    def arn(self, service: str, resource: pulumi.Input[str], *, regional: bool = True
+            ) -> pulumi.Output[str]:
         return pulumi.Output.format(
             "arn:{0}:{1}:{2}:{3}:{4}", self.partition, service,
             self.region if regional else "", self.account_id, resource,

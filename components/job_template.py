@@ -55,7 +55,7 @@ class FlowRunDefaults:
     capacity_provider: str
     cpu: int
     memory: int
-    image: str
+    image: pulumi.Input[str]
 
     def job_variables(self) -> pulumi.Output[dict[str, Any]]:
         secret_variable = (
@@ -71,6 +71,7 @@ class FlowRunDefaults:
             task_role_arn=self.task_role_arn,
             secret_arn=self.credential_secret_arn,
             region=self.region,
+            image=self.image,
         ).apply(lambda v: {
             "cluster": v["cluster"],
             "vpc_id": v["vpc_id"],
@@ -100,7 +101,7 @@ class FlowRunDefaults:
             ],
             "cpu": self.cpu,
             "memory": self.memory,
-            "image": self.image,
+            "image": v["image"],
         })
 
     def base_job_template(self) -> pulumi.Output[dict[str, Any]]:

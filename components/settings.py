@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import pulumi
 
+from components.flow_code_settings import FlowCodeSettings, parse_flow_code
 from components.hardening_settings import HardeningSettings, parse_hardening
 # The image-pinning rule is the policy pack's (stdlib only, so the program can import it).
 from policies.worker_rules import image_is_pinned, image_tag
@@ -144,6 +145,7 @@ class Settings:
     manage_work_pool: bool
     operations: OperationsSettings
     hardening: HardeningSettings
+    flow_code: FlowCodeSettings
 
     @property
     def prefix(self) -> str:
@@ -218,6 +220,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         manage_work_pool=reader.boolean("manageWorkPool"),
         operations=_operations(reader, worker_count),
         hardening=parse_hardening(reader, LOG_RETENTION_DAYS),
+        flow_code=parse_flow_code(reader, f"{project}-{stack}"),
     )
 
 

@@ -9,6 +9,7 @@ import pulumi
 
 from components.alarms import AlarmsArgs, WorkerAlarms, key_statements as alarm_key_statements
 from components.ecs_events import EcsEvents, EcsEventsArgs
+from components.flow_code import FlowCode, FlowCodeArgs
 from components.iam import IamArgs, WorkerIam
 from components.job_template import FlowRunDefaults
 from components.network import Network, NetworkArgs
@@ -52,9 +53,14 @@ EXPORTS: dict[str, str] = {
     "stackKeyArn": "The stack's KMS key: the credential secret, the log groups, the alarm topic.",
     "defaultSecurityGroupId": "A created VPC's default security group, stripped of every rule.",
     "vpcFlowLogGroupName": "With `vpcFlowLogs` on a created VPC: the flow log's log group.",
+    "flowImageRepositoryUrl": "Unless `flowImageRepository` is none: the ECR repository for flow "
+                              "images (push with `flowPublisherRoleArn`).",
+    "flowCodeBucketName": "Unless `flowCodeBucket` is none: the S3 bucket for flow code "
+                          "(`flows/`) and results (`results/`).",
 }
 CONDITIONAL_EXPORTS = frozenset({"workerScalingResourceId", "defaultSecurityGroupId",
-                                 "vpcFlowLogGroupName"})
+                                 "vpcFlowLogGroupName", "flowImageRepositoryUrl",
+                                 "flowCodeBucketName"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class Stack:
     key: Optional[StackKey] = None
     # None for an adopted VPC.
     vpc_hardening: Optional[VpcHardening] = None
+    flow_code: Optional[FlowCode] = None
 
     def exports(self) -> dict[str, Any]:
         """The stack outputs; each one is described in EXPORTS."""
@@ -103,6 +110,7 @@ class Stack:
             **({"workerScalingResourceId": self.scaling.target.resource_id}
                if self.scaling is not None else {}),
             **self.hardening_exports(),
+            **(self.flow_code.exports() if self.flow_code is not None else {}),
         }
 
     def hardening_exports(self) -> dict[str, Any]:
@@ -158,6 +166,9 @@ def build_stack(settings: Settings) -> Stack:
         flow_log_retention_days=hardening.vpc_flow_log_retention_days,
         kms_key_arn=key.arn_after_policy, tags=tags,
     )) if settings.existing_vpc is None else None
+    flow_code = FlowCode("flow-code", FlowCodeArgs(
+        settings.flow_code, settings.prefix, iam.context, iam.flow_run_execution_role.name,
+        iam.flow_run_execution_role.arn, iam.flow_run_task_role.name, tags))
     # Named up front, as IAM does, so the pool and the events rule exist before the worker polls.
     cluster_arn = iam.context.arn("ecs", f"cluster/{cluster_name}")
     flow_runs = FlowRunDefaults(
@@ -175,7 +186,7 @@ def build_stack(settings: Settings) -> Stack:
         capacity_provider=settings.capacity_provider,
         cpu=settings.flow_run_cpu,
         memory=settings.flow_run_memory,
-        image=settings.flow_run_image,
+        image=flow_code.flow_run_image(settings.flow_run_image),
     )
     events = EcsEvents("ecs-events", EcsEventsArgs(
         queue_name=settings.events_queue_name, cluster_arn=cluster_arn, tags=tags))
@@ -218,7 +229,7 @@ def build_stack(settings: Settings) -> Stack:
                                        dead_letter_queue_name=events.dead_letter_queue.name,
                                        key_arn=key.arn_after_policy)
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
-                 alarms, scaling, key, vpc_hardening)
+                 alarms, scaling, key, vpc_hardening, flow_code)
 
 
 def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,

@@ -44,6 +44,8 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 KMS_KEY = "aws:kms/key:Key"
 QUEUE = "aws:sqs/queue:Queue"
 FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+ECR_REPOSITORY = "aws:ecr/repository:Repository"
+S3_BUCKET = "aws:s3/bucket:Bucket"
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,23 @@ def estimate(resources: Sequence[Resource], prices: Optional[PriceTable] = None)
         add("SQS requests (observer polling)",
             workers * prices.assume("sqs_requests_per_worker_month") / 1e6, "million requests",
             "sqs_million_requests")
+    add_flow_code(resources, prices, add)
     return Estimate(tuple(items), round(ceiling_extra, 2), ceiling_note)
+
+
+def add_flow_code(resources: Sequence[Resource], prices: PriceTable, add: Any) -> None:
+    """The flow-image repository's storage and the flow-code bucket's storage and requests, at the
+    usage the price table assumes (an adopted repository or bucket is not the stack's cost)."""
+    add("ECR flow images stored", len(_of(resources, ECR_REPOSITORY))
+        * prices.assume("ecr_gb_per_repository"), "GB-month", "ecr_storage_gb_month")
+    buckets = len(_of(resources, S3_BUCKET))
+    runs = buckets * prices.assume("flow_runs_per_month")
+    add("S3 flow code and results stored", buckets * prices.assume("s3_gb_per_bucket"),
+        "GB-month", "s3_standard_gb_month")
+    add("S3 PUT/LIST requests (flow runs)", runs * prices.assume("s3_put_requests_per_flow_run")
+        / 1000, "thousand requests", "s3_put_thousand_requests")
+    add("S3 GET requests (flow runs)", runs * prices.assume("s3_get_requests_per_flow_run") / 1000,
+        "thousand requests", "s3_get_thousand_requests")
 
 
 def ratio(cost: float, baseline: float) -> float:

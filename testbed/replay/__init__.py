@@ -7,7 +7,7 @@ resource type gets its handler in the module of its service, or a new module imp
 
 from testbed.replay import (  # noqa: F401  (each registers its handlers)
     ec2, iam, secretsmanager, logs, ecs, sqs, events, kms, sns, cloudwatch, appautoscaling, prefect,
-    hardening,
+    hardening, ecr, s3,
 )
 from testbed.replay.prefect import POOL_NOT_CREATED  # noqa: F401
 from testbed.replay.core import (  # noqa: F401  (the package's API)

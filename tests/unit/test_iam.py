@@ -163,7 +163,8 @@ def test_no_statement_allows_a_wildcard_action(evaluated, stack):
 
 
 def test_flow_run_task_role_starts_with_no_permissions(evaluated):
-    evaluation = evaluated("prod")
+    # Without the flow-code bucket (tests/test_flow_code_iam.py covers the grant to it).
+    evaluation = evaluated("prod", flowCodeBucket="none")
     assert not [r for r in evaluation.of_type(INLINE) if r.name.startswith("iam-flow-run-task")]
     assert not [r for r in evaluation.of_type(ATTACHMENT) if r.name.startswith("iam-flow-run-task")]
 

@@ -110,6 +110,14 @@ def test_untaggable_types_are_the_ones_aws_cannot_tag(evaluated):
         "aws:secretsmanager/secretVersion:SecretVersion",
         "aws:sns/topicPolicy:TopicPolicy",
         "aws:sqs/queuePolicy:QueuePolicy",
+        "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+        "aws:ecr/repositoryPolicy:RepositoryPolicy",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "aws:s3/bucketPolicy:BucketPolicy",
     }
 
 
@@ -119,7 +127,9 @@ def test_every_export_is_present_and_none_is_secret(evaluated, stack):
     # Each conditional export, and the resource whose presence it follows.
     conditional = {"workerScalingResourceId": SCALING_TARGET,
                    "defaultSecurityGroupId": "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
-                   "vpcFlowLogGroupName": "aws:ec2/flowLog:FlowLog"}
+                   "vpcFlowLogGroupName": "aws:ec2/flowLog:FlowLog",
+                   "flowImageRepositoryUrl": "aws:ecr/repository:Repository",
+                   "flowCodeBucketName": "aws:s3/bucket:Bucket"}
     assert set(conditional) == CONDITIONAL_EXPORTS
     present = {name for name, type_ in conditional.items() if evaluation.of_type(type_)}
     assert set(evaluation.exports) == EXPORTS | present
