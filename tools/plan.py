@@ -13,11 +13,11 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from policies import worker_rules
 from tools.cost import Estimate, PriceTable, estimate, render
-from tools.mock_engine import evaluate_stack, whole_numbers
+from tools.mock_engine import Evaluation, evaluate_stack, whole_numbers
 
 # The few properties a reviewer looks at, per type; nested paths use dots.
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -62,9 +62,11 @@ class Plan:
         return {name: found for name, found in self.policy_results.items() if found}
 
 
-def make_plan(stack: str, prices: Optional[PriceTable] = None) -> Plan:
+def make_plan(stack: str, prices: Optional[PriceTable] = None,
+              evaluate: Callable[[str], Evaluation] = evaluate_stack) -> Plan:
+    """`evaluate`: how the stack is evaluated; the tests pass their session's shared evaluations."""
     prices = prices or PriceTable.load()
-    evaluation = evaluate_stack(stack)
+    evaluation = evaluate(stack)
     resources = tuple((r.type, r.name, r.inputs) for r in evaluation.resources)
     declared = [(type_, inputs) for type_, _, inputs in resources]
     return Plan(stack, resources, worker_rules.evaluate(declared), estimate(declared, prices), prices)

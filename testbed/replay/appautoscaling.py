@@ -6,7 +6,8 @@ from typing import Any
 
 from tools.mock_engine import Declared
 from tools.mock_engine import whole_numbers
-from testbed.replay.core import HANDLERS, Inputs, Replay, ReplayError, _physical_name, pascal
+from testbed.replay import aws_rules
+from testbed.replay.core import HANDLERS, Inputs, Replay, _physical_name, pascal
 
 
 def _api_fields(value: Any) -> Any:
@@ -23,9 +24,7 @@ def scaling_target(replay: Replay, resource: Declared, inputs: Inputs) -> dict[s
     """RegisterScalableTarget: moto checks that the ECS service exists; AWS also refuses a minimum
     above the maximum."""
     low, high = inputs.integer("minCapacity"), inputs.integer("maxCapacity")
-    if low is not None and high is not None and low > high:
-        raise ReplayError(resource, f"ValidationException: minCapacity {low} is above "
-                                    f"maxCapacity {high}")
+    aws_rules.scaling_capacity_range(resource, low, high)
     request: dict[str, Any] = {
         "ServiceNamespace": inputs.require("serviceNamespace"),
         "ResourceId": inputs.require("resourceId"),
@@ -45,13 +44,10 @@ def scaling_policy(replay: Replay, resource: Declared, inputs: Inputs) -> dict[s
     target = {"ServiceNamespace": inputs.require("serviceNamespace"),
               "ResourceId": inputs.require("resourceId"),
               "ScalableDimension": inputs.require("scalableDimension")}
-    # AWS refuses a policy for a target nobody registered; moto stores it.
     registered = scaling.describe_scalable_targets(
         ServiceNamespace=target["ServiceNamespace"], ResourceIds=[target["ResourceId"]],
         ScalableDimension=target["ScalableDimension"])["ScalableTargets"]
-    if not registered:
-        raise ReplayError(resource, f"ObjectNotFoundException: no scalable target registered "
-                                    f"for {target['ResourceId']} {target['ScalableDimension']}")
+    aws_rules.scaling_policy_target_registered(resource, registered, target)
     request = {**target, "PolicyName": _physical_name(resource, inputs),
                "PolicyType": inputs.get("policyType") or "StepScaling"}
     inputs.copy(request, pascal("targetTrackingScalingPolicyConfiguration",

@@ -226,15 +226,10 @@ def _physical_name(resource: Declared, inputs: Inputs) -> str:
 
 
 def _check_policy_grammar(resource: Declared, document: str) -> None:
-    """AWS validates a resource policy's grammar on write; moto's SQS only parses the JSON, so
-    moto's IAM policy validator (the one CreatePolicy uses) stands in."""
-    from moto.iam.exceptions import MalformedPolicyDocument
-    from moto.iam.policy_validation import IAMPolicyDocumentValidator
+    """The name handler modules used before the AWS rules had one home: `aws_rules.policy_grammar`."""
+    from testbed.replay import aws_rules
 
-    try:
-        IAMPolicyDocumentValidator(document).validate()
-    except MalformedPolicyDocument as error:
-        raise ReplayError(resource, f"MalformedPolicyDocument: {error.message}") from error
+    aws_rules.policy_grammar(resource, document)
 
 
 def replay(evaluation: Evaluation, endpoint_url: str, prefect_api_url: Optional[str] = None) -> Replay:

@@ -7,6 +7,7 @@ from typing import Any
 
 from tools.mock_engine import Declared
 from policies.worker_rules import AWSX_DEFAULT_AZS, awsx_nat_gateway_count, awsx_nat_strategy
+from testbed.replay import aws_rules
 from testbed.replay.core import HANDLERS, Inputs, Replay, ReplayError, _physical_name, aws_tags
 
 
@@ -26,8 +27,7 @@ def awsx_vpc(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, An
         raise ReplayError(resource, f"NAT strategy {nat} needs public and private subnets, "
                                     f"declared {tiers} (awsx refuses this at deploy time)")
     zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
-    if az_count > len(zones):
-        raise ReplayError(resource, f"{az_count} AZs asked, the region has {len(zones)}")
+    aws_rules.availability_zone_count(resource, az_count, zones)
 
     tags = aws_tags(inputs.get("tags"))
     vpc_id = ec2.create_vpc(

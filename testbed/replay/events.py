@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from tools.mock_engine import Declared
+from testbed.replay import aws_rules
 from testbed.replay.core import (
     HANDLERS, Inputs, Replay, ReplayError, _physical_name, aws_tags, pascal,
 )
@@ -24,25 +24,10 @@ def event_rule(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, 
     return {"name": request["Name"], "arn": arn}
 
 
-# What an input template may name besides its own input paths (EventBridge's predefined variables).
-EVENTBRIDGE_VARIABLES = {"aws.events.rule-arn", "aws.events.rule-name", "aws.events.event",
-                         "aws.events.event.json", "aws.events.event.ingestion-time"}
-
-
 def _input_transformer(resource: Declared, transformer: dict[str, Any]) -> dict[str, Any]:
-    """PutTargets refuses a template placeholder that no input path defines, and a path that is
-    not JSON path; moto checks neither."""
     paths = transformer.get("inputPaths") or {}
     template = transformer["inputTemplate"]
-    undefined = sorted(set(re.findall(r"<([^<>\s]+)>", template)) - set(paths)
-                       - EVENTBRIDGE_VARIABLES)
-    if undefined:
-        raise ReplayError(resource, f"ValidationException: the input template names {undefined}, "
-                                    f"which no input path defines")
-    not_paths = sorted(k for k, path in paths.items() if not str(path).startswith("$"))
-    if not_paths:
-        raise ReplayError(resource, f"ValidationException: input paths {not_paths} are not JSON "
-                                    f"paths")
+    aws_rules.input_transformer(resource, paths, template)
     return {"InputPathsMap": paths, "InputTemplate": template}
 
 

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from tools.mock_engine import Declared
+from testbed.replay import aws_rules
 from testbed.replay.core import (
-    AWS_MANAGED_POLICY, HANDLERS, Inputs, Replay, ReplayError, _physical_name,
-    aws_managed_policies, aws_tags,
+    AWS_MANAGED_POLICY, HANDLERS, Inputs, Replay, _physical_name, aws_managed_policies, aws_tags,
 )
 
 
@@ -49,10 +49,8 @@ def iam_role_policy_attachment(replay: Replay, resource: Declared, inputs: Input
     managed = AWS_MANAGED_POLICY.match(policy_arn)
     if managed:
         path, name = managed.group(1), managed.group(2)
-        known = aws_managed_policies().get(name)
-        if known is None or known["Path"].strip("/") != (path or ""):
-            raise ReplayError(resource, f"{policy_arn} is not an AWS managed policy "
-                                        f"(moto's copy of AWS's list has no such name and path)")
+        known = aws_rules.aws_managed_policy_exists(resource, policy_arn, path,
+                                                    aws_managed_policies().get(name))
         stand_in = replay.ids.get(policy_arn)
         if stand_in is None:
             stand_in = iam.create_policy(PolicyName=name, Path=known["Path"],

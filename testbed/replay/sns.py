@@ -6,10 +6,8 @@ from typing import Any
 
 from tools.mock_engine import Declared
 from testbed.replay.sqs import _sqs_value
-from testbed.replay.core import (
-    HANDLERS, Inputs, Replay, ReplayError, _check_policy_grammar, _physical_name, aws_tags,
-    pascal,
-)
+from testbed.replay import aws_rules
+from testbed.replay.core import HANDLERS, Inputs, Replay, _physical_name, aws_tags, pascal
 
 
 # Pulumi input -> SNS topic attribute; SNS takes every attribute as a string.
@@ -21,7 +19,7 @@ SNS_TOPIC_ATTRIBUTES = pascal("kmsMasterKeyId", "displayName", "policy", "delive
 def sns_topic(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     attributes = inputs.copy({}, SNS_TOPIC_ATTRIBUTES, _sqs_value)
     if "Policy" in attributes:
-        _check_policy_grammar(resource, attributes["Policy"])
+        aws_rules.policy_grammar(resource, attributes["Policy"])
     arn = replay.client("sns").create_topic(
         Name=_physical_name(resource, inputs), Attributes=attributes,
         Tags=aws_tags(inputs.get("tags")))["TopicArn"]
@@ -32,21 +30,15 @@ def sns_topic(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, A
 def sns_topic_policy(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     """SetTopicAttributes(Policy): AWS checks the grammar; moto stores any string."""
     document = inputs.require("policy")
-    _check_policy_grammar(resource, document)
+    aws_rules.policy_grammar(resource, document)
     replay.client("sns").set_topic_attributes(
         TopicArn=inputs.require("arn"), AttributeName="Policy", AttributeValue=document)
     return {}
 
 
-SNS_PROTOCOLS = ("http", "https", "email", "email-json", "sms", "sqs", "application", "lambda",
-                 "firehose")
-
-
 def sns_topic_subscription(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     protocol = inputs.require("protocol")
-    if protocol not in SNS_PROTOCOLS:
-        raise ReplayError(resource, f"InvalidParameter: protocol {protocol!r} is not one of "
-                                    f"{', '.join(SNS_PROTOCOLS)}")
+    aws_rules.sns_subscription_protocol(resource, protocol)
     attributes = inputs.copy({}, pascal("rawMessageDelivery", "filterPolicy", "filterPolicyScope",
                                         "redrivePolicy", "deliveryPolicy"), _sqs_value)
     # Provider-side: how long to wait for a confirmation, and whether the endpoint confirms itself.

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from tools.mock_engine import Declared
-from testbed.replay.core import (
-    HANDLERS, Inputs, Replay, ReplayError, _check_policy_grammar, _physical_name,
-)
+from testbed.replay import aws_rules
+from testbed.replay.core import HANDLERS, Inputs, Replay, _physical_name
 
 
 # Pulumi input -> SQS attribute. SQS takes every attribute as a string.
@@ -28,17 +27,6 @@ SQS_ATTRIBUTES = {
 }
 
 
-# The ranges the SQS API reference (CreateQueue) gives; moto checks only MaximumMessageSize.
-SQS_RANGES = {
-    "DelaySeconds": (0, 900),
-    "MaximumMessageSize": (1024, 262144),
-    "MessageRetentionPeriod": (60, 1209600),
-    "ReceiveMessageWaitTimeSeconds": (0, 20),
-    "VisibilityTimeout": (0, 43200),
-    "KmsDataKeyReusePeriodSeconds": (60, 86400),
-}
-
-
 def _sqs_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -54,12 +42,9 @@ def sqs_queue(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, A
         if value is None:
             continue
         attributes[attribute] = _sqs_value(value)
-        bounds = SQS_RANGES.get(attribute)
-        if bounds and not bounds[0] <= float(value) <= bounds[1]:
-            raise ReplayError(resource, f"{key} = {value!r} is outside {bounds[0]}..{bounds[1]}, "
-                                        f"the range SQS accepts for {attribute}")
+        aws_rules.sqs_attribute_range(resource, key, attribute, value)
     if "Policy" in attributes:
-        _check_policy_grammar(resource, attributes["Policy"])
+        aws_rules.policy_grammar(resource, attributes["Policy"])
     sqs = replay.client("sqs")
     url = sqs.create_queue(QueueName=_physical_name(resource, inputs), Attributes=attributes,
                            tags=inputs.get("tags") or {})["QueueUrl"]
@@ -73,7 +58,7 @@ def sqs_queue(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, A
 
 def sqs_queue_policy(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     document = inputs.require("policy")
-    _check_policy_grammar(resource, document)
+    aws_rules.policy_grammar(resource, document)
     replay.client("sqs").set_queue_attributes(
         QueueUrl=inputs.require("queueUrl"), Attributes={"Policy": document})
     return {}

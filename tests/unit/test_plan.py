@@ -13,7 +13,7 @@ from tools.plan import make_plan, render_plan
 
 @cache
 def plan_of(stack):
-    return make_plan(stack)
+    return make_plan(stack, evaluate=evaluated)
 
 
 def test_plan_runs_without_pulumi_cli_or_aws_credentials(monkeypatch, capsys):
