@@ -22,7 +22,7 @@ from testbed.replay.core import (
     HANDLERS, Inputs, Replay, ReplayError, _check_policy_grammar, _physical_name, aws_tags,
 )
 from testbed.replay.ec2 import _ip_permission
-from testbed.replay.kms import _allows_account_to_manage_key
+from testbed.replay.aws_rules import _allows_account_to_manage_key
 from testbed.replay.logs import log_group as plain_log_group
 from tools.mock_engine import Declared
 
