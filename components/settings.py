@@ -132,6 +132,7 @@ class Settings:
     flow_run_image: str = DEFAULT_FLOW_RUN_IMAGE
     manage_work_pool: bool = True
     operations: "OperationsSettings" = field(default_factory=lambda: OperationsSettings())
+    run_recovery: "RunRecoverySettings" = field(default_factory=lambda: _run_recovery().RunRecoverySettings())
 
     @property
     def prefix(self) -> str:
@@ -206,7 +207,15 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
                               DEFAULT_FLOW_RUN_IMAGE),
         manage_work_pool=reader.boolean("manageWorkPool", True),
         operations=_operations(reader, worker_count),
+        run_recovery=_run_recovery().parse_run_recovery(reader),
     )
+
+
+def _run_recovery():
+    """components/run_recovery_settings.py, which builds on this module's reader."""
+    import components.run_recovery_settings as module
+
+    return module
 
 
 class _Reader:

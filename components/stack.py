@@ -12,6 +12,7 @@ from components.ecs_events import EcsEvents, EcsEventsArgs
 from components.iam import IamArgs, WorkerIam
 from components.job_template import FlowRunDefaults
 from components.network import Network, NetworkArgs
+from components.run_recovery import StuckRunAutomation, StuckRunAutomationArgs
 from components.scaling import ScalingArgs, WorkerScaling
 from components.secret import PrefectSecret, PrefectSecretArgs
 from components.settings import Settings
@@ -33,6 +34,8 @@ class Stack:
     alarms: WorkerAlarms
     # None unless workerMaxCount exceeds workerMinCount.
     scaling: Optional[WorkerScaling]
+    # With the pool (manageWorkPool): returns runs stuck in Pending to Scheduled.
+    stuck_runs: Optional[StuckRunAutomation] = None
 
     def job_variables(self) -> pulumi.Output[dict[str, Any]]:
         """The ECS work pool's job variables that put flow runs in this stack's cluster, subnets,
@@ -121,6 +124,11 @@ def build_stack(settings: Settings) -> Stack:
         description=f"ECS flow runs of {settings.prefix}, managed by Pulumi",
         concurrency_limit=settings.work_pool_concurrency_limit,
     )) if settings.manage_work_pool else None
+    stuck_runs = StuckRunAutomation("stuck-runs", StuckRunAutomationArgs(
+        api_url=settings.prefect_api_url, name=f"{settings.prefix}: reschedule stuck Pending runs",
+        work_pool_name=settings.work_pool_name,
+        pending_seconds=settings.run_recovery.stuck_pending_seconds,
+    ), pulumi.ResourceOptions(depends_on=[work_pool])) if work_pool else None
     worker = PrefectWorker("worker", WorkerArgs(
         cluster_name=cluster_name,
         log_group_name=log_group_name,
@@ -152,7 +160,7 @@ def build_stack(settings: Settings) -> Stack:
     alarms, scaling = build_operations(settings, iam, worker,
                                        dead_letter_queue_name=events.dead_letter_queue.name)
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
-                 alarms, scaling)
+                 alarms, scaling, stuck_runs)
 
 
 def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,

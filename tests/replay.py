@@ -968,3 +968,6 @@ def start_service_tasks(replayed: Replay, service: dict[str, Any]) -> list[dict[
         startedBy="ecs-svc/replay", networkConfiguration=request["networkConfiguration"],
         capacityProviderStrategy=request.get("capacityProviderStrategy", []),
     )["tasks"]
+
+
+import tests.replay_prefect  # noqa: E402,F401  (the Prefect automation's handler joins HANDLERS)

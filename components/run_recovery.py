@@ -1,0 +1,172 @@
+"""No flow run lost when a worker stops mid-submission: a stack-owned Prefect automation, and the
+worker's retry settings.
+
+A worker marks a run Pending, then starts its ECS task. A worker stopped between the two (SIGTERM
+on every deploy, scale-in and Spot interruption; SIGKILL after `stopTimeout`), or a server that
+lost the answer, leaves the run Pending with no task: no worker picks a Pending run up again. The
+automation watches the pool's flow runs: one that stays Pending for `stuckPendingMinutes`
+without any later state (Running, Crashed, ...) is set back to Scheduled, and a worker submits it
+again. The threshold sits above the slowest normal task start, so a run whose task is merely slow
+to start is left alone (docs/no-lost-runs.md).
+
+The automation is created as code through the Prefect API, on Prefect Cloud or a self-hosted
+server alike, by a dynamic provider that shares the pool's credential handling
+(components/prefect_api.py). `stuck_pending_automation` is its whole definition: a caller that
+reaches the API another way (from inside the VPC) upserts the same document.
+
+`WORKER_RETRY_ENVIRONMENT` makes the worker retry what clears by itself (a busy or restarting
+Prefect server, a throttled or unavailable RunTask) instead of marking the run Crashed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
+
+from components.prefect_api import PrefectApiError, PrefectApiProvider, canonical, integral
+
+RESCHEDULED_STATE_NAME = "Rescheduled"
+# Prefect refuses a proactive trigger that waits less than this.
+PREFECT_MIN_WITHIN_SECONDS = 10
+# Every state a flow run reaches once it has left Pending for good. Pending and Submitting are
+# absent on purpose: a run the worker left there is the one to recover.
+PROGRESS_STATES = (
+    "Running", "Retrying", "Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled",
+    "Cancelling", "Paused", "Suspended", "Scheduled", "Late", "AwaitingRetry",
+    "AwaitingConcurrencySlot", RESCHEDULED_STATE_NAME,
+)
+
+
+def stuck_pending_automation(name: str, work_pool_name: str, pending_seconds: int) -> dict[str, Any]:
+    """The automation document (Prefect's `AutomationCreate`): flow runs of this pool that stay
+    Pending for `pending_seconds` go back to Scheduled."""
+    return {
+        "name": name,
+        "description": (
+            f"Returns a flow run of work pool {work_pool_name!r} that stays Pending for "
+            f"{pending_seconds} s to Scheduled: its worker stopped before the run's ECS task "
+            "started. Managed by Pulumi."
+        ),
+        "enabled": True,
+        "trigger": {
+            "type": "event",
+            "posture": "Proactive",
+            "match": {"prefect.resource.id": "prefect.flow-run.*"},
+            # Flow-run state events name the run's pool as a related resource.
+            "match_related": {"prefect.resource.role": "work-pool",
+                              "prefect.resource.name": work_pool_name},
+            "after": ["prefect.flow-run.Pending"],
+            "expect": [f"prefect.flow-run.{state}" for state in PROGRESS_STATES],
+            "for_each": ["prefect.resource.id"],
+            "threshold": 1,
+            "within": pending_seconds,
+        },
+        "actions": [{
+            "type": "change-flow-run-state",
+            "state": "SCHEDULED",
+            "name": RESCHEDULED_STATE_NAME,
+            "message": (f"Pending for {pending_seconds} s without starting: its worker stopped "
+                        "before the task started; returned to the pool"),
+        }],
+    }
+
+
+# Prefect's client retries 408/429/502/503 and dropped connections with a 2^n s backoff: 5 tries
+# (its default) give up after ~60 s, 8 after ~8 min, long enough for a server restart or a busy
+# database. botocore's legacy mode (no shared retry quota, unlike standard/adaptive, whose 500
+# tokens a burst of 100 throttled RunTasks drains in seconds) retries throttling and 5xx; 8
+# attempts wait ~2 min on average. prefect-aws then tries RunTask itself, with a fixed pause.
+WORKER_RETRY_ENVIRONMENT = (
+    ("PREFECT_CLIENT_MAX_RETRIES", "8"),
+    ("AWS_MAX_ATTEMPTS", "8"),
+    ("PREFECT_INTEGRATIONS_AWS_ECS_WORKER_CREATE_TASK_RUN_MAX_ATTEMPTS", "5"),
+    ("PREFECT_INTEGRATIONS_AWS_ECS_WORKER_CREATE_TASK_RUN_MIN_DELAY_SECONDS", "5"),
+)
+
+
+class StuckRunAutomationProvider(PrefectApiProvider):
+    """CRUD for one automation, by the id Prefect gave it."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = []
+        if not isinstance(news.get("api_url"), str) or not news["api_url"].startswith("http"):
+            failures.append(CheckFailure("api_url", "the Prefect API URL, http(s)://..."))
+        automation = news.get("automation")
+        within = (automation or {}).get("trigger", {}).get("within") if isinstance(
+            automation, dict) else None
+        if not isinstance(automation, dict) or not automation.get("name"):
+            failures.append(CheckFailure("automation", "an automation document with a name"))
+        elif not isinstance(within, (int, float)) or within < PREFECT_MIN_WITHIN_SECONDS:
+            failures.append(CheckFailure(
+                "automation", f"a trigger waiting at least {PREFECT_MIN_WITHIN_SECONDS} s "
+                              "(Prefect's floor for proactive triggers)"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = ["api_url"] if olds.get("api_url") != news.get("api_url") else []
+        changed = canonical(olds.get("automation")) != canonical(news.get("automation"))
+        return DiffResult(changes=bool(replaces or changed), replaces=replaces,
+                          delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        api_url = props["api_url"]
+        response = self._request(api_url, "POST", "/automations/", integral(props["automation"]))
+        if response.status_code not in (200, 201):
+            raise self._fail(api_url, f"creating automation {props['automation']['name']!r}",
+                             response)
+        return CreateResult(response.json()["id"], {**props, "automation_id": response.json()["id"]})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        api_url = props["api_url"]
+        response = self._request(api_url, "GET", f"/automations/{id_}")
+        if response.status_code == 404:
+            return ReadResult(None, {})
+        if response.status_code != 200:
+            raise self._fail(api_url, f"reading automation {id_}", response)
+        live = response.json()
+        # Switched off behind Pulumi's back shows as a change; the next `up` switches it on.
+        automation = {**props["automation"], "enabled": live.get("enabled", True)}
+        return ReadResult(id_, {**props, "automation": automation, "automation_id": id_})
+
+    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        api_url = news["api_url"]
+        response = self._request(api_url, "PUT", f"/automations/{id_}",
+                                 integral(news["automation"]))
+        if response.status_code == 404:
+            raise PrefectApiError(f"automation {id_} is gone from {api_url}; run pulumi refresh, "
+                                  "then pulumi up to create it again")
+        if response.status_code not in (200, 204):
+            raise self._fail(api_url, f"updating automation {id_}", response)
+        return UpdateResult({**news, "automation_id": id_})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        api_url = props["api_url"]
+        response = self._request(api_url, "DELETE", f"/automations/{id_}")
+        if response.status_code not in (200, 202, 204, 404):
+            raise self._fail(api_url, f"deleting automation {id_}", response)
+
+
+@dataclass(frozen=True)
+class StuckRunAutomationArgs:
+    api_url: str
+    name: str
+    work_pool_name: str
+    pending_seconds: int
+
+
+class StuckRunAutomation(pulumi.dynamic.Resource, module="prefect", name="Automation"):
+    """The stack's stuck-Pending automation (type token `pulumi-python:dynamic/prefect:Automation`)."""
+
+    automation_id: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, args: StuckRunAutomationArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(StuckRunAutomationProvider(), resource_name, {
+            "api_url": args.api_url,
+            "automation": stuck_pending_automation(args.name, args.work_pool_name,
+                                                   args.pending_seconds),
+            "automation_id": None,
+        }, opts)
