@@ -23,6 +23,8 @@ settings (components/run_recovery.py WORKER_RETRY_ENVIRONMENT) removed, Prefect'
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 import threading
 import time
 import urllib.error
@@ -36,7 +38,7 @@ from testbed.fault_proxy import QUEUE_MISSING, THROTTLED, UNAVAILABLE, FaultProx
 from tests.harness import evaluate_stack
 from tests.prefect_worker import api, deploy, wait_for_log, worker_launch
 from tests.replay_prefect import AUTOMATION
-from tests.servers import BIN, MotoServer, PrefectServer, spawn, stop, wait_for_http
+from tests.servers import BIN, MotoServer, PrefectServer, free_port, spawn, stop, wait_for_http
 
 POOL = "ecs-burst"
 FLOW_RUN_TAG = "prefect.io/flow-run-id"
@@ -100,6 +102,17 @@ def percentile(values: list[float], fraction: float) -> Optional[float]:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
+def postgres_database() -> tuple[Any, dict[str, str]]:
+    """A PostgreSQL on loopback (tests/databases.py) and the environment that points a Prefect
+    server at it; stop the first when done."""
+    from tests.databases import start_postgres
+
+    database = start_postgres()
+    url = database.url_for(database.database, driver="postgresql+asyncpg")
+    return database, {"PREFECT_SERVER_DATABASE_CONNECTION_URL": url,
+                      "PREFECT_API_DATABASE_CONNECTION_URL": url}
+
+
 def restart(server: PrefectServer) -> float:
     """Stop the server by PID and start it again on the same port and database; seconds down."""
     started = time.monotonic()
@@ -109,6 +122,35 @@ def restart(server: PrefectServer) -> float:
         server.env, server.log_path.with_name(server.log_path.name + ".restarted"))
     wait_for_http(f"{server.api_url}/health", 180, server.process)
     return time.monotonic() - started
+
+
+class PatientPrefectServer(PrefectServer):
+    """tests/servers.py's server, given minutes to start on a busy machine, and stopped by its
+    PID if it never answers."""
+
+    def __init__(self, workdir: Path, extra_env: Optional[dict[str, str]] = None,
+                 timeout: float = 300):
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.home = Path(tempfile.mkdtemp(prefix="prefect-home-", dir=workdir))
+        self.log_path = workdir / "prefect-server.log"
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home}/prefect.db",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        self.process = spawn(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+             str(self.port)], self.env, self.log_path)
+        try:
+            wait_for_http(f"{self.api_url}/health", timeout, self.process)
+        except BaseException:
+            stop(self.process)
+            raise
 
 
 class Bed:
@@ -123,8 +165,17 @@ class Bed:
         self.pending_seconds = pending_seconds
         self.recovery = recovery
         self._owned: list[Any] = []
-        self.moto = moto or self._own(MotoServer(workdir))
-        self.prefect = prefect or self._own(PrefectServer(workdir, extra_env=prefect_env))
+        self.proxy: Optional[FaultProxy] = None
+        try:
+            self._set_up(moto, prefect, prefect_env)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, moto: Optional[MotoServer], prefect: Optional[PrefectServer],
+                prefect_env: Optional[dict[str, str]]) -> None:
+        self.moto = moto or self._own(MotoServer(self.workdir))
+        self.prefect = prefect or self._own(PatientPrefectServer(self.workdir, prefect_env))
         self.proxy = FaultProxy(self.moto.url)
         self.evaluation = evaluate_stack("dev", workPoolName=POOL)
         self.stack = deploy(self.evaluation, self.moto, self.prefect.api_url)
@@ -232,8 +283,9 @@ class Bed:
             list(pool.map(one, run_ids))
 
     def close(self) -> None:
-        self.proxy.stop()
-        if self.automation is not None and self.prefect not in self._owned:
+        if self.proxy is not None:
+            self.proxy.stop()
+        if getattr(self, "automation", None) is not None and self.prefect not in self._owned:
             created = self.stack.replayed.created[(AUTOMATION, "stuck-runs")]
             StuckRunAutomationProvider().delete(created["id"], created["outs"])
             self.stack.replayed.delete_work_pools()
@@ -322,18 +374,25 @@ def run_burst(bed: Bed, scenario: str, *, runs: int = 100, workers: int = 2,
         actor = None
 
     fault_end = fault_seconds if scenario.startswith("runtask-") else 0.0
-    deadline = deadline_s if deadline_s is not None else (
-        fault_end + threshold + 10 * bed.poll_seconds + 90)
+    # Stuck means no progress (no new RunTask, no state change) for longer than a recovery takes:
+    # the threshold, a few polls and a slow machine's submission.
+    quiet_s = threshold + 10 * bed.poll_seconds + 60
+    cap = deadline_s if deadline_s is not None else fault_end + 20 * quiet_s
     states: dict[str, dict[str, Any]] = {}
-    while time.monotonic() - t0 < deadline:
+    progress, last_progress = None, time.monotonic()
+    while time.monotonic() - t0 < cap and time.monotonic() - max(last_progress, t0 + fault_end) < quiet_s:
         time.sleep(1.0)
         if actor is not None and actor.is_alive():
+            last_progress = time.monotonic()
             continue
         try:
             states = bed.states(run_ids)
         except (urllib.error.URLError, OSError):
             continue
         done = submitted()
+        now = (len(proxy.run_tasks), sorted((r, s["type"], s["name"]) for r, s in states.items()))
+        if now != progress:
+            progress, last_progress = now, time.monotonic()
         if all(r in done or states.get(r, {}).get("type") in FINAL for r in run_ids):
             break
     # A run returned to Scheduled by mistake would be submitted again within a threshold and a
