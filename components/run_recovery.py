@@ -74,11 +74,12 @@ def stuck_pending_automation(name: str, work_pool_name: str, pending_seconds: in
     }
 
 
-# Prefect's client retries 408/429/502/503 and dropped connections with a 2^n s backoff: 5 tries
-# (its default) give up after ~60 s, 8 after ~8 min, long enough for a server restart or a busy
-# database. botocore's legacy mode (no shared retry quota, unlike standard/adaptive, whose 500
-# tokens a burst of 100 throttled RunTasks drains in seconds) retries throttling and 5xx; 8
-# attempts wait ~2 min on average. prefect-aws then tries RunTask itself, with a fixed pause.
+# Prefect's client retries 408/429/502/503 and dropped connections with a 2^n s backoff: its
+# default 5 retries give up after ~1 min, 8 after ~8 min, long enough for a server restart or a
+# busy database. botocore's legacy mode retries throttling and 5xx with a random 0..2^n s pause
+# and no shared retry quota (standard and adaptive modes share 500 tokens per client, which a
+# burst of throttled RunTasks drains in seconds); 8 attempts pause ~1 min on average, 2 at most.
+# prefect-aws then repeats the whole RunTask call up to 5 times, 5-8 s apart.
 WORKER_RETRY_ENVIRONMENT = (
     ("PREFECT_CLIENT_MAX_RETRIES", "8"),
     ("AWS_MAX_ATTEMPTS", "8"),

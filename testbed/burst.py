@@ -23,8 +23,6 @@ settings (components/run_recovery.py WORKER_RETRY_ENVIRONMENT) removed, Prefect'
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import threading
 import time
 import urllib.error
@@ -38,7 +36,7 @@ from testbed.fault_proxy import QUEUE_MISSING, THROTTLED, UNAVAILABLE, FaultProx
 from tests.harness import evaluate_stack
 from tests.prefect_worker import api, deploy, wait_for_log, worker_launch
 from tests.replay_prefect import AUTOMATION
-from tests.servers import BIN, MotoServer, PrefectServer, free_port, spawn, stop, wait_for_http
+from tests.servers import BIN, MotoServer, PrefectServer, spawn, stop, wait_for_http
 
 POOL = "ecs-burst"
 FLOW_RUN_TAG = "prefect.io/flow-run-id"
@@ -124,35 +122,6 @@ def restart(server: PrefectServer) -> float:
     return time.monotonic() - started
 
 
-class PatientPrefectServer(PrefectServer):
-    """tests/servers.py's server, given minutes to start on a busy machine, and stopped by its
-    PID if it never answers."""
-
-    def __init__(self, workdir: Path, extra_env: Optional[dict[str, str]] = None,
-                 timeout: float = 300):
-        self.port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
-        self.home = Path(tempfile.mkdtemp(prefix="prefect-home-", dir=workdir))
-        self.log_path = workdir / "prefect-server.log"
-        self.env = {
-            **os.environ,
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home}/prefect.db",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "false",
-            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-            **(extra_env or {}),
-        }
-        self.process = spawn(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-             str(self.port)], self.env, self.log_path)
-        try:
-            wait_for_http(f"{self.api_url}/health", timeout, self.process)
-        except BaseException:
-            stop(self.process)
-            raise
-
-
 class Bed:
     """The deployed stack with its pool and automation, a fault proxy, and worker launches."""
 
@@ -175,7 +144,7 @@ class Bed:
     def _set_up(self, moto: Optional[MotoServer], prefect: Optional[PrefectServer],
                 prefect_env: Optional[dict[str, str]]) -> None:
         self.moto = moto or self._own(MotoServer(self.workdir))
-        self.prefect = prefect or self._own(PatientPrefectServer(self.workdir, prefect_env))
+        self.prefect = prefect or self._own(PrefectServer(self.workdir, prefect_env))
         self.proxy = FaultProxy(self.moto.url)
         self.evaluation = evaluate_stack("dev", workPoolName=POOL)
         self.stack = deploy(self.evaluation, self.moto, self.prefect.api_url)
@@ -228,10 +197,10 @@ class Bed:
         def one(_: int) -> str:
             return patient(lambda: api(self.prefect.api_url, "POST",
                                        f"/deployments/{self.deployment_id}/create_flow_run", {},
-                                       timeout=60))["id"]
+                                       timeout=60), seconds=900)["id"]
 
-        # SQLite takes one writer at a time: a few threads keep it busy without piling up 503s.
-        with ThreadPoolExecutor(4) as pool:
+        # SQLite takes one writer at a time: two threads keep it busy without piling up 503s.
+        with ThreadPoolExecutor(2) as pool:
             return list(pool.map(one, range(count)))
 
     def tasks_by_run(self, run_ids: set[str]) -> dict[str, list[str]]:
