@@ -9,12 +9,17 @@ scenario's fault, and reports per run: its ECS tasks (moto's, by the `prefect.io
 tag), its final state, and when its first RunTask succeeded.
 
 Moto runs no containers. A task's container would start and report the run Running
-(`prefect flow-run execute`); a stand-in does that `start_delay` after the RunTask. The slow-start
-scenario sets that delay just under the automation's threshold.
+(`prefect flow-run execute`); a stand-in does that 1 s after the RunTask. In the slow-start
+scenario it does so 60% of the automation's threshold after the run went Pending, the clock the
+automation keeps.
 
-The threshold here is short (Prefect's floor for proactive triggers is 10 s) to keep bursts fast:
-the automation is the one the stack declares, created by its provider, then updated through the
-same provider with only `within` changed (`Bed.automation`).
+The threshold here is short (30-90 s: above a worker's own submission time on a busy 2-core
+machine, since the automation's clock starts when the worker marks the run Pending) to keep
+bursts fast: the automation is the one the stack declares, created by its provider, then updated
+through the same provider with only `within` changed (`Bed.automation`).
+
+The rung-3 launcher, replay and servers this builds on still live in `tests/` (they are the
+tests' fixtures too); `bench/` imports only this package.
 
 `recovery=False` runs the stack without the fix: the automation deleted and the worker's retry
 settings (components/run_recovery.py WORKER_RETRY_ENVIRONMENT) removed, Prefect's defaults back.
@@ -23,6 +28,7 @@ settings (components/run_recovery.py WORKER_RETRY_ENVIRONMENT) removed, Prefect'
 from __future__ import annotations
 
 import copy
+import datetime
 import threading
 import time
 import urllib.error
@@ -263,26 +269,38 @@ class Bed:
 
 
 class _ContainerStandIn(threading.Thread):
-    """What each ECS task's container does first: report its run Running, `delay` after RunTask."""
+    """What each ECS task's container does first: report its run Running, 1 s after RunTask, or
+    with `after_pending`, that many seconds after the run went Pending (a slow image pull)."""
 
-    def __init__(self, bed: Bed, delay: float):
+    def __init__(self, bed: Bed, after_pending: Optional[float] = None):
         super().__init__(daemon=True)
-        self.bed, self.delay = bed, delay
+        self.bed, self.after_pending = bed, after_pending
         self.started_tasks: set[str] = set()
+        self.due: dict[str, float] = {}
         self.halt = threading.Event()
+
+    def _due(self, call: Any) -> float:
+        if self.after_pending is None:
+            return call.at + 1.0
+        if call.flow_run_id not in self.due:
+            states = api(self.bed.prefect.api_url, "GET",
+                         f"/flow_run_states/?flow_run_id={call.flow_run_id}")
+            pending = max(s["timestamp"] for s in states if s["name"] == "Pending")
+            age = time.time() - _epoch(pending)
+            self.due[call.flow_run_id] = time.monotonic() - age + self.after_pending
+        return self.due[call.flow_run_id]
 
     def run(self) -> None:
         while not self.halt.wait(0.2):
-            now = time.monotonic()
             for call in list(self.bed.proxy.run_tasks):
                 for arn in call.task_arns:
-                    if arn in self.started_tasks or call.at + self.delay > now:
-                        continue
                     try:
+                        if arn in self.started_tasks or self._due(call) > time.monotonic():
+                            continue
                         api(self.bed.prefect.api_url, "POST",
                             f"/flow_runs/{call.flow_run_id}/set_state",
                             {"state": {"type": "RUNNING", "name": "Running"}}, timeout=10)
-                    except (urllib.error.URLError, OSError):
+                    except (urllib.error.URLError, OSError, ValueError):
                         continue  # the server is down: try again
                     self.started_tasks.add(arn)
 
@@ -302,75 +320,80 @@ def run_burst(bed: Bed, scenario: str, *, runs: int = 100, workers: int = 2,
     log(f"{scenario}: {runs} runs created in {time.monotonic() - began:.1f} s")
     if scenario == "events-queue-missing":
         proxy.fail("AmazonSQS.", 24 * 3600, QUEUE_MISSING)
-    started = [bed.launch_worker() for _ in range(workers)]
-    for process, log_path in started:
-        wait_for_log(log_path, "started!", 120)
-    threshold = bed.pending_seconds
-    standin = _ContainerStandIn(bed, 0.6 * threshold if scenario == "slow-start" else 1.0)
-    standin.start()
-    wall_since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
-    if scenario == "runtask-throttled":
-        proxy.fail(".RunTask", fault_seconds, THROTTLED)
-    elif scenario == "runtask-unavailable":
-        proxy.fail(".RunTask", fault_seconds, UNAVAILABLE)
-    bed.set_paused(False)
-    t0 = time.monotonic()
+    started: list[tuple[Any, Path]] = []
+    standin = None
+    try:
+        started += [bed.launch_worker() for _ in range(workers)]
+        for process, log_path in started:
+            wait_for_log(log_path, "started!", 120)
+        threshold = bed.pending_seconds
+        standin = _ContainerStandIn(bed, 0.6 * threshold if scenario == "slow-start" else None)
+        standin.start()
+        wall_since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+        if scenario == "runtask-throttled":
+            proxy.fail(".RunTask", fault_seconds, THROTTLED)
+        elif scenario == "runtask-unavailable":
+            proxy.fail(".RunTask", fault_seconds, UNAVAILABLE)
+        bed.set_paused(False)
+        t0 = time.monotonic()
 
-    def submitted() -> dict[str, float]:
-        first: dict[str, float] = {}
-        for call in list(proxy.run_tasks):
-            if call.status == 200 and call.flow_run_id and call.flow_run_id not in first:
-                first[call.flow_run_id] = call.at
-        return first
+        def submitted() -> dict[str, float]:
+            first: dict[str, float] = {}
+            for call in list(proxy.run_tasks):
+                if call.status == 200 and call.flow_run_id and call.flow_run_id not in first:
+                    first[call.flow_run_id] = call.at
+            return first
 
-    if scenario in ("sigterm", "sigkill", "server-restart"):
-        def act() -> None:
-            while len(submitted()) < runs // 4 and time.monotonic() - t0 < 300:
-                time.sleep(0.05)
-            at = time.monotonic() - t0
-            if scenario == "server-restart":
-                down = restart(bed.prefect)
-                notes.append(f"server restarted at {at:.1f} s, down {down:.1f} s")
-            else:
-                process = started[0][0]
-                process.send_signal(15 if scenario == "sigterm" else 9)
-                notes.append(f"worker 1 got {'SIGTERM' if scenario == 'sigterm' else 'SIGKILL'} "
-                             f"at {at:.1f} s with {len(submitted())} runs submitted")
+        if scenario in ("sigterm", "sigkill", "server-restart"):
+            def act() -> None:
+                while len(submitted()) < runs // 4 and time.monotonic() - t0 < 300:
+                    time.sleep(0.05)
+                at = time.monotonic() - t0
+                if scenario == "server-restart":
+                    down = restart(bed.prefect)
+                    notes.append(f"server restarted at {at:.1f} s, down {down:.1f} s")
+                else:
+                    process = started[0][0]
+                    process.send_signal(15 if scenario == "sigterm" else 9)
+                    notes.append(f"worker 1 got {'SIGTERM' if scenario == 'sigterm' else 'SIGKILL'} "
+                                 f"at {at:.1f} s with {len(submitted())} runs submitted")
 
-        actor = threading.Thread(target=act, daemon=True)
-        actor.start()
-    else:
-        actor = None
+            actor = threading.Thread(target=act, daemon=True)
+            actor.start()
+        else:
+            actor = None
 
-    fault_end = fault_seconds if scenario.startswith("runtask-") else 0.0
-    # Stuck means no progress (no new RunTask, no state change) for longer than a recovery takes:
-    # the threshold, a few polls and a slow machine's submission.
-    quiet_s = threshold + 10 * bed.poll_seconds + 60
-    cap = deadline_s if deadline_s is not None else fault_end + 20 * quiet_s
-    states: dict[str, dict[str, Any]] = {}
-    progress, last_progress = None, time.monotonic()
-    while time.monotonic() - t0 < cap and time.monotonic() - max(last_progress, t0 + fault_end) < quiet_s:
-        time.sleep(1.0)
-        if actor is not None and actor.is_alive():
-            last_progress = time.monotonic()
-            continue
-        try:
-            states = bed.states(run_ids)
-        except (urllib.error.URLError, OSError):
-            continue
-        done = submitted()
-        now = (len(proxy.run_tasks), sorted((r, s["type"], s["name"]) for r, s in states.items()))
-        if now != progress:
-            progress, last_progress = now, time.monotonic()
-        if all(r in done or states.get(r, {}).get("type") in FINAL for r in run_ids):
-            break
-    # A run returned to Scheduled by mistake would be submitted again within a threshold and a
-    # poll: watch that long once everything has a task (slow start: until after the threshold).
-    settle = (threshold + 2 * bed.poll_seconds + 10) if scenario == "slow-start" else 3.0
-    time.sleep(settle)
-    standin.halt.set()
-    for process, _ in started:
-        stop(process)
+        fault_end = fault_seconds if scenario.startswith("runtask-") else 0.0
+        # Stuck means no progress (no new RunTask, no state change) for longer than a recovery takes:
+        # the threshold, a few polls and a slow machine's submission.
+        quiet_s = threshold + 10 * bed.poll_seconds + 60
+        cap = deadline_s if deadline_s is not None else fault_end + 20 * quiet_s
+        states: dict[str, dict[str, Any]] = {}
+        progress, last_progress = None, time.monotonic()
+        while time.monotonic() - t0 < cap and time.monotonic() - max(last_progress, t0 + fault_end) < quiet_s:
+            time.sleep(1.0)
+            if actor is not None and actor.is_alive():
+                last_progress = time.monotonic()
+                continue
+            try:
+                states = bed.states(run_ids)
+            except (urllib.error.URLError, OSError):
+                continue
+            done = submitted()
+            now = (len(proxy.run_tasks), sorted((r, s["type"], s["name"]) for r, s in states.items()))
+            if now != progress:
+                progress, last_progress = now, time.monotonic()
+            if all(r in done or states.get(r, {}).get("type") in FINAL for r in run_ids):
+                break
+        # A run returned to Scheduled by mistake would be submitted again within a threshold and a
+        # poll: watch that long once everything has a task (slow start: until after the threshold).
+        settle = (threshold + 2 * bed.poll_seconds + 10) if scenario == "slow-start" else 3.0
+        time.sleep(settle)
+    finally:  # workers stopped by PID even when the burst is interrupted
+        if standin is not None:
+            standin.halt.set()
+        for process, _ in started:
+            stop(process)
     states = bed.states(run_ids)
     tasks = bed.tasks_by_run(set(run_ids))
     first = submitted()
@@ -395,6 +418,10 @@ def run_burst(bed: Bed, scenario: str, *, runs: int = 100, workers: int = 2,
         wall_s=round(time.monotonic() - began, 1), notes=notes)
     bed.delete_runs(run_ids)
     return figures
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _round(value: Optional[float]) -> Optional[float]:
