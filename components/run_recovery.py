@@ -75,17 +75,37 @@ def stuck_pending_automation(name: str, work_pool_name: str, pending_seconds: in
 
 
 # Prefect's client retries 408/429/502/503 and dropped connections with a 2^n s backoff: its
-# default 5 retries give up after ~1 min, 8 after ~8 min, long enough for a server restart or a
+# default 5 retries give up after ~1 min, 7 after ~4 min, long enough for a server restart or a
 # busy database. botocore's legacy mode retries throttling and 5xx with a random 0..2^n s pause
 # and no shared retry quota (standard and adaptive modes share 500 tokens per client, which a
-# burst of throttled RunTasks drains in seconds); 8 attempts pause ~1 min on average, 2 at most.
-# prefect-aws then repeats the whole RunTask call up to 5 times, 5-8 s apart.
+# burst of throttled RunTasks drains in seconds); 7 attempts pause ~30 s on average, 63 s at
+# most. prefect-aws then repeats the whole RunTask call up to 4 times, 5-8 s apart. Every wait
+# together stays under the automation's 10-minute floor (`worst_case_submission_seconds`): a run
+# still retrying must not be taken for a stuck one and submitted twice.
+PREFECT_CLIENT_MAX_RETRIES = 7
+AWS_MAX_ATTEMPTS = 7
+CREATE_TASK_RUN_MAX_ATTEMPTS = 4
+CREATE_TASK_RUN_MIN_DELAY_SECONDS = 5
+CREATE_TASK_RUN_MAX_JITTER_SECONDS = 3  # prefect-aws's default
 WORKER_RETRY_ENVIRONMENT = (
-    ("PREFECT_CLIENT_MAX_RETRIES", "8"),
-    ("AWS_MAX_ATTEMPTS", "8"),
-    ("PREFECT_INTEGRATIONS_AWS_ECS_WORKER_CREATE_TASK_RUN_MAX_ATTEMPTS", "5"),
-    ("PREFECT_INTEGRATIONS_AWS_ECS_WORKER_CREATE_TASK_RUN_MIN_DELAY_SECONDS", "5"),
+    ("PREFECT_CLIENT_MAX_RETRIES", str(PREFECT_CLIENT_MAX_RETRIES)),
+    ("AWS_MAX_ATTEMPTS", str(AWS_MAX_ATTEMPTS)),
+    ("PREFECT_INTEGRATIONS_AWS_ECS_WORKER_CREATE_TASK_RUN_MAX_ATTEMPTS",
+     str(CREATE_TASK_RUN_MAX_ATTEMPTS)),
+    ("PREFECT_INTEGRATIONS_AWS_ECS_WORKER_CREATE_TASK_RUN_MIN_DELAY_SECONDS",
+     str(CREATE_TASK_RUN_MIN_DELAY_SECONDS)),
 )
+
+
+def worst_case_submission_seconds() -> float:
+    """The longest the worker may wait out retries while submitting one run: one Prefect request
+    at the end of its backoff (2^n s plus 20% jitter), then RunTask's attempts, each with
+    botocore's longest legacy backoff, and prefect-aws's pauses between them."""
+    prefect = 1.2 * sum(2 ** n for n in range(1, PREFECT_CLIENT_MAX_RETRIES + 1))
+    one_call = sum(2 ** (k - 1) for k in range(1, AWS_MAX_ATTEMPTS))
+    pauses = (CREATE_TASK_RUN_MAX_ATTEMPTS - 1) * (
+        CREATE_TASK_RUN_MIN_DELAY_SECONDS + CREATE_TASK_RUN_MAX_JITTER_SECONDS)
+    return prefect + CREATE_TASK_RUN_MAX_ATTEMPTS * one_call + pauses
 
 
 class StuckRunAutomationProvider(PrefectApiProvider):

@@ -176,9 +176,15 @@ class Bed:
         if not self.recovery:
             provider.delete(created["id"], created["outs"])
             return None
+        return self.set_threshold(self.pending_seconds)
+
+    def set_threshold(self, seconds: int) -> dict[str, Any]:
+        """The stack's automation with `within` changed, through its provider's update."""
+        created = self.stack.replayed.created[(AUTOMATION, "stuck-runs")]
         news = copy.deepcopy(created["outs"])
-        news["automation"]["trigger"]["within"] = self.pending_seconds
-        provider.update(created["id"], created["outs"], news)
+        news["automation"]["trigger"]["within"] = seconds
+        StuckRunAutomationProvider().update(created["id"], created["outs"], news)
+        self.pending_seconds = seconds
         return api(self.prefect.api_url, "GET", f"/automations/{created['id']}")
 
     def launch_worker(self) -> tuple[Any, Path]:

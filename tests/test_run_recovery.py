@@ -10,7 +10,9 @@ import pytest
 
 from components.run_recovery import (
     PROGRESS_STATES, WORKER_RETRY_ENVIRONMENT, StuckRunAutomationProvider, stuck_pending_automation,
+    worst_case_submission_seconds,
 )
+from components.run_recovery_settings import MIN_PENDING_MINUTES
 from components.settings import ConfigError
 from tests.harness import TEST_API_KEY, WORK_POOL, evaluate_stack, stack_names, worker_container
 from tests.replay_prefect import AUTOMATION
@@ -101,3 +103,11 @@ def test_the_worker_retries_transient_api_and_aws_errors(evaluated, stack):
     # throttled RunTasks drains: the worker keeps the legacy mode.
     assert "AWS_RETRY_MODE" not in environment
     assert int(environment["PREFECT_CLIENT_MAX_RETRIES"]) > 5  # Prefect's default gives up at ~1 min
+
+
+def test_retries_end_before_the_automation_could_take_a_retrying_run_for_a_stuck_one():
+    """A run whose submission is still waiting out retries when the threshold passes would be
+    returned to Scheduled and get a second task once the retry succeeds."""
+    assert worst_case_submission_seconds() < MIN_PENDING_MINUTES * 60
+    # ... and the retries outlast a fault that clears within a minute.
+    assert worst_case_submission_seconds() > 120
