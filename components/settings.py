@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import pulumi
 
 from components.flow_code_settings import FlowCodeSettings, parse_flow_code
+from components.run_recovery_settings import RunRecoverySettings, parse_run_recovery
 from components.hardening_settings import HardeningSettings, parse_hardening
 # The image-pinning rule is the policy pack's (stdlib only, so the program can import it).
 from policies.worker_rules import image_is_pinned, image_tag
@@ -146,6 +147,7 @@ class Settings:
     operations: OperationsSettings
     hardening: HardeningSettings
     flow_code: FlowCodeSettings
+    run_recovery: RunRecoverySettings
 
     @property
     def prefix(self) -> str:
@@ -221,6 +223,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         operations=_operations(reader, worker_count),
         hardening=parse_hardening(reader, LOG_RETENTION_DAYS),
         flow_code=parse_flow_code(reader, f"{project}-{stack}"),
+        run_recovery=parse_run_recovery(reader),
     )
 
 

@@ -13,6 +13,7 @@ from components.flow_code import FlowCode, FlowCodeArgs
 from components.iam import IamArgs, WorkerIam
 from components.job_template import FlowRunDefaults
 from components.network import Network, NetworkArgs
+from components.run_recovery import StuckRunAutomation, StuckRunAutomationArgs
 from components.scaling import ScalingArgs, WorkerScaling
 from components.secret import PrefectSecret, PrefectSecretArgs
 from components.settings import Settings
@@ -81,6 +82,8 @@ class Stack:
     # None for an adopted VPC.
     vpc_hardening: Optional[VpcHardening] = None
     flow_code: Optional[FlowCode] = None
+    # With the pool (manageWorkPool): returns runs stuck in Pending to Scheduled.
+    stuck_runs: Optional[StuckRunAutomation] = None
 
     def exports(self) -> dict[str, Any]:
         """The stack outputs; each one is described in EXPORTS."""
@@ -197,6 +200,11 @@ def build_stack(settings: Settings) -> Stack:
         description=f"ECS flow runs of {settings.prefix}, managed by Pulumi",
         concurrency_limit=settings.work_pool_concurrency_limit,
     )) if settings.manage_work_pool else None
+    stuck_runs = StuckRunAutomation("stuck-runs", StuckRunAutomationArgs(
+        api_url=settings.prefect_api_url, name=f"{settings.prefix}: reschedule stuck Pending runs",
+        work_pool_name=settings.work_pool_name,
+        pending_seconds=settings.run_recovery.stuck_pending_seconds,
+    ), pulumi.ResourceOptions(depends_on=[work_pool])) if work_pool else None
     worker = PrefectWorker("worker", WorkerArgs(
         cluster_name=cluster_name,
         log_group_name=log_group_name,
@@ -229,7 +237,7 @@ def build_stack(settings: Settings) -> Stack:
                                        dead_letter_queue_name=events.dead_letter_queue.name,
                                        key_arn=key.arn_after_policy)
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
-                 alarms, scaling, key, vpc_hardening, flow_code)
+                 alarms, scaling, key, vpc_hardening, flow_code, stuck_runs)
 
 
 def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,

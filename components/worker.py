@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.settings import NAMESPACE
+from components.run_recovery import WORKER_RETRY_ENVIRONMENT
 
 CONTAINER_NAME = "prefect-worker"
 HEALTH_PORT = 8080
@@ -108,6 +109,7 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
             {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION",
              "value": args.region},
             *({"name": key, "value": value} for key, value in JSON_LOGGING_ENVIRONMENT),
+            *({"name": key, "value": value} for key, value in WORKER_RETRY_ENVIRONMENT),
         ],
         "secrets": [{"name": args.credential_env_name, "valueFrom": args.credential_secret_arn}],
         "logConfiguration": {

@@ -153,8 +153,12 @@ class PrefectServer:
         self.process = spawn(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
             self.env, self.log_path)
-        # 7-10 s on an idle 2-core machine; over 60 s measured while five other suites shared it.
-        wait_for_http(f"{self.api_url}/health", 240, self.process)
+        try:
+            # ~10 s on a quiet machine; minutes on a 2-core one shared with other test runs.
+            wait_for_http(f"{self.api_url}/health", 240, self.process)
+        except BaseException:
+            stop(self.process)  # not left running when it answers too late
+            raise
 
     def client_env(self) -> dict[str, str]:
         """What a Prefect client (CLI, worker, flow) needs to reach this server."""

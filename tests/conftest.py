@@ -52,3 +52,5 @@ def moto(moto_server):
     """The session's moto server, emptied before each test that uses it."""
     moto_server.reset()
     yield moto_server
+
+from testbed.databases import postgres_server, redis_server  # noqa: E402,F401  (session fixtures)

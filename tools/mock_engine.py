@@ -24,7 +24,7 @@ import yaml
 
 from components.settings import NAMESPACE as PROJECT
 from components.settings import API_KEY, SECRET_VALUE_KEYS
-from components.work_pool import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
+from components.prefect_api import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from components.run_recovery import StuckRunAutomationProvider
 from components.work_pool import WorkPoolProvider
 
 from tools.mock_engine import WORK_POOL, Declared
@@ -38,3 +39,29 @@ def work_pool(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, A
 HANDLERS.update({
     WORK_POOL: work_pool,
 })
+
+
+# --- the stack's stuck-run automation (components/run_recovery.py) -----------------------------
+
+AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
+AUTOMATION_NOT_CREATED = (
+    "not an AWS resource, and this replay has no Prefect server: its inputs passed the "
+    "provider's check(); the run-recovery tests create it on a real server")
+
+
+def automation(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    props = {"api_url": inputs.get("api_url"), "automation": inputs.get("automation")}
+    inputs.engine_side("__provider", "automation_id")
+    provider = StuckRunAutomationProvider()
+    failures = provider.check({}, props).failures
+    if failures:
+        raise ReplayError(resource, "check failed: " + "; ".join(
+            f"{f.property}: expected {f.reason}" for f in failures))
+    if replay.prefect_api_url is None:
+        replay.not_created[(resource.type, resource.name)] = AUTOMATION_NOT_CREATED
+        return {"created": False}
+    created = provider.create({**props, "api_url": replay.prefect_api_url})
+    return {"created": True, "id": created.id, "outs": created.outs}
+
+
+HANDLERS[AUTOMATION] = automation

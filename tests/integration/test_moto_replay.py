@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.evaluations import evaluated_seed
 from tests.support.harness import WORK_POOL, Declared, Evaluation, stack_names
+from testbed.replay.prefect import AUTOMATION, AUTOMATION_NOT_CREATED
 from tests.replay import (
     HANDLERS, POOL_NOT_CREATED, ReplayError, UnknownResourceTypes, real_exports, replay,
 )
@@ -61,7 +62,8 @@ def test_every_declared_resource_is_accepted_by_the_aws_api(stack, moto, evaluat
     aws_resources = [(r.type, r.name) for r in evaluation.resources if r.type in HANDLERS]
     assert sorted(replayed.created) == sorted(aws_resources)
     # The pool is Prefect's, not AWS's: checked here, created where a Prefect server runs.
-    assert replayed.not_created == {(WORK_POOL, "work-pool"): POOL_NOT_CREATED}
+    assert replayed.not_created == {(WORK_POOL, "work-pool"): POOL_NOT_CREATED,
+                                    (AUTOMATION, "stuck-runs"): AUTOMATION_NOT_CREATED}
 
     exports = real_exports(evaluation, replayed)
     ecs = replayed.client("ecs")

@@ -12,6 +12,8 @@ from typing import Any, Optional
 import pulumi
 import pytest
 
+from testbed.replay.prefect import AUTOMATION
+
 from components.settings import NAMESPACE
 from tests.support.harness import WORK_POOL, evaluate_stack, stack_names
 
@@ -85,10 +87,10 @@ def test_every_resource_but_the_top_level_components_has_a_parent_and_its_compon
         return parent if parent.component else owner(parent)
 
     for seen in resources:
-        if seen.parent is None and (seen.component or seen.type_ == WORK_POOL):
-            # Composed by components/stack.py under the stack itself. The work pool is one
-            # dynamic resource standing on its own; a parent now would change its URN and
-            # replace the pool.
+        if seen.parent is None and (seen.component or seen.type_ in (WORK_POOL, AUTOMATION)):
+            # Composed by components/stack.py under the stack itself. The work pool and the
+            # automation beside it are dynamic resources standing on their own, like the
+            # components; a parent now would change the pool's URN and replace the pool.
             continue
         assert seen.parent is not None, f"{seen.type_} {seen.name} has no parent"
         assert seen.name.startswith(f"{owner(seen).name}-"), (

@@ -16,6 +16,7 @@ import botocore.session
 import botocore.validate
 import pytest
 
+from components.run_recovery import WORKER_RETRY_ENVIRONMENT
 from components.worker import HEALTH_CHECK_COMMAND, HEALTH_PORT
 from tests.support.harness import (
     CLOUD_URL, TEST_API_KEY, evaluate, project_defaults, is_secret_input, load_stack_config, stack_file_values,
@@ -104,6 +105,7 @@ def test_worker_environment_names_the_api_region_health_port_events_queue_and_js
         "PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER": "json",
         "PREFECT_LOGGING_HANDLERS_DEBUG_FORMATTER": "json",
         "PREFECT_LOGGING_COLORS": "false",
+        **dict(WORKER_RETRY_ENVIRONMENT),
     }
 
 
