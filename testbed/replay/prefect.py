@@ -22,18 +22,25 @@ def work_pool(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, A
     # `__provider` is the serialized provider (tests/unit/test_work_pool.py checks it holds no
     # credential); `pool_id` is an output the provider fills in.
     inputs.engine_side("__provider", "pool_id")
-    provider = WorkPoolProvider()
+    created = _check_then_create(replay, resource, WorkPoolProvider(), props, POOL_NOT_CREATED)
+    if created.get("created"):
+        created["declared_api_url"] = props["api_url"]
+    return created
+
+
+def _check_then_create(replay: Replay, resource: Declared, provider: Any, props: dict[str, Any],
+                       not_created: str) -> dict[str, Any]:
+    """A dynamic provider's own check (what the engine runs at preview); then, given a Prefect
+    server, its create there: the test's server stands in for the declared one."""
     failures = provider.check({}, props).failures
     if failures:
         raise ReplayError(resource, "check failed: " + "; ".join(
             f"{f.property}: expected {f.reason}" for f in failures))
     if replay.prefect_api_url is None:
-        replay.not_created[(resource.type, resource.name)] = POOL_NOT_CREATED
+        replay.not_created[(resource.type, resource.name)] = not_created
         return {"created": False}
-    # The test's server stands in for the declared one (the stack's Prefect Cloud workspace).
     created = provider.create({**props, "api_url": replay.prefect_api_url})
-    return {"created": True, "id": created.id, "outs": created.outs,
-            "declared_api_url": props["api_url"]}
+    return {"created": True, "id": created.id, "outs": created.outs}
 
 
 HANDLERS.update({
@@ -52,16 +59,8 @@ AUTOMATION_NOT_CREATED = (
 def automation(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     props = {"api_url": inputs.get("api_url"), "automation": inputs.get("automation")}
     inputs.engine_side("__provider", "automation_id")
-    provider = StuckRunAutomationProvider()
-    failures = provider.check({}, props).failures
-    if failures:
-        raise ReplayError(resource, "check failed: " + "; ".join(
-            f"{f.property}: expected {f.reason}" for f in failures))
-    if replay.prefect_api_url is None:
-        replay.not_created[(resource.type, resource.name)] = AUTOMATION_NOT_CREATED
-        return {"created": False}
-    created = provider.create({**props, "api_url": replay.prefect_api_url})
-    return {"created": True, "id": created.id, "outs": created.outs}
+    return _check_then_create(replay, resource, StuckRunAutomationProvider(), props,
+                              AUTOMATION_NOT_CREATED)
 
 
 HANDLERS[AUTOMATION] = automation
