@@ -20,9 +20,12 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 	  || $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# The mock tests spread over both cores; the ones with servers run in one process, sharing them.
+# The mock tests spread over both cores, a test file to a core (each core then evaluates a stack
+# file once, not once per test that needs it); the ones with servers run in one process, sharing
+# them.
+UNIT_TESTS = $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
 test: lint $(LINT_TOOLS)  ## the linters, then every test, including the ones that start moto and Prefect
-	$(PY) -m pytest -q -m "not slow" -n 2
+	$(UNIT_TESTS)
 	$(PY) -m pytest -q -m slow
 
 # Shell scripts by shebang, wherever they are; mypy's file list is in pyproject.toml.
@@ -35,7 +38,7 @@ lint: $(VENV)/.dev-installed  ## ruff, mypy (program, tools, scripts, policies, 
 	shellcheck $(SHELL_SCRIPTS)
 
 test-unit: $(VENV)/.dev-installed  ## the fast mock tests only
-	$(PY) -m pytest -q -m "not slow" -n 2
+	$(UNIT_TESTS)
 
 test-slow: $(VENV)/.dev-installed  ## only the tests that start real servers
 	$(PY) -m pytest -q -m slow
