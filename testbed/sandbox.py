@@ -5,6 +5,9 @@ It uses a private mount namespace (`unshare --mount`, root only): the remounts a
 the rest of the machine and vanish with the process. `/proc`, `/sys` and `/dev` stay as they
 are, as Docker keeps them writable under a read-only root; `/dev/shm`, which Docker would also
 leave writable, is made read-only here too, so the proof is the stricter one.
+
+A checkout (and its venv) may itself lie under a volume path, e.g. in a clone under /tmp: it is
+carried over, read-only, onto the fresh tmpfs, so the command still finds its interpreter.
 """
 
 from __future__ import annotations
@@ -15,15 +18,29 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
+# The checkout the command runs from (its venv included).
+CHECKOUT = Path(__file__).resolve().parent.parent
+
 SCRIPT = r"""
 set -e
+keep="$1"
+shift
 mount --make-rprivate /
 for mount_point in $(awk '{print $2}' /proc/self/mounts | sort -u); do
   case "$mount_point" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/pts) continue ;; esac
   mount -o remount,bind,ro "$mount_point"
 done
 while [ "$1" != "--" ]; do
-  mount -t tmpfs -o size=64m,mode=1777 tmpfs "$1"
+  case "$keep/" in
+    "$1"/*)
+      mount --bind "$keep" /mnt
+      mount -t tmpfs -o size=64m,mode=1777 tmpfs "$1"
+      mkdir -p "$keep"
+      mount --move /mnt "$keep"
+      mount -o remount,bind,ro "$keep" ;;
+    *)
+      mount -t tmpfs -o size=64m,mode=1777 tmpfs "$1" ;;
+  esac
   shift
 done
 shift
@@ -48,7 +65,7 @@ def available() -> str:
 def read_only_command(command: list[str], writable: list[Path]) -> list[str]:
     """`command` in a new mount namespace where only `writable` (each an empty tmpfs) can be
     written. `unshare` and `sh` exec, so the process's PID is the command's."""
-    return ["unshare", "--mount", "--", "sh", "-c", SCRIPT, "read-only-root",
+    return ["unshare", "--mount", "--", "sh", "-c", SCRIPT, "read-only-root", str(CHECKOUT),
             *map(str, writable), "--", *command]
 
 
@@ -62,6 +79,9 @@ def mounts_of(pid: int) -> dict[str, str]:
 
 
 def files_written(pid: int, path: str) -> list[str]:
-    """What the process wrote under `path` in its own namespace (through /proc/<pid>/root)."""
+    """What the process wrote under `path` in its own namespace (through /proc/<pid>/root); a
+    checkout carried over onto it is not the process's writing."""
     root = Path(f"/proc/{pid}/root") / path.lstrip("/")
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    carried = Path(f"/proc/{pid}/root") / str(CHECKOUT).lstrip("/")
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and carried not in p.parents)
