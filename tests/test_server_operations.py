@@ -168,7 +168,7 @@ def test_dev_with_its_own_server_costs_at_most_three_quarters_of_the_seed(evalua
     assert items["RDS PostgreSQL db.t4g.micro"].monthly == pytest.approx(730 * 0.016)
     assert items["RDS gp3 storage"].quantity == 20
     assert items["Secrets Manager secrets (RDS managed)"].quantity == 1
-    assert any(name.startswith("Fargate prefect-ecs-worker-selfhosted-dev-server") for name in items)
+    assert items["Fargate server 0.25 vCPU / 1 GB X86_64 Spot"].quantity == 1
     assert "Route 53 private hosted zone (Cloud Map namespace)" in items
     assert "Application Load Balancer hours" not in items
 
@@ -180,8 +180,8 @@ def test_ha_prices_multi_az_database_redis_nodes_and_the_alb(evaluated):
     assert items["ElastiCache cache.t4g.small nodes"].quantity == 2 * 730
     assert items["Application Load Balancer hours"].quantity == 730
     assert items["Cloud Map registered instances"].quantity == 2  # the API tasks
-    fargate = [i for name, i in items.items() if name.startswith("Fargate prefect-ecs")]
-    assert sum(i.quantity for i in fargate) == 3  # two API tasks, one services task
+    assert items["Fargate server-api 1 vCPU / 2 GB ARM64 on demand"].quantity == 2
+    assert items["Fargate server-services 1 vCPU / 2 GB ARM64 on demand"].quantity == 1
 
 
 def test_an_unpriced_database_class_is_an_error_not_a_zero():

@@ -307,7 +307,8 @@ def server_items(resources: Sequence[Resource], prices: PriceTable,
     for family, shape in server_shapes(resources):
         arch = "ARM64" if shape.arm else "X86_64"
         kind = "Spot" if shape.spot else "on demand"
-        line(f"Fargate {family} {shape.vcpu:g} vCPU / {shape.memory_gb:g} GB {arch} {kind}",
+        role = "server" + family.rsplit("-server", 1)[-1] if "-server" in family else family
+        line(f"Fargate {role} {shape.vcpu:g} vCPU / {shape.memory_gb:g} GB {arch} {kind}",
              shape.tasks, "task-month", task_month(shape, prices))
         public_ips += shape.tasks if shape.public_ip else 0
     line("Public IPv4 address hours (server tasks)", public_ips * hours, "hour",
