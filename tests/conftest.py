@@ -55,3 +55,5 @@ def moto(moto_server):
     """The session's moto server, emptied before each test that uses it."""
     moto_server.reset()
     yield moto_server
+
+from tests.databases import postgres_server, redis_server  # noqa: E402,F401  (session fixtures)
