@@ -968,3 +968,6 @@ def start_service_tasks(replayed: Replay, service: dict[str, Any]) -> list[dict[
         startedBy="ecs-svc/replay", networkConfiguration=request["networkConfiguration"],
         capacityProviderStrategy=request.get("capacityProviderStrategy", []),
     )["tasks"]
+
+# Handlers of the self-hosted server's resources, each in its own module, registered on import.
+from tests import replay_rds  # noqa: E402,F401
