@@ -7,8 +7,8 @@ The API, stable for every test that needs a database:
         pg.create_database("other")                     # a fresh database on the same server
         pg.sql("SELECT 1")                              # psql -At output, as text
         pg.set_password("new")                          # what a secret rotation does to the role
-    with redis(password="...") as rd:                   # Redis(host, port, password, pid, url,
-        rd.command("PING")                              #   stop()); a tiny RESP client
+    with redis(password="...", tls=False) as rd:        # Redis(host, port, password, pid, url,
+        rd.command("PING")                              #   tls, ca_file, stop()); RESP client
     postgres_server / redis_server                      # session fixtures, one server each
 
 PostgreSQL comes from Debian's `postgresql` package (`/usr/lib/postgresql/<major>/bin`) and refuses
@@ -16,7 +16,10 @@ to run as root: under root, `initdb` and `postgres` run as the `postgres` user i
 directory it owns (`Popen(user=...)`, so the PID we hold is the postmaster's own). The superuser
 logs in with a password over TCP only (`scram-sha-256`); `ssl=True` makes the server refuse
 every connection that is not TLS, as RDS does with `rds.force_ssl`. Redis reads its password from
-a config file (mode 600), never from its command line, where `ps` would show it.
+a config file (mode 600), never from its command line, where `ps` would show it; `tls=True`
+serves TLS only, as ElastiCache with in-transit encryption does, with a self-signed certificate
+for 127.0.0.1 at `ca_file` (a client trusts it through `SSL_CERT_FILE`, as a container trusts the
+public CAs that sign AWS's).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -153,8 +157,11 @@ def _sql_literal(value: str) -> str:
 
 
 def _self_signed(directory: Path, owner: Optional[str]) -> None:
+    """server.crt / server.key in `directory`: a certificate for 127.0.0.1 (CN and SAN)."""
     subprocess.run(["openssl", "req", "-new", "-x509", "-days", "2", "-nodes", "-subj",
-                    "/CN=127.0.0.1", "-newkey", "rsa:2048", "-keyout", str(directory / "server.key"),
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-newkey", "rsa:2048", "-keyout", str(directory / "server.key"),
                     "-out", str(directory / "server.crt")],
                    check=True, capture_output=True, timeout=60)
     os.chmod(directory / "server.key", 0o600)
@@ -252,19 +259,29 @@ class Redis:
     log_path: Path
     _process: subprocess.Popen = field(repr=False)
     _root: Path = field(repr=False)
+    tls: bool = False
+
+    @property
+    def ca_file(self) -> Optional[Path]:
+        """The self-signed certificate a TLS client must trust (None without TLS)."""
+        return self._root / "server.crt" if self.tls else None
 
     @property
     def url(self) -> str:
-        """`redis://:password@host:port/0` (the password URL-encoded)."""
+        """`redis://:password@host:port/0` (`rediss://` with TLS; the password URL-encoded)."""
         auth = f":{urllib.parse.quote(self.password, safe='')}@" if self.password else ""
-        return f"redis://{auth}{self.host}:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{self.host}:{self.port}/0"
 
     def __repr__(self) -> str:  # never the password
         return f"Redis(host={self.host!r}, port={self.port}, pid={self.pid})"
 
     def command(self, *args: str, password: Optional[str] = None):
         """One command over a new connection (AUTH first when there is a password)."""
-        with socket.create_connection((self.host, self.port), timeout=5) as sock:
+        with socket.create_connection((self.host, self.port), timeout=5) as raw:
+            sock = raw
+            if self.tls:
+                context = ssl.create_default_context(cafile=str(self.ca_file))
+                sock = context.wrap_socket(raw, server_hostname=self.host)
             reader = sock.makefile("rb")
             secret = self.password if password is None else password
             if secret:
@@ -322,14 +339,20 @@ def _read_resp(reader):
     raise ValueError(f"unexpected RESP reply {line!r}")
 
 
-def start_redis(password: Optional[str] = None) -> Redis:
-    """`redis-server` with no persistence; `password=None` makes a random one, `""` none."""
+def start_redis(password: Optional[str] = None, *, tls: bool = False) -> Redis:
+    """`redis-server` with no persistence; `password=None` makes a random one, `""` none;
+    `tls=True` serves TLS only."""
     password = secrets.token_urlsafe(24) if password is None else password
     root = Path(tempfile.mkdtemp(prefix="redis-"))
     port = free_port()
     config = root / "redis.conf"
-    lines = [f"port {port}", "bind 127.0.0.1", f"dir {root}", 'save ""', "appendonly no",
-             "daemonize no", "protected-mode yes"]
+    lines = [f"port {0 if tls else port}", "bind 127.0.0.1", f"dir {root}", 'save ""',
+             "appendonly no", "daemonize no", "protected-mode yes"]
+    if tls:
+        _self_signed(root, None)
+        lines += [f"tls-port {port}", f"tls-cert-file {root / 'server.crt'}",
+                  f"tls-key-file {root / 'server.key'}", f"tls-ca-cert-file {root / 'server.crt'}",
+                  "tls-auth-clients no"]
     if password:
         lines.append(f'requirepass "{password}"')
     config.write_text("\n".join(lines) + "\n")
@@ -339,7 +362,7 @@ def start_redis(password: Optional[str] = None) -> Redis:
         process = subprocess.Popen([REDIS_SERVER, str(config)], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
-    server = Redis("127.0.0.1", port, password or None, process.pid, log_path, process, root)
+    server = Redis("127.0.0.1", port, password or None, process.pid, log_path, process, root, tls)
     deadline = time.monotonic() + 30
     while True:
         if process.poll() is not None:
@@ -348,7 +371,7 @@ def start_redis(password: Optional[str] = None) -> Redis:
         try:
             if server.command("PING") == "PONG":
                 return server
-        except OSError:
+        except (OSError, ConnectionError):
             pass
         if time.monotonic() > deadline:
             server.stop()
@@ -361,9 +384,9 @@ def postgres(password: Optional[str] = None, **kwargs) -> Postgres:
     return start_postgres(password, **kwargs)
 
 
-def redis(password: Optional[str] = None) -> Redis:
+def redis(password: Optional[str] = None, **kwargs) -> Redis:
     """`start_redis`; the result is its own context manager (`with redis() as rd:`)."""
-    return start_redis(password)
+    return start_redis(password, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 
-from tests.databases import RedisError, start_postgres
+from tests.databases import RedisError, start_postgres, start_redis
 
 pytestmark = pytest.mark.slow
 
@@ -56,3 +57,12 @@ def test_redis_requires_its_password(redis_server):
     assert redis_server.command("PING", password="wrong").startswith("WRONGPASS")
     assert redis_server.password not in repr(redis_server)
     assert f"127.0.0.1:{redis_server.port}" in redis_server.url
+
+
+def test_redis_with_tls_refuses_plain_connections():
+    with start_redis("token", tls=True) as server:
+        assert server.url.startswith("rediss://") and server.ca_file.exists()
+        assert server.command("PING") == "PONG"
+        plain = dataclasses.replace(server, tls=False)  # the same server, spoken to in clear
+        with pytest.raises((ConnectionError, OSError)):
+            plain.command("PING")
