@@ -273,7 +273,8 @@ def awsx_vpc(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, An
                        ["NatGateway"]["NatGatewayId"])
 
     replay.map(resource.outputs["vpcId"], vpc_id)
-    for tier, key in (("Public", "publicSubnetIds"), ("Private", "privateSubnetIds")):
+    for tier, key in (("Public", "publicSubnetIds"), ("Private", "privateSubnetIds"),
+                      ("Isolated", "isolatedSubnetIds")):
         declared = resource.outputs.get(key) or []
         if len(declared) != len(subnet_ids[tier]):
             raise ReplayError(resource, f"mock answered {len(declared)} {tier} subnets, "
@@ -281,7 +282,8 @@ def awsx_vpc(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, An
         for mock_id, real_id in zip(declared, subnet_ids[tier]):
             replay.map(mock_id, real_id)
     return {"vpc_id": vpc_id, "public_subnet_ids": subnet_ids["Public"],
-            "private_subnet_ids": subnet_ids["Private"], "nat_gateway_ids": nat_ids}
+            "private_subnet_ids": subnet_ids["Private"],
+            "isolated_subnet_ids": subnet_ids["Isolated"], "nat_gateway_ids": nat_ids}
 
 
 def _ip_permission(rule: dict[str, Any]) -> dict[str, Any]:
@@ -461,6 +463,11 @@ def ecs_task_definition(replay: Replay, resource: Declared, inputs: Inputs) -> d
     return {"arn": definition["taskDefinitionArn"]}
 
 
+def _api_camel(block: dict[str, Any]) -> dict[str, Any]:
+    """A nested block whose API keys are the input's own (camelCase), numbers as integers."""
+    return {k: whole_numbers(v) for k, v in block.items() if v is not None}
+
+
 def ecs_service(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     request: dict[str, Any] = {
         "cluster": inputs.require("cluster"),
@@ -504,6 +511,11 @@ def ecs_service(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str,
                           "propagateTags": "propagateTags",
                           "healthCheckGracePeriodSeconds": "healthCheckGracePeriodSeconds",
                           "schedulingStrategy": "schedulingStrategy"})
+    registry = inputs.get("serviceRegistries")  # one block in the provider, a list in the API
+    if registry is not None:
+        request["serviceRegistries"] = [_api_camel(registry)]
+    if inputs.get("loadBalancers"):
+        request["loadBalancers"] = [_api_camel(lb) for lb in inputs.get("loadBalancers")]
     # The provider polls DescribeServices until steady; AWS sees no such field.
     inputs.engine_side("waitForSteadyState", "forceDelete", "forceNewDeployment", "triggers")
     service = replay.client("ecs").create_service(**request)["service"]
@@ -970,4 +982,4 @@ def start_service_tasks(replayed: Replay, service: dict[str, Any]) -> list[dict[
     )["tasks"]
 
 # Handlers of the self-hosted server's resources, each in its own module, registered on import.
-from tests import replay_rds  # noqa: E402,F401
+from tests import replay_elasticache, replay_rds, replay_servicediscovery, replay_vpc  # noqa: E402,F401,I001

@@ -4,6 +4,7 @@ naming the resource, where moto alone would accept it."""
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any, Callable
 
@@ -139,3 +140,125 @@ def test_a_broken_database_declaration_is_refused_naming_the_resource(case, netw
     with pytest.raises(ReplayError, match=message) as refused:
         Replay(network["replay"].endpoint_url).run(declared)
     assert refused.value.resource.name in ("server-db", "server-db-subnets", "server-db-params")
+
+
+# --- Redis (ElastiCache) --------------------------------------------------------------------------
+
+CACHE_SUBNETS = "aws:elasticache/subnetGroup:SubnetGroup"
+REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+TOKEN = "t0ken-of-sixty-four-characters-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+
+
+def cache(network, suffix: str = "") -> list[Declared]:
+    return [
+        Declared(CACHE_SUBNETS, "server-redis-subnets",
+                 {"name": f"server-redis{suffix}", "subnetIds": network["two_azs"],
+                  "description": "isolated"},
+                 id=f"server-redis{suffix}", outputs={"name": f"server-redis{suffix}"}),
+        Declared(REPLICATION_GROUP, "server-redis-cluster", {
+            "replicationGroupId": f"server-redis{suffix}", "description": "messaging",
+            "engine": "redis", "engineVersion": "7.1", "parameterGroupName": "default.redis7",
+            "nodeType": "cache.t4g.micro", "numCacheClusters": 2.0,
+            "automaticFailoverEnabled": True, "multiAzEnabled": True,
+            "transitEncryptionEnabled": True, "atRestEncryptionEnabled": True,
+            "authToken": {SECRET_SIG: SECRET_WRAP, "value": TOKEN}, "port": 6379.0,
+            "subnetGroupName": f"server-redis{suffix}", "securityGroupIds": [network["sg"]],
+            "snapshotRetentionLimit": 1.0,
+        }, id=f"server-redis{suffix}", outputs={
+            "name": f"server-redis{suffix}",
+            "primaryEndpointAddress": "master.server-redis.mock.cache.amazonaws.com"}),
+    ]
+
+
+def test_a_sound_redis_is_created_encrypted_with_failover(network):
+    replayed = Replay(network["replay"].endpoint_url)
+    declared = cache(network, "-ok")
+    replayed.run(declared)
+    (group,) = replayed.client("elasticache").describe_replication_groups(
+        ReplicationGroupId="server-redis-ok")["ReplicationGroups"]
+    assert group["TransitEncryptionEnabled"] and group["AtRestEncryptionEnabled"]
+    assert group["AutomaticFailover"] == "enabled" and group["MultiAZ"] == "enabled"
+    assert group["AuthTokenEnabled"] is True
+    assert replayed.real(declared[1].outputs["primaryEndpointAddress"]) == \
+        group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+
+
+CACHE_BROKEN = {
+    "token without TLS": (dict(transitEncryptionEnabled=False), "needs transitEncryptionEnabled"),
+    "failover with one node": (dict(numCacheClusters=1.0), "at least 2 nodes"),
+    "multi-AZ without failover": (dict(automaticFailoverEnabled=False, numCacheClusters=1.0),
+                                  "Multi-AZ needs automaticFailoverEnabled"),
+    "a short token": (dict(authToken={SECRET_SIG: SECRET_WRAP, "value": "short"}),
+                      "16-128 printable"),
+    "a token with @": (dict(authToken={SECRET_SIG: SECRET_WRAP, "value": "x" * 20 + "@"}),
+                       "16-128 printable"),
+    "an old node type": (dict(nodeType="cache.t2.micro"), "supports neither encryption"),
+    "another major's parameter group": (dict(parameterGroupName="default.redis6.x"),
+                                        "does not match redis 7.1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CACHE_BROKEN))
+def test_a_broken_redis_declaration_is_refused(case, network):
+    declared = cache(network, f"-b{sorted(CACHE_BROKEN).index(case)}")
+    changes, message = CACHE_BROKEN[case]
+    declared[1].inputs.update(changes)
+    with pytest.raises(ReplayError, match=message) as refused:
+        Replay(network["replay"].endpoint_url).run(declared)
+    assert refused.value.resource.name == "server-redis-cluster"
+
+
+# --- security group rules, Cloud Map -------------------------------------------------------------
+
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+NAMESPACE = "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace"
+DISCOVERY = "aws:servicediscovery/service:Service"
+
+
+def test_an_ingress_rule_from_a_group_is_stored_and_a_rule_without_one_source_refused(network):
+    replayed = Replay(network["replay"].endpoint_url)
+    ec2 = replayed.client("ec2")
+    server = ec2.create_security_group(GroupName="server-rule", Description="s",
+                                       VpcId=network["vpc"])["GroupId"]
+    rule = Declared(INGRESS, "server-from-worker", {
+        "securityGroupId": server, "referencedSecurityGroupId": network["sg"],
+        "ipProtocol": "tcp", "fromPort": 4200.0, "toPort": 4200.0, "description": "API"})
+    replayed.run([rule])
+    (group,) = ec2.describe_security_groups(GroupIds=[server])["SecurityGroups"]
+    assert [(p["FromPort"], p["UserIdGroupPairs"][0]["GroupId"])
+            for p in group["IpPermissions"]] == [(4200, network["sg"])]
+    both = Declared(INGRESS, "two-sources", {**rule.inputs, "cidrIpv4": "10.0.0.0/8"})
+    with pytest.raises(ReplayError, match="exactly one of"):
+        replayed.run([both])
+    other_vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    stranger = ec2.create_security_group(GroupName="stranger", Description="s",
+                                         VpcId=other_vpc)["GroupId"]
+    across = Declared(INGRESS, "across", {**rule.inputs, "referencedSecurityGroupId": stranger})
+    with pytest.raises(ReplayError, match="another VPC"):
+        replayed.run([across])
+
+
+def test_the_namespace_and_service_the_worker_resolves_exist_in_cloud_map(network):
+    replayed = Replay(network["replay"].endpoint_url)
+    declared = [
+        Declared(NAMESPACE, "server-namespace", {"name": "prefect-ecs-worker-test.internal",
+                                                 "vpc": network["vpc"], "description": "d"},
+                 id="ns-mock0000000001", outputs={"name": "prefect-ecs-worker-test.internal"}),
+        Declared(DISCOVERY, "server-discovery", {"name": "server", "dnsConfig": {
+            "namespaceId": "ns-mock0000000001", "routingPolicy": "MULTIVALUE",
+            "dnsRecords": [{"type": "A", "ttl": 10.0}]}},
+            id="srv-mock0000000001", outputs={"name": "server"}),
+    ]
+    replayed.run(declared)
+    discovery = replayed.client("servicediscovery")
+    (service,) = discovery.list_services()["Services"]
+    namespace = discovery.get_namespace(Id=replayed.real("ns-mock0000000001"))["Namespace"]
+    assert namespace["Name"] == "prefect-ecs-worker-test.internal"
+    assert service["Name"] == "server"
+    full = discovery.get_service(Id=service["Id"])["Service"]
+    assert full["DnsConfig"]["DnsRecords"] == [{"Type": "A", "TTL": 10}]
+    assert full["NamespaceId"] == namespace["Id"]
+    bad = copy.deepcopy(declared[1])
+    bad.inputs["dnsConfig"]["dnsRecords"] = [{"type": "CNAME", "ttl": 10.0}]
+    with pytest.raises(ReplayError, match="CNAME"):
+        replayed.run([bad])
