@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 
 import pulumi
 
+from components.server_settings import ServerSettings, parse_server
+
 NAMESPACE = "prefect-ecs-worker"
 
 NatGateways = Literal["none", "single", "per-az"]
@@ -96,6 +98,8 @@ class PrefectCredential:
     env_name: Literal["PREFECT_API_KEY", "PREFECT_API_AUTH_STRING"]
     value: Optional[pulumi.Output[str]] = None
     secret_arn: Optional[str] = None
+    # The stack's own server: the secret's value is generated in AWS (components/secret.py).
+    generate: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class Settings:
     flow_run_image: str = DEFAULT_FLOW_RUN_IMAGE
     manage_work_pool: bool = True
     operations: "OperationsSettings" = field(default_factory=lambda: OperationsSettings())
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     @property
     def prefix(self) -> str:
@@ -152,8 +157,14 @@ class Settings:
 def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
     """Read and validate every key; raise `ConfigError` on the first bad value."""
     reader = _Reader(config)
-    prefect_api_url = _api_url(reader.required("prefectApiUrl"))
-    credential = _credential(config, reader, prefect_api_url)
+    server = parse_server(reader, availability_zone_count=reader.integer("availabilityZoneCount", 2),
+                          adopted_vpc=reader.string("vpcId") is not None)
+    if server.enabled:
+        prefect_api_url = server_api_url(project, stack)
+        credential = _server_credential(config, reader, server, prefect_api_url)
+    else:
+        prefect_api_url = _api_url(reader.required("prefectApiUrl"))
+        credential = _credential(config, reader, prefect_api_url)
     cpu = reader.integer("workerCpu", 256)
     memory = reader.integer("workerMemory", 512)
     cpu_architecture = reader.choice("cpuArchitecture", "X86_64", CPU_ARCHITECTURES)
@@ -173,7 +184,8 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
             f"a whole number from {MIN_AZS} to {MAX_AZS} (a worker in one AZ dies with that AZ)",
         )
     vpc_cidr = reader.string("vpcCidr", "10.0.0.0/16")
-    _check_vpc_cidr(vpc_cidr, availability_zone_count, tiers=1 if nat_gateways == "none" else 2)
+    _check_vpc_cidr(vpc_cidr, availability_zone_count,
+                    tiers=(1 if nat_gateways == "none" else 2) + (1 if server.enabled else 0))
     flow_run_cpu = reader.integer("flowRunCpu", 512)
     flow_run_memory = reader.integer("flowRunMemory", 1024)
     _check_fargate_size(flow_run_cpu, flow_run_memory, "flowRunCpu", "flowRunMemory")
@@ -206,6 +218,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
                               DEFAULT_FLOW_RUN_IMAGE),
         manage_work_pool=reader.boolean("manageWorkPool", True),
         operations=_operations(reader, worker_count),
+        server=server,
     )
 
 
@@ -328,6 +341,39 @@ def _credential(config: pulumi.Config, reader: _Reader, api_url: str) -> Prefect
         raise ConfigError(key, arn, "the complete ARN of a Secrets Manager secret, "
                           "arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>")
     return PrefectCredential(env_name=env_name, secret_arn=arn)
+
+
+# The stack's own server is reached inside the VPC through Cloud Map's private DNS
+# (components/server.py): the name is known before any resource exists.
+SERVER_PORT = 4200
+SERVER_SERVICE_NAME = "server"
+
+
+def server_namespace(project: str, stack: str) -> str:
+    return f"{project}-{stack}.internal"
+
+
+def server_api_url(project: str, stack: str) -> str:
+    return f"http://{SERVER_SERVICE_NAME}.{server_namespace(project, stack)}:{SERVER_PORT}/api"
+
+
+def _server_credential(config: pulumi.Config, reader: _Reader, server: ServerSettings,
+                       api_url: str) -> PrefectCredential:
+    """With the stack's own server: no external URL, no API key (a self-hosted server has none);
+    the basic-auth string is generated, or adopted from a secret, or set with --secret."""
+    if reader.string("prefectApiUrl") is not None:
+        raise ConfigError("prefectApiUrl", reader.string("prefectApiUrl"),
+                          f"unset with prefectServer {server.mode}: the worker uses the stack's "
+                          "own server (pulumi config rm prefectApiUrl)")
+    for key in ("prefectApiKey", "prefectApiKeySecretArn"):
+        if reader.string(key) is not None:
+            raise ConfigError(key, None, f"unset with prefectServer {server.mode}: a self-hosted "
+                              "server has no API keys; it uses a basic-auth string the stack "
+                              "generates, or prefectApiAuthStringSecretArn", secret=True)
+    if reader.string("prefectApiAuthString") is None and reader.string(
+            "prefectApiAuthStringSecretArn") is None:
+        return PrefectCredential(env_name="PREFECT_API_AUTH_STRING", generate=True)
+    return _credential(config, reader, api_url)
 
 
 def _work_pool_name(name: str) -> str:

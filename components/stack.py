@@ -13,8 +13,10 @@ from components.iam import IamArgs, WorkerIam
 from components.job_template import FlowRunDefaults
 from components.network import Network, NetworkArgs
 from components.scaling import ScalingArgs, WorkerScaling
+from components.pool_bootstrap import bootstrap_container
 from components.secret import PrefectSecret, PrefectSecretArgs
-from components.settings import Settings
+from components.server_stack import ServerStack, build_server
+from components.settings import SERVER_PORT, Settings
 from components.work_pool import WorkPool, WorkPoolArgs
 from components.worker import PrefectWorker, WorkerArgs
 
@@ -33,6 +35,8 @@ class Stack:
     alarms: WorkerAlarms
     # None unless workerMaxCount exceeds workerMinCount.
     scaling: Optional[WorkerScaling]
+    # None unless prefectServer is single or ha.
+    server: Optional[ServerStack] = None
 
     def job_variables(self) -> pulumi.Output[dict[str, Any]]:
         """The ECS work pool's job variables that put flow runs in this stack's cluster, subnets,
@@ -65,18 +69,21 @@ class Stack:
             "alarmTopicArn": self.alarms.topic.arn,
             **({"workerScalingResourceId": self.scaling.target.resource_id}
                if self.scaling is not None else {}),
+            **(self.server.exports() if self.server is not None else {}),
         }
 
 
 def build_stack(settings: Settings) -> Stack:
     tags = settings.tags
+    self_hosted = settings.server.enabled
     network = Network("network", NetworkArgs(
         nat_gateways=settings.nat_gateways,
         availability_zone_count=settings.availability_zone_count,
         vpc_cidr=settings.vpc_cidr,
         existing_vpc=settings.existing_vpc,
-        worker_egress_ports=[settings.api_port],
+        worker_egress_ports=[] if self_hosted else [settings.api_port],
         tags=tags,
+        server_port=SERVER_PORT if self_hosted else None,
     ))
     secret = PrefectSecret("prefect-credential", PrefectSecretArgs(
         credential=settings.credential,
@@ -114,13 +121,23 @@ def build_stack(settings: Settings) -> Stack:
     )
     events = EcsEvents("ecs-events", EcsEventsArgs(
         queue_name=settings.events_queue_name, cluster_arn=cluster_arn, tags=tags))
+    pool_description = f"ECS flow runs of {settings.prefix}, managed by Pulumi"
     work_pool = WorkPool("work-pool", WorkPoolArgs(
         api_url=settings.prefect_api_url,
         name=settings.work_pool_name,
         base_job_template=flow_runs.base_job_template(),
-        description=f"ECS flow runs of {settings.prefix}, managed by Pulumi",
+        description=pool_description,
         concurrency_limit=settings.work_pool_concurrency_limit,
-    )) if settings.manage_work_pool else None
+    )) if settings.manage_work_pool and not self_hosted else None
+    # The stack's own server is out of the deploying machine's reach: the pool is upserted from
+    # inside the VPC, by the worker task itself, before the worker starts.
+    pool_bootstrap = bootstrap_container(
+        image=settings.worker_image, api_url=settings.prefect_api_url,
+        work_pool_name=settings.work_pool_name, description=pool_description,
+        concurrency_limit=settings.work_pool_concurrency_limit,
+        base_job_template=flow_runs.base_job_template(), credential_env_name=secret.env_name,
+        credential_secret_arn=secret.arn, log_group_name=log_group_name,
+        region=iam.context.region) if settings.manage_work_pool and self_hosted else None
     worker = PrefectWorker("worker", WorkerArgs(
         cluster_name=cluster_name,
         log_group_name=log_group_name,
@@ -148,11 +165,14 @@ def build_stack(settings: Settings) -> Stack:
         depends_on=[events, *([work_pool] if work_pool else [])],
         container_insights=settings.operations.container_insights,
         autoscaling=settings.operations.autoscaling,
+        pool_bootstrap=pool_bootstrap,
     ))
     alarms, scaling = build_operations(settings, iam, worker,
                                        dead_letter_queue_name=events.dead_letter_queue.name)
+    server = build_server(settings, network, secret, iam.context, worker.cluster.arn,
+                          cluster_name, log_group_name, alarms.topic.arn) if self_hosted else None
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
-                 alarms, scaling)
+                 alarms, scaling, server)
 
 
 def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,

@@ -9,7 +9,7 @@ CloudWatch, and ECS probes its `/health` endpoint from inside the container, so 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -54,6 +54,9 @@ class WorkerArgs:
     container_insights: str = "enabled"
     # Application Auto Scaling owns desiredCount; `pulumi up` must not reset it to desired_count.
     autoscaling: bool = False
+    # With the stack's own server: the container that upserts the work pool from inside the VPC
+    # before the worker starts (components/pool_bootstrap.py).
+    pool_bootstrap: Optional[Mapping[str, Any]] = None
 
 
 # Prefect's logging.yml ships a `json` formatter (prefect.logging.formatters.JsonFormatter) and
@@ -79,7 +82,20 @@ def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]
 
 
 def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
-    return pulumi.Output.json_dumps([{
+    worker = worker_container(args)
+    if args.pool_bootstrap is None:
+        return pulumi.Output.json_dumps([worker])
+    # The pool exists with the stack's template before the worker polls. Both memories are soft
+    # reservations that add up to the task's: the bootstrap exits before the worker starts.
+    reservation = args.memory - args.pool_bootstrap["memoryReservation"]
+    del worker["memory"]
+    worker.update(memoryReservation=reservation, dependsOn=[
+        {"containerName": args.pool_bootstrap["name"], "condition": "SUCCESS"}])
+    return pulumi.Output.json_dumps([worker, dict(args.pool_bootstrap)])
+
+
+def worker_container(args: WorkerArgs) -> dict[str, Any]:
+    return {
         "name": CONTAINER_NAME,
         "image": args.image,
         "essential": True,
@@ -118,7 +134,7 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
         # lets an in-flight RunTask call finish before ECS sends SIGKILL (Fargate allows 120).
         "linuxParameters": {"initProcessEnabled": True},
         "stopTimeout": 60,
-    }])
+    }
 
 
 class PrefectWorker(pulumi.ComponentResource):
