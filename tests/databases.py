@@ -7,6 +7,7 @@ The API, stable for every test that needs a database:
         pg.create_database("other")                     # a fresh database on the same server
         pg.sql("SELECT 1")                              # psql -At output, as text
         pg.set_password("new")                          # what a secret rotation does to the role
+        pg.rds_database(user, password, "prefect")      # an RDS master user and its database
     with redis(password="...", tls=False) as rd:        # Redis(host, port, password, pid, url,
         rd.command("PING")                              #   tls, ca_file, stop()); RESP client
     postgres_server / redis_server                      # session fixtures, one server each
@@ -133,6 +134,17 @@ class Postgres:
         self.sql(f"ALTER ROLE \"{role or self.user}\" PASSWORD '{_sql_literal(password)}'")
         if role is None or role == self.user:
             self.password = password
+
+    def rds_database(self, user: str, password: str, database: str) -> None:
+        """What RDS creates for an instance: its master user, a login role that is no superuser,
+        with this password, and an empty database it owns (any earlier one of that name is
+        dropped, its connections closed)."""
+        self.sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        exists = self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{_sql_literal(user)}'")
+        verb = "ALTER" if exists else "CREATE"
+        self.sql(f"{verb} ROLE \"{user}\" LOGIN NOSUPERUSER CREATEDB CREATEROLE "
+                 f"PASSWORD '{_sql_literal(password)}'")
+        self.create_database(database, owner=user)
 
     def tables(self, database: str, schema: str = "public") -> set[str]:
         rows = self.sql("SELECT tablename FROM pg_tables WHERE schemaname = "
@@ -391,8 +403,10 @@ def redis(password: Optional[str] = None, **kwargs) -> Redis:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Postgres]:
-    """One PostgreSQL per session; tests isolate themselves with `create_database`."""
-    server = start_postgres()
+    """One PostgreSQL per session; tests isolate themselves with `create_database` or
+    `rds_database`. Its superuser is `postgres`, so any other role name is free for a test.
+    TLS only, as RDS with `rds.force_ssl`."""
+    server = start_postgres(user="postgres", database="postgres", ssl=True)
     yield server
     server.stop()
 

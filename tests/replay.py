@@ -982,4 +982,6 @@ def start_service_tasks(replayed: Replay, service: dict[str, Any]) -> list[dict[
     )["tasks"]
 
 # Handlers of the self-hosted server's resources, each in its own module, registered on import.
-from tests import replay_elasticache, replay_rds, replay_servicediscovery, replay_vpc  # noqa: E402,F401,I001
+from tests import (  # noqa: E402,F401
+    replay_elasticache, replay_rds, replay_servicediscovery, replay_sfn, replay_vpc,
+)

@@ -25,10 +25,14 @@ import re
 import subprocess
 import urllib.parse
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from tests.harness import Declared, Evaluation
+from tests.harness import (
+    PROJECT, Declared, Evaluation, evaluate, load_stack_config, stack_file_values, stack_names,
+    with_credentials,
+)
 from tests.replay import Replay
 from tests.servers import BIN, free_port, spawn, stop
 
@@ -199,3 +203,36 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
         env["PREFECT_SERVER_API_PORT"] = str(port)
     return ContainerLaunch(name, command, env, declared_env, secret_names, port, definition,
                            container)
+
+
+@cache
+def server_evaluation(mode: str) -> Evaluation:
+    """The first stack file whose `prefectServer` is `mode`, evaluated; without one, the dev stack
+    with `prefectServer` set to it (what `pulumi config set prefectServer <mode>` makes)."""
+    for stack in stack_names():
+        if str(stack_file_values(stack).get("prefectServer", "none")) == mode:
+            return evaluate(with_credentials(load_stack_config(stack)), stack=stack)
+    config = load_stack_config("dev")
+    config[f"{PROJECT}:prefectServer"] = mode
+    return evaluate(with_credentials(config), stack="dev")
+
+
+@dataclass
+class RdsMaster:
+    """What the replayed RDS instance says a client connects with: its endpoint, master user and
+    database, and the password its managed secret holds now."""
+    address: str
+    port: int
+    user: str
+    database: str
+    password: str = field(repr=False)
+    secret_arn: str
+
+
+def rds_master(replayed: Replay) -> RdsMaster:
+    (instance,) = replayed.client("rds").describe_db_instances()["DBInstances"]
+    secret_arn = instance["MasterUserSecret"]["SecretArn"]
+    password = json.loads(replayed.client("secretsmanager").get_secret_value(
+        SecretId=secret_arn)["SecretString"])["password"]
+    return RdsMaster(instance["Endpoint"]["Address"], int(instance["Endpoint"]["Port"]),
+                     instance["MasterUsername"], instance["DBName"], password, secret_arn)
