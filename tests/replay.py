@@ -510,7 +510,7 @@ def ecs_service(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str,
                           "enableEcsManagedTags": "enableECSManagedTags",
                           "propagateTags": "propagateTags",
                           "healthCheckGracePeriodSeconds": "healthCheckGracePeriodSeconds",
-                          "schedulingStrategy": "schedulingStrategy"})
+                          "schedulingStrategy": "schedulingStrategy"}, whole_numbers)
     registry = inputs.get("serviceRegistries")  # one block in the provider, a list in the API
     if registry is not None:
         request["serviceRegistries"] = [_api_camel(registry)]
@@ -983,5 +983,5 @@ def start_service_tasks(replayed: Replay, service: dict[str, Any]) -> list[dict[
 
 # Handlers of the self-hosted server's resources, each in its own module, registered on import.
 from tests import (  # noqa: E402,F401
-    replay_elasticache, replay_rds, replay_servicediscovery, replay_sfn, replay_vpc,
+    replay_elasticache, replay_elbv2, replay_rds, replay_servicediscovery, replay_sfn, replay_vpc,
 )

@@ -20,9 +20,12 @@ forgets is missing here too: that is what lets a test see the server fall back t
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
+import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from functools import cache
@@ -34,7 +37,7 @@ from tests.harness import (
     with_credentials,
 )
 from tests.replay import Replay
-from tests.servers import BIN, free_port, spawn, stop
+from tests.servers import BIN, _default_sigint, free_port, spawn, stop
 
 # arn:aws:secretsmanager:region:account:secret:name-AbCdEf[:json-key:version-stage:version-id]
 # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/secrets-envvar-secrets-manager.html)
@@ -84,15 +87,30 @@ def resolve_value_from(replayed: Replay, value_from: str) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def declared_containers(evaluation: Evaluation) -> dict[str, tuple[Declared, dict[str, Any]]]:
-    """Every container of every declared task definition, by container name (names are unique
-    across the stack, so a name says which task it is)."""
-    found: dict[str, tuple[Declared, dict[str, Any]]] = {}
-    for definition in evaluation.of_type(TASK_DEFINITION):
-        for container in json.loads(definition.inputs["containerDefinitions"]):
-            assert container["name"] not in found, f"two containers named {container['name']!r}"
-            found[container["name"]] = (definition, container)
-    return found
+def declared_containers(evaluation: Evaluation) -> list[tuple[Declared, dict[str, Any]]]:
+    """Every container of every declared task definition, with its task definition."""
+    return [(definition, container)
+            for definition in evaluation.of_type(TASK_DEFINITION)
+            for container in json.loads(definition.inputs["containerDefinitions"])]
+
+
+def find_container(evaluation: Evaluation, name: str, family: Optional[str] = None
+                   ) -> tuple[Declared, dict[str, Any]]:
+    """The container `name` (of the task definition family `family`, when several tasks have a
+    container of that name, as every `ha` task has `prefect-migrate`)."""
+    found = [(d, c) for d, c in declared_containers(evaluation) if c["name"] == name
+             and (family is None or d.inputs["family"] == family)]
+    if len(found) != 1:
+        families = [d.inputs["family"] for d, _ in found]
+        raise AssertionError(f"{len(found)} containers named {name!r} (families {families}); "
+                             f"name the family")
+    return found[0]
+
+
+def families(evaluation: Evaluation) -> dict[str, list[str]]:
+    """Each task definition family and its container names, in declared order."""
+    return {d.inputs["family"]: [c["name"] for c in json.loads(d.inputs["containerDefinitions"])]
+            for d in evaluation.of_type(TASK_DEFINITION)}
 
 
 def relocate_url(url: str, host: str, port: int, scheme: Optional[str] = None) -> str:
@@ -123,6 +141,11 @@ class ContainerLaunch:
     def start(self, log_path: Path) -> subprocess.Popen:
         return spawn(self.command, self.env, log_path)
 
+    def start_timed(self) -> "TimedProcess":
+        """Start with each output line recorded with its arrival time (wall clock, as a
+        database's clock_timestamp() reads it on this machine)."""
+        return TimedProcess(self)
+
     def run(self, log_path: Path, timeout: float) -> tuple[int, str]:
         """Run to completion (a one-off task); its exit code and log. Stopped by PID on timeout."""
         process = self.start(log_path)
@@ -135,6 +158,38 @@ class ContainerLaunch:
 
     def __repr__(self) -> str:  # the environment holds resolved secrets
         return f"ContainerLaunch(name={self.name!r}, command={self.command!r}, port={self.port})"
+
+
+class TimedProcess:
+    def __init__(self, launch: ContainerLaunch):
+        self.name = launch.name
+        self.lines: list[tuple[float, str]] = []
+        self.process = subprocess.Popen(
+            launch.command, env=launch.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for raw in self.process.stdout:
+            self.lines.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
+
+    def wait(self, timeout: float) -> int:
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stop(self.process)
+            raise
+        self._reader.join(10)
+        return code
+
+    def at(self, text: str) -> float:
+        """When the first line holding `text` arrived."""
+        return next(t for t, line in self.lines if text in line)
+
+    @property
+    def log(self) -> str:
+        return "\n".join(line for _, line in self.lines)
 
 
 def _listen_locally(command: list[str], port: int) -> tuple[list[str], bool]:
@@ -158,7 +213,24 @@ def _listen_locally(command: list[str], port: int) -> tuple[list[str], bool]:
     return local, named_port
 
 
+def _image_installs(name: str, env: dict[str, str]) -> None:
+    """The Prefect image's entrypoint pip-installs `EXTRA_PIP_PACKAGES` before the command runs;
+    here the test venv must already hold exactly those versions, or the process would run other
+    code than the task would."""
+    for requirement in env.get("EXTRA_PIP_PACKAGES", "").split():
+        package, _, version = requirement.partition("==")
+        try:
+            installed = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if not version or installed != version:
+            raise AssertionError(f"{name}: the image would install {requirement!r}; the test "
+                                 f"venv has {package} {installed} (pin it in "
+                                 f"requirements-dev.txt)")
+
+
 def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, home: Path,
+                     family: Optional[str] = None,
                      endpoints: Optional[dict[str, Endpoint]] = None,
                      aws_env: Optional[dict[str, str]] = None,
                      extra_env: Optional[dict[str, str]] = None) -> ContainerLaunch:
@@ -169,7 +241,7 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
     function of the declared value; a name the container does not have is an error, so a renamed
     setting cannot pass unnoticed. `extra_env` adds settings the test needs (speed, AWS endpoint)
     and is refused for any name the container declares."""
-    definition, container = declared_containers(evaluation)[name]
+    definition, container = find_container(evaluation, name, family)
     container = replayed.real(container)
     declared_env = {item["name"]: item["value"] for item in container.get("environment", [])}
     env = dict(declared_env)
@@ -181,6 +253,7 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
             raise AssertionError(f"container {name!r} declares no {key}: cannot point it at the "
                                  f"local server (declared: {sorted(env)})")
         env[key] = value(env[key]) if callable(value) else value
+    _image_installs(name, env)
     clashes = sorted(set(extra_env or {}) & set(env))
     if clashes:
         raise AssertionError(f"extra_env would replace what {name!r} declares: {clashes}")
@@ -214,6 +287,8 @@ def server_evaluation(mode: str) -> Evaluation:
             return evaluate(with_credentials(load_stack_config(stack)), stack=stack)
     config = load_stack_config("dev")
     config[f"{PROJECT}:prefectServer"] = mode
+    if mode == "ha":  # the stack refuses ha on a micro database (too few connections)
+        config[f"{PROJECT}:serverDbInstanceClass"] = "db.t4g.small"
     return evaluate(with_credentials(config), stack="dev")
 
 
