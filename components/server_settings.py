@@ -132,14 +132,16 @@ def parse_server(reader: "_Reader", *, availability_zone_count: int,
         raise ConfigError("serverCertificateArn", certificate,
                           "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<id>")
     if access == "public":
-        if certificate is None and (domain is None or zone is None):
+        if domain is None:
             raise ConfigError(
                 "serverAccess", access,
-                "public needs HTTPS: set serverCertificateArn, or serverDomainName and "
-                "serverHostedZoneId so the stack issues a certificate with DNS validation")
-        if certificate is not None and zone is not None and domain is None:
-            raise ConfigError("serverHostedZoneId", zone,
-                              "only with serverDomainName (the record it creates)")
+                "public needs HTTPS for a name: set serverDomainName, with serverCertificateArn "
+                "or serverHostedZoneId (the stack then issues a certificate, validated by DNS)")
+        if certificate is None and zone is None:
+            raise ConfigError(
+                "serverDomainName", domain,
+                "with serverCertificateArn (a certificate for it) or serverHostedZoneId (the "
+                "stack issues one and validates it by DNS): public access is HTTPS only")
         _allowed_cidrs(cidrs)
     else:
         for key, value in (("serverDomainName", domain), ("serverCertificateArn", certificate),

@@ -45,7 +45,6 @@ class ServerStack:
             "serverMode": server.mode,
             "serverAccess": server.access,
             "serverApiUrl": self.settings.prefect_api_url,
-            "serverUrl": self.access.url if self.access else "",
             "serverServiceNames": {role: s.name for role, s in self.server.services.items()},
             "serverExecServiceName": self.server.exec_service.name,
             "serverExecContainer": self.server.exec_container,
@@ -54,6 +53,8 @@ class ServerStack:
             "serverDbEndpoint": self.database.address,
             "serverDbSecretArn": self.database.master_secret_arn,
             "serverRedeployStateMachineArn": self.rotation.state_machine.arn,
+            # The load balancer's URL for people; none in single/internal (make ui instead).
+            **({"serverUrl": self.access.url} if self.access else {}),
         }
 
 

@@ -16,8 +16,10 @@ import pytest
 import yaml
 
 from tests.harness import (
-    PROJECT, REGION, ROOT, TEST_API_KEY, load_stack_config, stack_file_values, stack_names,
+    PROJECT, REGION, ROOT, TEST_API_KEY, load_stack_config, runs_server, stack_file_values,
+    stack_names,
 )
+from tests.server_evaluations import SERVER_EXPORTS
 
 YAML_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list}
 CREDENTIAL_KEYS = {"prefectApiKey", "prefectApiAuthString", "prefectApiKeySecretArn",
@@ -30,6 +32,7 @@ EXPORTS = {
     "workPoolJobVariables", "workPoolManaged", "ecsEventsQueueUrl", "alarmTopicArn",
 }
 SCALING_TARGET = "aws:appautoscaling/target:Target"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 PREFECT_AWS = Path(importlib.util.find_spec("prefect_aws").origin).parent
 
 
@@ -89,7 +92,7 @@ def test_config_is_project_defaults_overlaid_by_the_stack_file():
 @pytest.mark.parametrize("stack", stack_names())
 def test_stack_declares_the_worker_service(evaluated, stack):
     evaluation = evaluated(stack)
-    service = evaluation.one("aws:ecs/service:Service")
+    service = evaluation.one("aws:ecs/service:Service", "worker-service")
     assert service.inputs["desiredCount"] >= 1
     assert evaluation.exports["workPoolName"] == f"ecs-{stack}"
 
@@ -124,7 +127,10 @@ def test_untaggable_types_are_the_ones_aws_cannot_tag(evaluated):
 def test_every_export_is_present_and_none_is_secret(evaluated, stack):
     evaluation = evaluated(stack)
     scaled = bool(evaluation.of_type(SCALING_TARGET))
-    assert set(evaluation.exports) == EXPORTS | ({"workerScalingResourceId"} if scaled else set())
+    assert set(evaluation.exports) == (EXPORTS | ({"workerScalingResourceId"} if scaled else set())
+                                       | (SERVER_EXPORTS if runs_server(stack) else set())
+                                       | ({"serverUrl"} if evaluation.of_type(LOAD_BALANCER)
+                                          else set()))
     assert evaluation.secret_exports == set()
     assert all(value not in (None, "") for value in evaluation.exports.values())
     assert TEST_API_KEY not in json.dumps(evaluation.exports)
@@ -145,7 +151,8 @@ def test_job_variables_put_flow_runs_in_this_stack(evaluated, stack):
         },
         "execution_role_arn": exports["flowRunExecutionRoleArn"],
         "task_role_arn": exports["flowRunTaskRoleArn"],
-        "prefect_api_key_secret_arn": exports["credentialSecretArn"],
+        ("prefect_api_auth_string_secret_arn" if runs_server(stack)
+         else "prefect_api_key_secret_arn"): exports["credentialSecretArn"],
         "configure_cloudwatch_logs": True,
         "cloudwatch_logs_options": {"awslogs-group": exports["logGroupName"],
                                     "awslogs-region": REGION,
