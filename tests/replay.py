@@ -983,5 +983,6 @@ def start_service_tasks(replayed: Replay, service: dict[str, Any]) -> list[dict[
 
 # Handlers of the self-hosted server's resources, each in its own module, registered on import.
 from tests import (  # noqa: E402,F401
-    replay_elasticache, replay_elbv2, replay_rds, replay_servicediscovery, replay_sfn, replay_vpc,
+    replay_acm_route53, replay_elasticache, replay_elbv2, replay_rds, replay_servicediscovery,
+    replay_sfn, replay_vpc,
 )
