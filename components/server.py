@@ -192,6 +192,8 @@ class ServerArgs:
     # ECS Exec (make ui) on the server / API tasks: internal access only.
     exec_enabled: bool
     tags: Mapping[str, str]
+    # What a load-balanced service needs first (the listeners that use its target group).
+    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class PrefectServer(pulumi.ComponentResource):
@@ -482,7 +484,8 @@ class PrefectServer(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             wait_for_steady_state=True,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=list(args.depends_on) if load_balanced else None),
         )
         self.task_definitions[role] = task_definition
         self.services[role] = service

@@ -49,6 +49,8 @@ class ServerAccess(pulumi.ComponentResource):
     load_balancer: aws.lb.LoadBalancer
     target_group: aws.lb.TargetGroup
     security_group: aws.ec2.SecurityGroup
+    # ECS refuses a service whose target group no listener uses yet: services depend on these.
+    listeners: list[aws.lb.Listener]
     url: pulumi.Output[str]
 
     def __init__(self, name: str, args: AccessArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -110,16 +112,16 @@ class ServerAccess(pulumi.ComponentResource):
         forward = [aws.lb.ListenerDefaultActionArgs(type="forward",
                                                     target_group_arn=self.target_group.arn)]
         if not args.public:
-            aws.lb.Listener(
+            self.listeners = [aws.lb.Listener(
                 f"{name}-http", load_balancer_arn=self.load_balancer.arn, port=80,
-                protocol="HTTP", default_actions=forward, tags=tags, opts=child)
+                protocol="HTTP", default_actions=forward, tags=tags, opts=child)]
             self.url = pulumi.Output.concat("http://", self.load_balancer.dns_name)
         else:
             certificate_arn = self._certificate(name, args, tags)
-            aws.lb.Listener(
+            self.listeners = [aws.lb.Listener(
                 f"{name}-https", load_balancer_arn=self.load_balancer.arn, port=443,
                 protocol="HTTPS", ssl_policy=TLS_POLICY, certificate_arn=certificate_arn,
-                default_actions=forward, tags=tags, opts=child)
+                default_actions=forward, tags=tags, opts=child)]
             aws.lb.Listener(
                 f"{name}-http-redirect", load_balancer_arn=self.load_balancer.arn, port=80,
                 protocol="HTTP",

@@ -128,6 +128,7 @@ def build_server(settings: Settings, network: Network, secret: PrefectSecret,
         target_group_arn=access.target_group.arn if access else None,
         exec_enabled=server.access == "internal",
         tags=tags,
+        depends_on=access.listeners if access else (),
     ))
     rotation = RotationRedeploy("server-rotation", RotationArgs(
         prefix=prefix,

@@ -161,3 +161,23 @@ def test_target_group_checks_readiness(evaluated, stack):
     for group in evaluated(stack).of_type("aws:lb/targetGroup:TargetGroup"):
         assert group.inputs["healthCheck"]["path"] == READINESS_PATH == "/api/ready"
         assert group.inputs["targetType"] == "ip" and group.inputs["port"] == 4200
+
+
+def test_load_balanced_services_wait_for_the_listeners_of_their_target_group(monkeypatch):
+    """ECS refuses a service whose target group no listener forwards to yet."""
+    import pulumi_aws
+
+    from tests.harness import evaluate_stack
+
+    seen: dict[str, object] = {}
+
+    class RecordingService(pulumi_aws.ecs.Service):
+        def __init__(self, resource_name, *args, opts=None, **kwargs):
+            seen[resource_name] = opts
+            super().__init__(resource_name, *args, opts=opts, **kwargs)
+
+    monkeypatch.setattr(pulumi_aws.ecs, "Service", RecordingService)
+    evaluate_stack("selfhosted-prod")
+    api = seen["server-api-service"].depends_on
+    assert api and all(isinstance(r, pulumi_aws.lb.Listener) for r in api)
+    assert not seen["server-services-service"].depends_on

@@ -187,3 +187,17 @@ def test_ha_prices_multi_az_database_redis_nodes_and_the_alb(evaluated):
 def test_an_unpriced_database_class_is_an_error_not_a_zero():
     with pytest.raises(KeyError, match="pricing has no rds_postgres_hour for db.x1.huge"):
         PriceTable.load().of("rds_postgres_hour", "db.x1.huge")
+
+
+def test_backups_beyond_the_free_allowance_are_priced_from_the_retention():
+    prices = PriceTable.load()
+    db = ("aws:rds/instance:Instance", {"instanceClass": "db.t4g.micro", "allocatedStorage": 20,
+                                        "backupRetentionPeriod": 35, "multiAz": False})
+    items = items_by_name(estimate([db], prices))
+    # 5% of 20 GiB changes a day, kept 35 days: 35 GiB, of which 20 are free.
+    backups = items["RDS backup storage beyond the free allowance"]
+    assert backups.quantity == pytest.approx(15)
+    assert backups.monthly == pytest.approx(15 * 0.095)
+    short = dict(db[1], backupRetentionPeriod=7)
+    assert "RDS backup storage beyond the free allowance" not in items_by_name(
+        estimate([(db[0], short)], prices))

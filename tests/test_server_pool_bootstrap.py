@@ -89,7 +89,9 @@ def test_an_api_that_never_answers_fails_after_the_wait(evaluated):
 
     result, records, _ = run_bootstrap(evaluated("selfhosted-dev"),
                                        f"http://127.0.0.1:{free_port()}/api",
-                                       PREFECT_WORK_POOL_WAIT_SECONDS="1")
+                                       PREFECT_WORK_POOL_WAIT_SECONDS="6")
     assert result.returncode == 1
-    assert records[0]["message"] == "waiting for the Prefect API"
+    # It retried (every 5 s) until the wait ran out; how many times depends on the machine.
+    assert {r["message"] for r in records[:-1]} <= {"waiting for the Prefect API"}
     assert records[-1]["message"] == "the Prefect API did not answer in time"
+    assert records[-1]["reason"] == "ConnectError"
