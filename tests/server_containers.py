@@ -213,6 +213,19 @@ def _listen_locally(command: list[str], port: int) -> tuple[list[str], bool]:
     return local, named_port
 
 
+# The pool bootstrap's template travels compressed (components/pool_bootstrap.py); the ids the
+# mocks made up inside it (VPC, subnets, groups, roles) stand for moto's, as everywhere else.
+COMPRESSED_TEMPLATE = "PREFECT_WORK_POOL_TEMPLATE_GZIP_B64"
+
+
+def _real_template(replayed: Replay, name: str, value: str) -> str:
+    if name != COMPRESSED_TEMPLATE:
+        return value
+    from components.pool_bootstrap import decode_template, encode_template
+
+    return encode_template(replayed.real(decode_template(value)))
+
+
 def _image_installs(name: str, env: dict[str, str]) -> None:
     """The Prefect image's entrypoint pip-installs `EXTRA_PIP_PACKAGES` before the command runs;
     here the test venv must already hold exactly those versions, or the process would run other
@@ -243,7 +256,8 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
     and is refused for any name the container declares."""
     definition, container = find_container(evaluation, name, family)
     container = replayed.real(container)
-    declared_env = {item["name"]: item["value"] for item in container.get("environment", [])}
+    declared_env = {item["name"]: _real_template(replayed, item["name"], item["value"])
+                    for item in container.get("environment", [])}
     env = dict(declared_env)
     secret_names = [item["name"] for item in container.get("secrets", [])]
     for item in container.get("secrets", []):
