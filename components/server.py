@@ -37,7 +37,7 @@ load balancer about $16 a month: for `single` DNS is the cheapest way. In `ha` t
 (`components/server_access.py`) serves people (UI, CLI); the worker still goes through DNS, which
 also keeps it off a public ALB's allow-list.
 
-Containers get (tests/test_server_*.py assert each):
+Containers get (tests/unit/test_server_*.py assert each):
 - `PREFECT_SERVER_DATABASE_DRIVER=postgresql+asyncpg` and `_HOST`, `_PORT`, `_USER`, `_NAME` as
   plain values; `PREFECT_SERVER_DATABASE_PASSWORD` only through `secrets`
   (`<RDS managed secret ARN>:password::`).

@@ -54,7 +54,7 @@ def dev(evaluated) -> Evaluation:
 
 # The seed's architecture (examples/) is priced against the stacks, so it must deploy too. The
 # stacks with their own Prefect server declare more tasks and services than this reads back; they
-# are replayed by tests/test_server_replay.py.
+# are replayed by tests/integration/test_server_replay.py.
 @pytest.mark.parametrize("stack", [*worker_only_stack_names(), "seed"])
 def test_every_declared_resource_is_accepted_by_the_aws_api(stack, moto, evaluated):
     evaluation = evaluated_seed() if stack == "seed" else evaluated(stack)

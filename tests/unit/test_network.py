@@ -84,7 +84,7 @@ def test_worker_runs_in_public_subnets_with_a_public_ip_only_without_nat(evaluat
 
 
 # With its own server, the stack opens the server's port to the worker, flow runs and ALB only:
-# tests/test_server_network.py.
+# tests/unit/test_server_network.py.
 @pytest.mark.parametrize("stack", worker_only_stack_names())
 def test_no_security_group_accepts_any_inbound_traffic(evaluated, stack):
     evaluation = evaluated(stack)
