@@ -56,6 +56,10 @@ VERIFY_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 verify:  ## check the live deployment of STACK; OUTPUTS=file.json instead of the pulumi CLI
 	$(VERIFY_PY) scripts/verify.py $(if $(OUTPUTS),--outputs $(OUTPUTS),--stack $(STACK))
 
+.PHONY: ui
+ui:  ## the internal Prefect server's UI on localhost:4200 (SSM port forward); OUTPUTS=file.json
+	$(VERIFY_PY) scripts/server_ui.py $(STACK) $(if $(OUTPUTS),--outputs $(OUTPUTS))
+
 bench-pickup: $(VENV)/.dev-installed  ## flow-run pickup latency vs the worker's poll interval
 	$(PY) -m bench.pickup_latency
 plan: $(VENV)/.dev-installed  ## offline: what STACK declares, its policy results and monthly cost

@@ -39,7 +39,7 @@ stack = {stack!r}
 if stack:
     from tools.mock_engine import evaluate_stack
     evaluation = evaluate_stack(stack)
-    assert evaluation.one("aws:ecs/service:Service"), "the stack declared no worker service"
+    assert evaluation.one("aws:ecs/service:Service", "worker-service"), "no worker service"
 print(time.perf_counter() - start)
 """
 

@@ -37,12 +37,16 @@ class NetworkArgs:
     tags: Mapping[str, str]
     # any: flow code reaches anything; https: 443 and the worker's ports (the Prefect API) only.
     flow_run_egress: str = "any"
+    # The stack's own Prefect server listens here (None: no server): isolated subnets for its
+    # database and cache, its security group, and the worker's and flow runs' way in.
+    server_port: Optional[int] = None
 
 
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[Sequence[str]]
     private_subnet_ids: pulumi.Output[Sequence[str]]
+    isolated_subnet_ids: pulumi.Output[Sequence[str]]
     worker_subnet_ids: pulumi.Output[Sequence[str]]
     assign_public_ip: bool
     worker_security_group: aws.ec2.SecurityGroup
@@ -72,23 +76,48 @@ class Network(pulumi.ComponentResource):
             self.vpc_id = vpc.vpc_id
             self.public_subnet_ids = vpc.public_subnet_ids
             self.private_subnet_ids = vpc.private_subnet_ids
+            self.isolated_subnet_ids = vpc.isolated_subnet_ids
         else:
             self.vpc_id = pulumi.Output.from_input(args.existing_vpc.vpc_id)
             self.public_subnet_ids = pulumi.Output.from_input(list(args.existing_vpc.public_subnet_ids))
             self.private_subnet_ids = pulumi.Output.from_input(
                 list(args.existing_vpc.private_subnet_ids)
             )
+            self.isolated_subnet_ids = pulumi.Output.from_input([])
 
         self.assign_public_ip = args.nat_gateways == "none"
         self.worker_subnet_ids = (
             self.public_subnet_ids if self.assign_public_ip else self.private_subnet_ids
         )
 
+        self.server_security_group: Optional[aws.ec2.SecurityGroup] = None
+        to_server: list[aws.ec2.SecurityGroupEgressArgs] = []
+        if args.server_port is not None:
+            # Inbound rules are separate resources (components/server.py and server_access.py):
+            # the worker's egress names this group, so inline ingress naming the worker's group
+            # would be a cycle.
+            self.server_security_group = aws.ec2.SecurityGroup(
+                f"{name}-server-sg",
+                description="Prefect server: inbound only from the worker, flow runs and its "
+                            "load balancer (separate rules); outbound HTTPS, PostgreSQL, Redis",
+                vpc_id=self.vpc_id,
+                egress=[
+                    _egress("HTTPS out: image, AWS APIs, PyPI", "tcp", 443, 443),
+                    _egress("PostgreSQL in the VPC", "tcp", 5432, 5432, [args.vpc_cidr]),
+                    _egress("Redis in the VPC", "tcp", 6379, 6379, [args.vpc_cidr]),
+                ],
+                tags={**args.tags, "Name": f"{name}-server"},
+                opts=child,
+            )
+            to_server.append(aws.ec2.SecurityGroupEgressArgs(
+                description="Prefect server API", protocol="tcp", from_port=args.server_port,
+                to_port=args.server_port, security_groups=[self.server_security_group.id]))
+
         worker_ports = sorted({443, *args.worker_egress_ports})
         self.worker_security_group = self._no_ingress_group(
             name, args, "worker",
             "Prefect worker: no inbound; outbound HTTPS to AWS APIs and Prefect",
-            [_egress(f"TCP {port} out", "tcp", port, port) for port in worker_ports],
+            [_egress(f"TCP {port} out", "tcp", port, port) for port in worker_ports] + to_server,
         )
         if args.flow_run_egress == "https":
             # A flow run talks to Prefect (HTTPS or the self-hosted API's port), AWS APIs and
@@ -96,7 +125,8 @@ class Network(pulumi.ComponentResource):
             self.flow_run_security_group = self._no_ingress_group(
                 name, args, "flow-run",
                 "Prefect flow runs: no inbound; outbound HTTPS and the Prefect API only",
-                [_egress(f"TCP {port} out", "tcp", port, port) for port in worker_ports],
+                [_egress(f"TCP {port} out", "tcp", port, port) for port in worker_ports]
+                + to_server,
             )
         else:
             self.flow_run_security_group = self._no_ingress_group(
@@ -111,6 +141,7 @@ class Network(pulumi.ComponentResource):
                 "public_subnet_ids": self.public_subnet_ids,
                 "private_subnet_ids": self.private_subnet_ids,
                 "worker_subnet_ids": self.worker_subnet_ids,
+                "isolated_subnet_ids": self.isolated_subnet_ids,
                 "worker_security_group_id": self.worker_security_group.id,
                 "flow_run_security_group_id": self.flow_run_security_group.id,
             }
@@ -130,11 +161,11 @@ class Network(pulumi.ComponentResource):
         )
 
 
-def _egress(description: str, protocol: str, from_port: int,
-            to_port: int) -> aws.ec2.SecurityGroupEgressArgs:
+def _egress(description: str, protocol: str, from_port: int, to_port: int,
+            cidr_blocks: Sequence[str] = (ANYWHERE_V4,)) -> aws.ec2.SecurityGroupEgressArgs:
     return aws.ec2.SecurityGroupEgressArgs(
         description=description, protocol=protocol, from_port=from_port, to_port=to_port,
-        cidr_blocks=[ANYWHERE_V4],
+        cidr_blocks=list(cidr_blocks),
     )
 
 
@@ -145,5 +176,9 @@ def _subnet_specs(args: NetworkArgs) -> list[awsx.ec2.SubnetSpecArgs]:
     # With no NAT there is no route out of a private subnet, so none is made.
     if args.nat_gateways != "none":
         specs.append(awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PRIVATE, cidr_mask=mask,
+                                             tags=dict(args.tags)))
+    # The server's database and cache: no route to the internet in any NAT mode.
+    if args.server_port is not None:
+        specs.append(awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.ISOLATED, cidr_mask=mask,
                                              tags=dict(args.tags)))
     return specs

@@ -5,6 +5,14 @@ encrypted in Pulumi state and reaches the container only through the task defini
 Given an ARN, the stack adopts that secret and the value never enters Pulumi state at all. A
 created secret is encrypted with the stack key, whose policy lets it be decrypted only through
 Secrets Manager: by the execution roles, or by principals IAM also grants the key.
+
+For the stack's own server (`generate`), the value is a basic-auth string `prefect:<password>`
+whose 40-character password Secrets Manager generates (`GetRandomPassword`, an invoke: the
+deploying credentials need `secretsmanager:GetRandomPassword`). pulumi-random is not among the
+project's packages, and Secrets Manager is where the value lives anyway. An invoke answers anew on
+every run, so the version ignores later values: the first one stays until someone rotates it on
+purpose (docs/self-hosted-server.md). The value is a Pulumi secret, encrypted in the state, and
+reaches the server and the worker only through their task definitions' `secrets`.
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ from components.settings import NAMESPACE, PrefectCredential
 
 # Days a deleted secret can still be restored; Secrets Manager accepts 7..30.
 RECOVERY_WINDOW_DAYS = 7
+# The user name of the generated basic-auth string; the password is what guards the server.
+AUTH_USER = "prefect"
+GENERATED_PASSWORD_LENGTH = 40
 
 
 @dataclass(frozen=True)
@@ -53,14 +64,27 @@ class PrefectSecret(pulumi.ComponentResource):
                 tags=dict(args.tags),
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            assert args.credential.value is not None, "a credential has a value or a secret ARN"
+            value: Optional[pulumi.Input[str]] = args.credential.value
+            ignore = None
+            if args.credential.generate:
+                value = pulumi.Output.concat(f"{AUTH_USER}:", generated_password(self))
+                ignore = ["secretString"]
+            assert value is not None, "a credential has a value, a secret ARN or is generated"
             aws.secretsmanager.SecretVersion(
                 f"{name}-version",
                 secret_id=secret.id,
-                # The SDK annotates Output.secret's argument too narrowly for an Output[str].
-                secret_string=pulumi.Output.secret(args.credential.value),  # type: ignore[arg-type]
-                opts=pulumi.ResourceOptions(parent=secret),
+                secret_string=pulumi.Output.secret(value),
+                opts=pulumi.ResourceOptions(parent=secret, ignore_changes=ignore),
             )
             self.arn = secret.arn
 
         self.register_outputs({"arn": self.arn})
+
+
+def generated_password(parent: pulumi.Resource, length: int = GENERATED_PASSWORD_LENGTH
+                       ) -> pulumi.Output[str]:
+    """A random password from Secrets Manager, letters and digits only (it goes into HTTP basic
+    auth and Redis URLs unescaped), as a Pulumi secret."""
+    return pulumi.Output.secret(aws.secretsmanager.get_random_password_output(
+        password_length=length, exclude_punctuation=True, include_space=False,
+        opts=pulumi.InvokeOptions(parent=parent)).random_password)

@@ -22,6 +22,7 @@ import pulumi
 from components.flow_code_settings import FlowCodeSettings, parse_flow_code
 from components.run_recovery_settings import RunRecoverySettings, parse_run_recovery
 from components.hardening_settings import HardeningSettings, parse_hardening
+from components.server_settings import ServerSettings, parse_server
 # The image-pinning rule is the policy pack's (stdlib only, so the program can import it).
 from policies.worker_rules import image_is_pinned, image_tag
 
@@ -109,6 +110,8 @@ class PrefectCredential:
     env_name: CredentialEnvName
     value: Optional[pulumi.Output[str]] = None
     secret_arn: Optional[str] = None
+    # The stack's own server: the secret's value is generated in AWS (components/secret.py).
+    generate: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class Settings:
     hardening: HardeningSettings
     flow_code: FlowCodeSettings
     run_recovery: RunRecoverySettings
+    server: ServerSettings
 
     @property
     def prefix(self) -> str:
@@ -168,8 +172,14 @@ class Settings:
 def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
     """Read and validate every key; raise `ConfigError` on the first bad value."""
     reader = _Reader(config)
-    prefect_api_url = _api_url(reader.required("prefectApiUrl"))
-    credential = _credential(config, reader, prefect_api_url)
+    server = parse_server(reader, availability_zone_count=reader.integer("availabilityZoneCount"),
+                          adopted_vpc=reader.optional("vpcId") is not None)
+    if server.enabled:
+        prefect_api_url = server_api_url(project, stack)
+        credential = _server_credential(config, reader, server, prefect_api_url)
+    else:
+        prefect_api_url = _api_url(reader.required("prefectApiUrl"))
+        credential = _credential(config, reader, prefect_api_url)
     cpu = reader.integer("workerCpu")
     memory = reader.integer("workerMemory")
     cpu_architecture: CpuArchitecture = reader.choice("cpuArchitecture", CpuArchitecture)
@@ -189,7 +199,8 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
             f"a whole number from {MIN_AZS} to {MAX_AZS} (a worker in one AZ dies with that AZ)",
         )
     vpc_cidr = reader.string("vpcCidr")
-    _check_vpc_cidr(vpc_cidr, availability_zone_count, tiers=1 if nat_gateways == "none" else 2)
+    _check_vpc_cidr(vpc_cidr, availability_zone_count,
+                    tiers=(1 if nat_gateways == "none" else 2) + (1 if server.enabled else 0))
     flow_run_cpu = reader.integer("flowRunCpu")
     flow_run_memory = reader.integer("flowRunMemory")
     _check_fargate_size(flow_run_cpu, flow_run_memory, "flowRunCpu", "flowRunMemory")
@@ -224,6 +235,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         hardening=parse_hardening(reader, LOG_RETENTION_DAYS),
         flow_code=parse_flow_code(reader, f"{project}-{stack}"),
         run_recovery=parse_run_recovery(reader),
+        server=server,
     )
 
 
@@ -354,6 +366,39 @@ def _credential(config: pulumi.Config, reader: _Reader, api_url: str) -> Prefect
         raise ConfigError(key, arn, "the complete ARN of a Secrets Manager secret, "
                           "arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>")
     return PrefectCredential(env_name=env_name, secret_arn=arn)
+
+
+# The stack's own server is reached inside the VPC through Cloud Map's private DNS
+# (components/server.py): the name is known before any resource exists.
+SERVER_PORT = 4200
+SERVER_SERVICE_NAME = "server"
+
+
+def server_namespace(project: str, stack: str) -> str:
+    return f"{project}-{stack}.internal"
+
+
+def server_api_url(project: str, stack: str) -> str:
+    return f"http://{SERVER_SERVICE_NAME}.{server_namespace(project, stack)}:{SERVER_PORT}/api"
+
+
+def _server_credential(config: pulumi.Config, reader: _Reader, server: ServerSettings,
+                       api_url: str) -> PrefectCredential:
+    """With the stack's own server: no external URL, no API key (a self-hosted server has none);
+    the basic-auth string is generated, or adopted from a secret, or set with --secret."""
+    if reader.optional("prefectApiUrl") is not None:
+        raise ConfigError("prefectApiUrl", reader.optional("prefectApiUrl"),
+                          f"unset with prefectServer {server.mode}: the worker uses the stack's "
+                          "own server (pulumi config rm prefectApiUrl)")
+    for key in ("prefectApiKey", "prefectApiKeySecretArn"):
+        if reader.optional(key) is not None:
+            raise ConfigError(key, None, f"unset with prefectServer {server.mode}: a self-hosted "
+                              "server has no API keys; it uses a basic-auth string the stack "
+                              "generates, or prefectApiAuthStringSecretArn", secret=True)
+    if reader.optional("prefectApiAuthString") is None and reader.optional(
+            "prefectApiAuthStringSecretArn") is None:
+        return PrefectCredential(env_name="PREFECT_API_AUTH_STRING", generate=True)
+    return _credential(config, reader, api_url)
 
 
 def _work_pool_name(name: str) -> str:

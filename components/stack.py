@@ -15,8 +15,11 @@ from components.job_template import FlowRunDefaults
 from components.network import Network, NetworkArgs
 from components.run_recovery import StuckRunAutomation, StuckRunAutomationArgs
 from components.scaling import ScalingArgs, WorkerScaling
+from components.pool_bootstrap import bootstrap_container
 from components.secret import PrefectSecret, PrefectSecretArgs
-from components.settings import Settings
+from components.server_stack import (SERVER_EXPORTS, ServerStack, build_server,
+                                     build_server_stores)
+from components.settings import SERVER_PORT, Settings
 from components.stack_key import (StackKey, StackKeyArgs, logs_statement,
                                   secrets_manager_statements)
 from components.vpc_hardening import VpcHardening, VpcHardeningArgs, flow_log_group_name
@@ -58,10 +61,11 @@ EXPORTS: dict[str, str] = {
                               "images (push with `flowPublisherRoleArn`).",
     "flowCodeBucketName": "Unless `flowCodeBucket` is none: the S3 bucket for flow code "
                           "(`flows/`) and results (`results/`).",
+    **SERVER_EXPORTS,
 }
 CONDITIONAL_EXPORTS = frozenset({"workerScalingResourceId", "defaultSecurityGroupId",
                                  "vpcFlowLogGroupName", "flowImageRepositoryUrl",
-                                 "flowCodeBucketName"})
+                                 "flowCodeBucketName", *SERVER_EXPORTS})
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class Stack:
     flow_code: Optional[FlowCode] = None
     # With the pool (manageWorkPool): returns runs stuck in Pending to Scheduled.
     stuck_runs: Optional[StuckRunAutomation] = None
+    # None unless prefectServer is single or ha.
+    server: Optional[ServerStack] = None
 
     def exports(self) -> dict[str, Any]:
         """The stack outputs; each one is described in EXPORTS."""
@@ -114,6 +120,7 @@ class Stack:
                if self.scaling is not None else {}),
             **self.hardening_exports(),
             **(self.flow_code.exports() if self.flow_code is not None else {}),
+            **(self.server.exports() if self.server is not None else {}),
         }
 
     def hardening_exports(self) -> dict[str, Any]:
@@ -128,15 +135,17 @@ class Stack:
 def build_stack(settings: Settings) -> Stack:
     tags = settings.tags
     hardening = settings.hardening
+    self_hosted = settings.server.enabled
     key = StackKey("stack-key", StackKeyArgs(prefix=settings.prefix, tags=tags))
     network = Network("network", NetworkArgs(
         nat_gateways=settings.nat_gateways,
         availability_zone_count=settings.availability_zone_count,
         vpc_cidr=settings.vpc_cidr,
         existing_vpc=settings.existing_vpc,
-        worker_egress_ports=[settings.api_port],
+        worker_egress_ports=[] if self_hosted else [settings.api_port],
         tags=tags,
         flow_run_egress=hardening.flow_run_egress,
+        server_port=SERVER_PORT if self_hosted else None,
     ))
     secret = PrefectSecret("prefect-credential", PrefectSecretArgs(
         credential=settings.credential,
@@ -156,6 +165,8 @@ def build_stack(settings: Settings) -> Stack:
         work_pool_name=settings.work_pool_name,
     ))
     flow_logs = settings.existing_vpc is None and hardening.vpc_flow_logs
+    # The server's database and Redis hold secrets on the stack key: declared before its policy.
+    stores = build_server_stores(settings, network, key.arn) if self_hosted else None
     key.set_policy([
         *(secrets_manager_statements(key.context, [iam.execution_role.arn,
                                                    iam.flow_run_execution_role.arn], secret.arn)
@@ -163,6 +174,7 @@ def build_stack(settings: Settings) -> Stack:
         logs_statement(key.context, [log_group_name, *(
             [flow_log_group_name(settings.prefix)] if flow_logs else [])]),
         *alarm_key_statements(key.context),
+        *(stores.key_statements(key.context) if stores else []),
     ])
     vpc_hardening = VpcHardening("vpc-hardening", VpcHardeningArgs(
         vpc_id=network.vpc_id, prefix=settings.prefix, context=key.context, flow_logs=flow_logs,
@@ -193,18 +205,28 @@ def build_stack(settings: Settings) -> Stack:
     )
     events = EcsEvents("ecs-events", EcsEventsArgs(
         queue_name=settings.events_queue_name, cluster_arn=cluster_arn, tags=tags))
+    pool_description = f"ECS flow runs of {settings.prefix}, managed by Pulumi"
     work_pool = WorkPool("work-pool", WorkPoolArgs(
         api_url=settings.prefect_api_url,
         name=settings.work_pool_name,
         base_job_template=flow_runs.base_job_template(),
-        description=f"ECS flow runs of {settings.prefix}, managed by Pulumi",
+        description=pool_description,
         concurrency_limit=settings.work_pool_concurrency_limit,
-    )) if settings.manage_work_pool else None
+    )) if settings.manage_work_pool and not self_hosted else None
     stuck_runs = StuckRunAutomation("stuck-runs", StuckRunAutomationArgs(
         api_url=settings.prefect_api_url, name=f"{settings.prefix}: reschedule stuck Pending runs",
         work_pool_name=settings.work_pool_name,
         pending_seconds=settings.run_recovery.stuck_pending_seconds,
     ), pulumi.ResourceOptions(depends_on=[work_pool])) if work_pool else None
+    # The stack's own server is out of the deploying machine's reach: the pool is upserted from
+    # inside the VPC, by the worker task itself, before the worker starts.
+    pool_bootstrap = bootstrap_container(
+        image=settings.worker_image, api_url=settings.prefect_api_url,
+        work_pool_name=settings.work_pool_name, description=pool_description,
+        concurrency_limit=settings.work_pool_concurrency_limit,
+        base_job_template=flow_runs.base_job_template(), credential_env_name=secret.env_name,
+        credential_secret_arn=secret.arn, log_group_name=log_group_name,
+        region=iam.context.region) if settings.manage_work_pool and self_hosted else None
     worker = PrefectWorker("worker", WorkerArgs(
         cluster_name=cluster_name,
         log_group_name=log_group_name,
@@ -232,12 +254,16 @@ def build_stack(settings: Settings) -> Stack:
         container_insights=settings.operations.container_insights,
         autoscaling=settings.operations.autoscaling,
         log_kms_key_arn=key.arn_after_policy,
+        pool_bootstrap=pool_bootstrap,
     ), pulumi.ResourceOptions(depends_on=[events, *([work_pool] if work_pool else [])]))
     alarms, scaling = build_operations(settings, iam, worker,
                                        dead_letter_queue_name=events.dead_letter_queue.name,
                                        key_arn=key.arn_after_policy)
+    server = build_server(settings, network, secret, stores, iam.context, worker.cluster.arn,
+                          cluster_name, log_group_name, alarms.topic.arn,
+                          key.arn_after_policy) if stores else None
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
-                 alarms, scaling, key, vpc_hardening, flow_code, stuck_runs)
+                 alarms, scaling, key, vpc_hardening, flow_code, stuck_runs, server)
 
 
 def build_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,

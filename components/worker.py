@@ -58,6 +58,9 @@ class WorkerArgs:
     autoscaling: bool
     # The stack key (after its policy): encrypts the log group.
     log_kms_key_arn: Optional[pulumi.Input[str]] = None
+    # With the stack's own server: the container that upserts the work pool from inside the VPC
+    # before the worker starts (components/pool_bootstrap.py).
+    pool_bootstrap: Optional[Mapping[str, Any]] = None
 
 
 # Prefect's logging.yml ships a `json` formatter (prefect.logging.formatters.JsonFormatter) and
@@ -90,7 +93,24 @@ def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]
 
 
 def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
-    return pulumi.Output.json_dumps([{
+    worker = worker_container(args)
+    if args.pool_bootstrap is None:
+        return pulumi.Output.json_dumps([worker])
+    # The pool exists with the stack's template before the worker polls. Both memories are soft
+    # reservations that add up to the task's: the bootstrap exits before the worker starts.
+    reservation = args.memory - args.pool_bootstrap["memoryReservation"]
+    del worker["memory"]
+    worker.update(memoryReservation=reservation, dependsOn=[
+        {"containerName": args.pool_bootstrap["name"], "condition": "SUCCESS"}])
+    # The bootstrap runs read-only too, writing only where the worker does.
+    bootstrap = {**args.pool_bootstrap, **read_only_root()}
+    bootstrap["environment"] = [*args.pool_bootstrap["environment"],
+                                {"name": "PREFECT_HOME", "value": PREFECT_HOME}]
+    return pulumi.Output.json_dumps([worker, bootstrap])
+
+
+def worker_container(args: WorkerArgs) -> dict[str, Any]:
+    return {
         "name": CONTAINER_NAME,
         "image": args.image,
         "essential": True,
@@ -132,10 +152,17 @@ def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
         # lets an in-flight RunTask call finish before ECS sends SIGKILL (Fargate allows 120).
         "linuxParameters": {"initProcessEnabled": True},
         "stopTimeout": 60,
+        **read_only_root(),
+    }
+
+
+def read_only_root() -> dict[str, Any]:
+    """A read-only root filesystem, writable only on the task's volumes (WRITABLE_PATHS)."""
+    return {
         "readonlyRootFilesystem": True,
         "mountPoints": [{"sourceVolume": volume, "containerPath": path, "readOnly": False}
                         for volume, path in WRITABLE_PATHS],
-    }])
+    }
 
 
 def _as_list(depends_on: Any) -> list[pulumi.Resource]:

@@ -338,6 +338,27 @@ def worker_has_no_public_ip_in_private_modes(resources: Sequence[tuple[str, Prop
             if (props.get("networkConfiguration") or {}).get("assignPublicIp")]
 
 
+# `prefect server start`, `prefect server services start`, and the migration script's
+# ("prefect", "server", "database", "upgrade"): words apart by anything but a letter.
+PREFECT_SERVER_COMMAND = re.compile(r"\bprefect\W+server\W+(start|services|database)\b")
+DATABASE_DRIVER = "PREFECT_SERVER_DATABASE_DRIVER"
+
+
+def prefect_server_never_on_sqlite(type_: str, props: Props) -> list[str]:
+    """Without PREFECT_SERVER_DATABASE_DRIVER Prefect ignores the other split database settings
+    and silently keeps its data in SQLite inside the container, lost on every restart."""
+    violations = []
+    for container in _containers(props):
+        command = " ".join(str(part) for part in _as_list(container.get("command")))
+        if not PREFECT_SERVER_COMMAND.search(command):
+            continue
+        names = {e.get("name") for e in _as_list(container.get("environment"))}
+        if DATABASE_DRIVER not in names:
+            violations.append(f"container {container.get('name')!r} runs a Prefect server without "
+                              f"{DATABASE_DRIVER}: it would use SQLite inside the container")
+    return violations
+
+
 IAM_TYPES = tuple(POLICY_DOCUMENT_PROPS)
 RESOURCE_RULES: tuple[ResourceRule, ...] = (
     ResourceRule("no-secret-in-container-environment",
@@ -377,6 +398,9 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
     ResourceRule("default-security-group-closed",
                  "The VPC's default security group has no rule.", (DEFAULT_SECURITY_GROUP,),
                  default_security_group_closed),
+    ResourceRule("prefect-server-never-on-sqlite",
+                 "A Prefect server container names its database driver (else SQLite in the "
+                 "container).", (TASK_DEFINITION,), prefect_server_never_on_sqlite),
 )
 STACK_RULES: tuple[StackRule, ...] = (
     StackRule("worker-has-no-public-ip-in-private-modes",

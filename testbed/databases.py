@@ -7,6 +7,7 @@ The API, stable for every test that needs a database:
         pg.create_database("other")                     # a fresh database on the same server
         pg.sql("SELECT 1")                              # psql -At output, as text
         pg.set_password("new")                          # what a secret rotation does to the role
+        pg.rds_database(user, password, "prefect")      # an RDS master user and its database
     with redis(password="...", tls=False) as rd:        # Redis(host, port, password, pid, url,
         rd.command("PING")                              #   tls, ca_file, stop()); RESP client
     postgres_server / redis_server                      # session fixtures, one server each
@@ -37,9 +38,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
-
-import pytest
+from typing import Optional
 
 from testbed.servers import free_port
 
@@ -133,6 +132,17 @@ class Postgres:
         self.sql(f"ALTER ROLE \"{role or self.user}\" PASSWORD '{_sql_literal(password)}'")
         if role is None or role == self.user:
             self.password = password
+
+    def rds_database(self, user: str, password: str, database: str) -> None:
+        """What RDS creates for an instance: its master user, a login role that is no superuser,
+        with this password, and an empty database it owns (any earlier one of that name is
+        dropped, its connections closed)."""
+        self.sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        exists = self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{_sql_literal(user)}'")
+        verb = "ALTER" if exists else "CREATE"
+        self.sql(f"{verb} ROLE \"{user}\" LOGIN NOSUPERUSER CREATEDB CREATEROLE "
+                 f"PASSWORD '{_sql_literal(password)}'")
+        self.create_database(database, owner=user)
 
     def tables(self, database: str, schema: str = "public") -> set[str]:
         rows = self.sql("SELECT tablename FROM pg_tables WHERE schemaname = "
@@ -387,19 +397,3 @@ def postgres(password: Optional[str] = None, **kwargs) -> Postgres:
 def redis(password: Optional[str] = None, **kwargs) -> Redis:
     """`start_redis`; the result is its own context manager (`with redis() as rd:`)."""
     return start_redis(password, **kwargs)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Postgres]:
-    """One PostgreSQL per session; tests isolate themselves with `create_database`."""
-    server = start_postgres()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[Redis]:
-    """One Redis per session; tests isolate themselves by Redis database or key prefix."""
-    server = start_redis()
-    yield server
-    server.stop()

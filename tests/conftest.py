@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests.support import evaluations
 from tests.support.harness import TEST_AUTH_STRING
+from testbed.databases import Postgres, Redis, start_postgres, start_redis
 from testbed.servers import MotoServer, PrefectServer
 
 
@@ -53,4 +55,20 @@ def moto(moto_server):
     moto_server.reset()
     yield moto_server
 
-from testbed.databases import postgres_server, redis_server  # noqa: E402,F401  (session fixtures)
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """One PostgreSQL per session; tests isolate themselves with `create_database` or
+    `rds_database`. Its superuser is `postgres`, so any other role name is free for a test.
+    TLS only, as RDS with `rds.force_ssl`."""
+    server = start_postgres(user="postgres", database="postgres", ssl=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    """One Redis per session; tests isolate themselves by Redis database or key prefix."""
+    server = start_redis()
+    yield server
+    server.stop()

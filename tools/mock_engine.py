@@ -39,6 +39,9 @@ CLOUD_URL = (
 PLACEHOLDER_API_KEY = "pnu_test0000000000000000000000000000000000"
 # Config keys whose values the CLI would hold as secrets (set with --secret).
 SECRET_CONFIG_KEYS = tuple(f"{PROJECT}:{key}" for key in SECRET_VALUE_KEYS)
+# What the mocked `aws.secretsmanager.getRandomPassword` answers (the generated auth string's
+# password, the Redis token): tests look for it where it must never appear.
+GENERATED_PASSWORD = "MockGeneratedPassword0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
 # A Python dynamic resource registers under the SDK's provider package, not our own.
 WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
 
@@ -105,10 +108,12 @@ def load_stack_config(stack: Optional[str] = None, project_file: Path = ROOT / "
 
 
 def with_credentials(config: dict[str, str], **overrides: str) -> dict[str, str]:
-    """What a user adds with `pulumi config set` before the first `up`: the URL and the key."""
+    """What a user adds with `pulumi config set` before the first `up`: the URL and the key.
+    A stack with its own server (`prefectServer` single or ha) needs neither."""
     merged = dict(config)
-    merged.setdefault(f"{PROJECT}:prefectApiUrl", CLOUD_URL)
-    merged[f"{PROJECT}:{API_KEY}"] = PLACEHOLDER_API_KEY
+    if merged.get(f"{PROJECT}:prefectServer", "none") == "none":
+        merged.setdefault(f"{PROJECT}:prefectApiUrl", CLOUD_URL)
+        merged[f"{PROJECT}:{API_KEY}"] = PLACEHOLDER_API_KEY
     merged.update({f"{PROJECT}:{key}": value for key, value in overrides.items()})
     return merged
 
@@ -177,6 +182,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 if "Public" in types else [],
                 "privateSubnetIds": [self._id("subnet") for _ in range(az_count)]
                 if "Private" in types else [],
+                "isolatedSubnetIds": [self._id("subnet") for _ in range(az_count)]
+                if "Isolated" in types else [],
             }
         if typ == "aws:iam/role:Role":
             outputs["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{name}"
@@ -209,7 +216,67 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs.update(keyId=resource_id, arn=_arn("kms", f"key/{resource_id}"))
         elif typ == "aws:sns/topic:Topic":
             outputs["arn"] = _arn("sns", name)
+        else:
+            resource_id = self._answer_server(typ, name, inputs, outputs) or resource_id
         return resource_id, {**inputs, **outputs}
+
+    def _answer_server(self, typ: str, name: str, inputs: dict[str, Any],
+                       outputs: dict[str, Any]) -> Optional[str]:
+        """The self-hosted server's resource types (components/server*.py, database, redis)."""
+        if typ == "aws:rds/instance:Instance":
+            ident = inputs.get("identifier", name)
+            outputs.update(
+                identifier=ident, arn=_arn("rds", f"db:{ident}"),
+                address=f"{ident}.c0ffee000000.{REGION}.rds.amazonaws.com",
+                endpoint=f"{ident}.c0ffee000000.{REGION}.rds.amazonaws.com:5432",
+                masterUserSecrets=[{
+                    "secretArn": _arn("secretsmanager", f"secret:rds!db-{self._count:08x}-AbC123"),
+                    "secretStatus": "active", "kmsKeyId": ""}])
+            return ident
+        if typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+            ident = inputs["replicationGroupId"]
+            outputs.update(arn=_arn("elasticache", f"replicationgroup:{ident}"),
+                           primaryEndpointAddress=f"master.{ident}.abc123.use1.cache.amazonaws.com")
+            return ident
+        if typ in ("aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup"):
+            kind = "loadbalancer/app" if typ.endswith("LoadBalancer") else "targetgroup"
+            suffix = f"{kind}/{name}/{self._count:016x}"
+            outputs.update(arn=_arn("elasticloadbalancing", suffix), arnSuffix=suffix,
+                           dnsName=f"{name}-{self._count}.{REGION}.elb.amazonaws.com",
+                           zoneId="Z35SXDOTRQ7X7K")
+            return outputs["arn"]
+        if typ == "aws:lb/listener:Listener":
+            outputs["arn"] = _arn("elasticloadbalancing", f"listener/app/{self._count:016x}")
+            return outputs["arn"]
+        if typ == "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace":
+            ident = f"ns-{self._count:016x}"
+            outputs.update(arn=_arn("servicediscovery", f"namespace/{ident}"),
+                           hostedZone=f"Z{self._count:012X}")
+            return ident
+        if typ == "aws:servicediscovery/service:Service":
+            ident = f"srv-{self._count:016x}"
+            outputs["arn"] = _arn("servicediscovery", f"service/{ident}")
+            return ident
+        if typ == "aws:acm/certificate:Certificate":
+            outputs["arn"] = _arn("acm", f"certificate/{self._count:08x}-0000-4000-8000-"
+                                  f"{self._count:012x}")
+            domain = inputs.get("domainName", "example.com")
+            outputs["domainValidationOptions"] = [{
+                "domainName": domain, "resourceRecordName": f"_c0ffee.{domain}.",
+                "resourceRecordType": "CNAME", "resourceRecordValue": "_c0ffee.acm-validations.aws."}]
+            return outputs["arn"]
+        if typ == "aws:acm/certificateValidation:CertificateValidation":
+            outputs["certificateArn"] = inputs["certificateArn"]
+        elif typ == "aws:route53/record:Record":
+            outputs["fqdn"] = inputs.get("name", name).rstrip(".")
+        elif typ == "aws:sfn/stateMachine:StateMachine":
+            outputs["arn"] = _arn("states", f"stateMachine:{name}")
+            return outputs["arn"]
+        elif typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup"):
+            outputs["arn"] = _arn("rds", f"{'subgrp' if 'subnet' in typ else 'pg'}:{name}")
+        elif typ == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+            return f"sgr-{self._count:017x}"
+        return None
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append(args.token)
@@ -218,6 +285,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                     "reverseDnsPrefix": "com.amazonaws"}
         if args.token == "aws:index/getRegion:getRegion":
             return {"id": REGION, "name": REGION, "region": REGION, "endpoint": "", "description": ""}
+        if args.token == "aws:secretsmanager/getRandomPassword:getRandomPassword":
+            length = int(args.args.get("passwordLength", 32))
+            return {"id": "aws", "randomPassword": GENERATED_PASSWORD[:length]}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test",
                     "userId": "AIDATEST"}
@@ -270,7 +340,10 @@ def is_secret_input(value: Any) -> bool:
 
 
 def worker_container(evaluation: Evaluation) -> dict[str, Any]:
-    """The worker task definition's only container, parsed from `containerDefinitions`."""
-    (container,) = json.loads(
-        evaluation.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    """The worker task definition's `prefect-worker` container, parsed from `containerDefinitions`
+    (with the stack's own server, the task also holds the pool bootstrap, and the stack declares
+    the server's task definitions too)."""
+    containers = json.loads(evaluation.one(
+        "aws:ecs/taskDefinition:TaskDefinition", "worker-task").inputs["containerDefinitions"])
+    (container,) = [c for c in containers if c["name"] == "prefect-worker"]
     return container

@@ -8,6 +8,8 @@ resource type gets its handler in the module of its service, or a new module imp
 from testbed.replay import (  # noqa: F401  (each registers its handlers)
     ec2, iam, secretsmanager, logs, ecs, sqs, events, kms, sns, cloudwatch, appautoscaling, prefect,
     hardening, ecr, s3,
+    # The self-hosted server's resources.
+    rds, elasticache, elbv2, acm_route53, servicediscovery, sfn, vpc,
 )
 from testbed.replay.prefect import POOL_NOT_CREATED  # noqa: F401
 from testbed.replay.core import (  # noqa: F401  (the package's API)

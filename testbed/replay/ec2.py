@@ -63,7 +63,8 @@ def awsx_vpc(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, An
                        ["NatGateway"]["NatGatewayId"])
 
     replay.map(resource.outputs["vpcId"], vpc_id)
-    for tier, key in (("Public", "publicSubnetIds"), ("Private", "privateSubnetIds")):
+    for tier, key in (("Public", "publicSubnetIds"), ("Private", "privateSubnetIds"),
+                      ("Isolated", "isolatedSubnetIds")):
         declared = resource.outputs.get(key) or []
         if len(declared) != len(subnet_ids[tier]):
             raise ReplayError(resource, f"mock answered {len(declared)} {tier} subnets, "
@@ -71,7 +72,8 @@ def awsx_vpc(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, An
         for mock_id, real_id in zip(declared, subnet_ids[tier], strict=True):
             replay.map(mock_id, real_id)
     return {"vpc_id": vpc_id, "public_subnet_ids": subnet_ids["Public"],
-            "private_subnet_ids": subnet_ids["Private"], "nat_gateway_ids": nat_ids}
+            "private_subnet_ids": subnet_ids["Private"],
+            "isolated_subnet_ids": subnet_ids["Isolated"], "nat_gateway_ids": nat_ids}
 
 
 def _ip_permission(rule: dict[str, Any]) -> dict[str, Any]:

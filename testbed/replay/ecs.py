@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from components.work_pool import whole_numbers
 from tools.mock_engine import Declared
 from testbed.replay.core import HANDLERS, Inputs, Replay, ReplayError, _physical_name, ecs_tags
 
@@ -61,6 +62,11 @@ def ecs_task_definition(replay: Replay, resource: Declared, inputs: Inputs) -> d
     return {"arn": definition["taskDefinitionArn"]}
 
 
+def _api_camel(block: dict[str, Any]) -> dict[str, Any]:
+    """A nested block whose API keys are the input's own (camelCase), numbers as integers."""
+    return {k: whole_numbers(v) for k, v in block.items() if v is not None}
+
+
 def ecs_service(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     request: dict[str, Any] = {
         "cluster": inputs.require("cluster"),
@@ -103,7 +109,12 @@ def ecs_service(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str,
                           "enableEcsManagedTags": "enableECSManagedTags",
                           "propagateTags": "propagateTags",
                           "healthCheckGracePeriodSeconds": "healthCheckGracePeriodSeconds",
-                          "schedulingStrategy": "schedulingStrategy"})
+                          "schedulingStrategy": "schedulingStrategy"}, whole_numbers)
+    registry = inputs.get("serviceRegistries")  # one block in the provider, a list in the API
+    if registry is not None:
+        request["serviceRegistries"] = [_api_camel(registry)]
+    if inputs.get("loadBalancers"):
+        request["loadBalancers"] = [_api_camel(lb) for lb in inputs.get("loadBalancers")]
     # The provider polls DescribeServices until steady; AWS sees no such field.
     inputs.engine_side("waitForSteadyState", "forceDelete", "forceNewDeployment", "triggers")
     service = replay.client("ecs").create_service(**request)["service"]

@@ -1,4 +1,4 @@
-"""The real PostgreSQL and Redis of tests/databases.py behave as the server tests rely on."""
+"""The real PostgreSQL and Redis of testbed/databases.py behave as the server tests rely on."""
 
 from __future__ import annotations
 

@@ -63,7 +63,8 @@ def calls_prefect_aws_makes() -> set[str]:
 
 @pytest.mark.parametrize("stack", stack_names())
 def test_four_roles_assumable_only_by_ecs_tasks_of_this_account(evaluated, stack):
-    # The VPC flow-log delivery role is VPC Flow Logs' (tests/test_hardening_network.py).
+    # The VPC flow-log delivery role is VPC Flow Logs' (tests/unit/test_hardening_network.py);
+    # the server's own roles are not the worker's either.
     roles = [r for r in evaluated(stack).of_type(ROLE) if r.name.startswith("iam-")]
     assert {r.name for r in roles} == ROLES
     for role in roles:

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from tests.support.harness import (
-    evaluate, load_stack_config, stack_file_values, stack_names, with_credentials,
+    evaluate, load_stack_config, runs_server, stack_file_values, stack_names, with_credentials,
+    worker_only_stack_names,
 )
 
 VPC = "awsx:ec2:Vpc"
@@ -52,7 +53,9 @@ def test_private_subnets_exist_only_behind_a_nat_gateway(evaluated, stack):
     values = stack_file_values(stack)
     vpc = evaluated(stack).one(VPC).inputs
     types = [spec["type"] for spec in vpc["subnetSpecs"]]
-    assert types == (["Public"] if values["natGateways"] == "none" else ["Public", "Private"])
+    expected = ["Public"] if values["natGateways"] == "none" else ["Public", "Private"]
+    # A stack's own server keeps its database and Redis in isolated subnets, in every NAT mode.
+    assert types == expected + (["Isolated"] if runs_server(stack) else [])
 
 
 @pytest.mark.parametrize("stack", stack_names())
@@ -70,7 +73,7 @@ def test_subnets_are_a_sixteenth_of_the_vpc_and_fit_each_az_slice(evaluated, sta
 @pytest.mark.parametrize("stack", stack_names())
 def test_worker_runs_in_public_subnets_with_a_public_ip_only_without_nat(evaluated, stack):
     evaluation = evaluated(stack)
-    network = evaluation.one(SERVICE).inputs["networkConfiguration"]
+    network = evaluation.one(SERVICE, "worker-service").inputs["networkConfiguration"]
     no_nat = stack_file_values(stack)["natGateways"] == "none"
     expected_subnets = evaluation.exports["publicSubnetIds" if no_nat else "privateSubnetIds"]
     assert network["subnets"] == expected_subnets == evaluation.exports["workerSubnetIds"]
@@ -80,7 +83,9 @@ def test_worker_runs_in_public_subnets_with_a_public_ip_only_without_nat(evaluat
     assert network["securityGroups"] == [evaluation.exports["workerSecurityGroupId"]]
 
 
-@pytest.mark.parametrize("stack", stack_names())
+# With its own server, the stack opens the server's port to the worker, flow runs and ALB only:
+# tests/unit/test_server_network.py.
+@pytest.mark.parametrize("stack", worker_only_stack_names())
 def test_no_security_group_accepts_any_inbound_traffic(evaluated, stack):
     evaluation = evaluated(stack)
     groups = evaluation.of_type(SECURITY_GROUP)
@@ -133,7 +138,7 @@ def test_adopted_vpc_creates_no_vpc_and_places_the_worker_by_nat_mode(nat, worke
     assert [r for r in evaluation.resources if r.type.startswith("aws:ec2/") and
             r.type != SECURITY_GROUP] == []
     assert {g.inputs["vpcId"] for g in evaluation.of_type(SECURITY_GROUP)} == {ADOPTED_VPC}
-    network = evaluation.one(SERVICE).inputs["networkConfiguration"]
+    network = evaluation.one(SERVICE, "worker-service").inputs["networkConfiguration"]
     assert (network["subnets"], network["assignPublicIp"]) == (worker_subnets, public_ip)
     assert evaluation.exports["vpcId"] == ADOPTED_VPC
     assert evaluation.exports["workPoolJobVariables"]["vpc_id"] == ADOPTED_VPC

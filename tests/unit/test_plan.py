@@ -62,15 +62,17 @@ def test_plan_fails_and_names_the_rule_when_a_policy_is_violated(monkeypatch, ca
 
 
 def test_unknown_stack_is_refused_with_the_known_ones():
-    with pytest.raises(SystemExit, match="dev, prod, staging, seed"):
+    with pytest.raises(SystemExit, match="dev, prod, selfhosted-dev, selfhosted-prod, staging, seed"):
         make_plan("qa")
 
 
 def test_cost_prints_each_stack_as_a_ratio_to_the_seed(capsys):
     assert cost_main(evaluated) == 0
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:6]}
-    assert set(rows) == {"seed", "dev", "staging", "prod"}
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:8]}
+    assert set(rows) == {"seed", "dev", "staging", "prod", "selfhosted-dev", "selfhosted-prod"}
     assert float(rows["seed"][2]) == 1.0
     assert float(rows["dev"][2]) <= 0.25
-    assert "meets the 0.25x target" in out
+    assert "dev is" in out and "meets the 0.25x target" in out
+    assert float(rows["selfhosted-dev"][2]) <= 0.75
+    assert "selfhosted-dev is" in out and "meets the 0.75x target" in out

@@ -17,7 +17,7 @@ POLICY = "aws:appautoscaling/policy:Policy"
 def test_dev_and_staging_run_one_worker_without_autoscaling(stack):
     evaluation = evaluated(stack)
     assert evaluation.of_type(TARGET) == []
-    assert evaluation.one("aws:ecs/service:Service").inputs["desiredCount"] == 1
+    assert evaluation.one("aws:ecs/service:Service", "worker-service").inputs["desiredCount"] == 1
 
 
 def test_prod_scales_its_worker_service_from_two_to_four():
@@ -28,7 +28,7 @@ def test_prod_scales_its_worker_service_from_two_to_four():
     assert target["serviceNamespace"] == "ecs"
     service_name = evaluation.exports["serviceName"]
     assert target["resourceId"] == f"service/{evaluation.exports['clusterName']}/{service_name}"
-    assert evaluation.one("aws:ecs/service:Service").inputs["desiredCount"] == 2
+    assert evaluation.one("aws:ecs/service:Service", "worker-service").inputs["desiredCount"] == 2
 
 
 def test_prod_tracks_both_cpu_and_memory_targets():
@@ -51,7 +51,7 @@ def test_scale_in_is_slower_than_scale_out_so_a_submitting_worker_is_not_stopped
 
 
 def test_worker_stop_timeout_leaves_time_for_an_in_flight_submission():
-    definition = json.loads(evaluated("prod").one("aws:ecs/taskDefinition:TaskDefinition")
+    definition = json.loads(evaluated("prod").one("aws:ecs/taskDefinition:TaskDefinition", "worker-task")
                             .inputs["containerDefinitions"])[0]
     # Fargate caps stopTimeout at 120 s; the init process forwards SIGTERM to the worker.
     assert 30 <= definition["stopTimeout"] <= 120
@@ -80,7 +80,7 @@ def test_service_ignores_desired_count_drift_exactly_when_autoscaling_owns_it(st
     monkeypatch.setattr(pulumi_aws.ecs, "Service", _RecordingService)
     _RecordingService.opts_seen = []
     evaluation = evaluate_stack(stack)
-    (opts,) = _RecordingService.opts_seen
+    opts = _RecordingService.opts_seen[0]  # the worker's; a server's services come after it
     autoscaled = bool(evaluation.of_type(TARGET))
     assert ("desiredCount" in (opts.ignore_changes or [])) == autoscaled
     if stack in ("dev", "staging", "prod"):

@@ -17,9 +17,11 @@ import yaml
 
 from components.settings import CREDENTIAL_KEYS
 from components.stack import CONDITIONAL_EXPORTS
+from components.server_stack import SERVER_EXPORTS
 from components.stack import EXPORTS as STACK_EXPORTS
 from tests.support.harness import (
-    PROJECT, REGION, ROOT, TEST_API_KEY, load_stack_config, project_defaults, stack_file_values,
+    PROJECT, REGION, ROOT, TEST_API_KEY, load_stack_config, project_defaults, runs_server,
+    stack_file_values,
     stack_names,
 )
 
@@ -27,6 +29,7 @@ YAML_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list}
 # The one spec of the outputs, which also feeds the README's exports table.
 EXPORTS = set(STACK_EXPORTS) - CONDITIONAL_EXPORTS
 SCALING_TARGET = "aws:appautoscaling/target:Target"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 PREFECT_AWS = Path(importlib.util.find_spec("prefect_aws").origin).parent
 
 
@@ -81,7 +84,7 @@ def test_config_is_project_defaults_overlaid_by_the_stack_file():
 @pytest.mark.parametrize("stack", stack_names())
 def test_stack_declares_the_worker_service(evaluated, stack):
     evaluation = evaluated(stack)
-    service = evaluation.one("aws:ecs/service:Service")
+    service = evaluation.one("aws:ecs/service:Service", "worker-service")
     assert service.inputs["desiredCount"] >= 1
     assert evaluation.exports["workPoolName"] == f"ecs-{stack}"
 
@@ -129,11 +132,15 @@ def test_every_export_is_present_and_none_is_secret(evaluated, stack):
                    "defaultSecurityGroupId": "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
                    "vpcFlowLogGroupName": "aws:ec2/flowLog:FlowLog",
                    "flowImageRepositoryUrl": "aws:ecr/repository:Repository",
-                   "flowCodeBucketName": "aws:s3/bucket:Bucket"}
+                   "flowCodeBucketName": "aws:s3/bucket:Bucket",
+                   **{name: "aws:rds/instance:Instance" for name in SERVER_EXPORTS
+                      if name != "serverUrl"},
+                   "serverUrl": LOAD_BALANCER}
     assert set(conditional) == CONDITIONAL_EXPORTS
     present = {name for name, type_ in conditional.items() if evaluation.of_type(type_)}
     assert set(evaluation.exports) == EXPORTS | present
     assert set(evaluation.exports) <= set(STACK_EXPORTS)
+    assert bool(evaluation.of_type("aws:rds/instance:Instance")) == runs_server(stack)
     assert evaluation.secret_exports == set()
     assert all(value not in (None, "") for value in evaluation.exports.values())
     assert TEST_API_KEY not in json.dumps(evaluation.exports)
@@ -154,7 +161,8 @@ def test_job_variables_put_flow_runs_in_this_stack(evaluated, stack):
         },
         "execution_role_arn": exports["flowRunExecutionRoleArn"],
         "task_role_arn": exports["flowRunTaskRoleArn"],
-        "prefect_api_key_secret_arn": exports["credentialSecretArn"],
+        ("prefect_api_auth_string_secret_arn" if runs_server(stack)
+         else "prefect_api_key_secret_arn"): exports["credentialSecretArn"],
         "configure_cloudwatch_logs": True,
         "cloudwatch_logs_options": {"awslogs-group": exports["logGroupName"],
                                     "awslogs-region": REGION,

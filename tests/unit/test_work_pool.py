@@ -13,13 +13,13 @@ from components.job_template import FLOW_RUN_STREAM_PREFIX, upstream_template
 from components.work_pool import ATTEMPTS, PrefectApiError, WorkPoolProvider
 from components.worker import JSON_LOGGING_ENVIRONMENT
 from tests.support.harness import (
-    ACCOUNT, PROJECT, REGION, TEST_API_KEY, WORK_POOL, evaluate_stack, stack_names,
-    worker_container,
+    ACCOUNT, PROJECT, REGION, TEST_API_KEY, WORK_POOL, evaluate_stack, pool_template, runs_server,
+    stack_names, worker_container,
 )
 
 
 def defaults(evaluation):
-    template = evaluation.one(WORK_POOL).inputs["base_job_template"]
+    template = pool_template(evaluation)
     return {name: spec.get("default") for name, spec in template["variables"]["properties"].items()}
 
 
@@ -37,8 +37,12 @@ def test_pool_defaults_put_flow_runs_in_this_stack(evaluated, stack):
     assert network["assignPublicIp"] == ("ENABLED" if exports["workerAssignsPublicIp"] else "DISABLED")
     assert variables["execution_role_arn"] == exports["flowRunExecutionRoleArn"]
     assert variables["task_role_arn"] == exports["flowRunTaskRoleArn"]
-    assert variables["prefect_api_key_secret_arn"] == exports["credentialSecretArn"]
-    assert variables["prefect_api_auth_string_secret_arn"] is None
+    # A stack's own server takes the basic-auth string; an external API here, the key.
+    key, other = "prefect_api_key_secret_arn", "prefect_api_auth_string_secret_arn"
+    if runs_server(stack):
+        key, other = other, key
+    assert variables[key] == exports["credentialSecretArn"]
+    assert variables[other] is None
 
 
 def test_flow_runs_of_a_stack_without_nat_get_public_subnets_and_ip(evaluated):
@@ -72,7 +76,7 @@ def test_flow_run_logs_go_to_the_stack_log_group(evaluated, stack):
 def test_flow_runs_reuse_task_definitions_and_use_the_stack_capacity(evaluated, stack):
     evaluation = evaluated(stack)
     variables = defaults(evaluation)
-    service = evaluation.one("aws:ecs/service:Service")
+    service = evaluation.one("aws:ecs/service:Service", "worker-service")
     assert variables["match_latest_revision_in_family"] is True
     [strategy] = variables["capacity_provider_strategy"]
     assert strategy["capacityProvider"] == service.inputs["capacityProviderStrategies"][0]["capacityProvider"]

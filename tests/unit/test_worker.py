@@ -19,8 +19,8 @@ import pytest
 from components.run_recovery import WORKER_RETRY_ENVIRONMENT
 from components.worker import HEALTH_CHECK_COMMAND, HEALTH_PORT
 from tests.support.harness import (
-    CLOUD_URL, TEST_API_KEY, evaluate, project_defaults, is_secret_input, load_stack_config, stack_file_values,
-    stack_names, with_credentials, worker_container,
+    CLOUD_URL, TEST_API_KEY, evaluate, project_defaults, is_secret_input, load_stack_config,
+    stack_file_values, runs_server, stack_names, with_credentials, worker_container,
 )
 from testbed.servers import free_port
 
@@ -41,8 +41,10 @@ def environment(container) -> dict[str, str]:
 def test_api_key_reaches_the_container_only_through_secrets(evaluated, stack):
     evaluation = evaluated(stack)
     container = worker_container(evaluation)
+    # A stack with its own server authenticates with the basic-auth string, never a key.
+    name = "PREFECT_API_AUTH_STRING" if runs_server(stack) else "PREFECT_API_KEY"
     assert container["secrets"] == [
-        {"name": "PREFECT_API_KEY", "valueFrom": evaluation.exports["credentialSecretArn"]}]
+        {"name": name, "valueFrom": evaluation.exports["credentialSecretArn"]}]
     assert not CREDENTIAL_VARIABLES & set(environment(container))
     assert TEST_API_KEY not in json.dumps(container)
 
@@ -50,14 +52,14 @@ def test_api_key_reaches_the_container_only_through_secrets(evaluated, stack):
 @pytest.mark.parametrize("stack", stack_names())
 def test_container_definitions_never_received_the_key(evaluated, stack):
     """A secret Output that flowed into the JSON would make the whole input a secret."""
-    definitions = evaluated(stack).one(TASK_DEFINITION).inputs["containerDefinitions"]
+    definitions = evaluated(stack).one(TASK_DEFINITION, "worker-task").inputs["containerDefinitions"]
     assert isinstance(definitions, str) and not is_secret_input(definitions)
     assert TEST_API_KEY not in definitions
 
 
 def test_task_definition_is_a_valid_register_task_definition_request(evaluated):
     """botocore's own model of the ECS API accepts every field name and type we declare."""
-    inputs = evaluated("prod").one(TASK_DEFINITION).inputs
+    inputs = evaluated("prod").one(TASK_DEFINITION, "worker-task").inputs
     request = {key: inputs[key] for key in (
         "family", "taskRoleArn", "executionRoleArn", "networkMode", "requiresCompatibilities",
         "cpu", "memory", "runtimePlatform")}
@@ -178,7 +180,7 @@ def test_dev_keeps_logs_a_week_and_prod_a_year(evaluated):
 def test_task_is_a_fargate_awsvpc_task_of_the_stacks_size_and_architecture(evaluated, stack):
     evaluation = evaluated(stack)
     values = stack_file_values(stack)
-    task = evaluation.one(TASK_DEFINITION).inputs
+    task = evaluation.one(TASK_DEFINITION, "worker-task").inputs
     assert task["networkMode"] == "awsvpc" and task["requiresCompatibilities"] == ["FARGATE"]
     assert (task["cpu"], task["memory"]) == (str(values["workerCpu"]), str(values["workerMemory"]))
     assert task["runtimePlatform"] == {"operatingSystemFamily": "LINUX",
@@ -189,7 +191,7 @@ def test_task_is_a_fargate_awsvpc_task_of_the_stacks_size_and_architecture(evalu
 
 @pytest.mark.parametrize("stack", stack_names())
 def test_failed_deployments_roll_back_and_nobody_can_exec_in(evaluated, stack):
-    service = evaluated(stack).one(SERVICE).inputs
+    service = evaluated(stack).one(SERVICE, "worker-service").inputs
     assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert service["enableExecuteCommand"] is False
     # The new worker is up before the old one stops, so polling never pauses.
@@ -202,7 +204,7 @@ def test_failed_deployments_roll_back_and_nobody_can_exec_in(evaluated, stack):
 def test_service_runs_the_stacks_count_on_the_stacks_capacity_provider(evaluated, stack):
     evaluation = evaluated(stack)
     values = stack_file_values(stack)
-    service = evaluation.one(SERVICE).inputs
+    service = evaluation.one(SERVICE, "worker-service").inputs
     assert service["desiredCount"] == values["workerCount"]
     assert service["capacityProviderStrategies"] == [
         {"capacityProvider": values["capacityProvider"], "weight": 1, "base": 0}]
@@ -215,12 +217,12 @@ def test_service_runs_the_stacks_count_on_the_stacks_capacity_provider(evaluated
 
 def test_dev_is_one_spot_x86_task_and_prod_two_on_demand_tasks(evaluated):
     dev, prod = (evaluated(s) for s in ("dev", "prod"))
-    assert worker_container(dev) and dev.one(SERVICE).inputs["desiredCount"] == 1
-    assert dev.one(SERVICE).inputs["capacityProviderStrategies"][0]["capacityProvider"] == \
+    assert worker_container(dev) and dev.one(SERVICE, "worker-service").inputs["desiredCount"] == 1
+    assert dev.one(SERVICE, "worker-service").inputs["capacityProviderStrategies"][0]["capacityProvider"] == \
         "FARGATE_SPOT"
-    assert dev.one(TASK_DEFINITION).inputs["runtimePlatform"]["cpuArchitecture"] == "X86_64"
-    assert prod.one(SERVICE).inputs["desiredCount"] == 2
-    assert prod.one(SERVICE).inputs["capacityProviderStrategies"][0]["capacityProvider"] == "FARGATE"
+    assert dev.one(TASK_DEFINITION, "worker-task").inputs["runtimePlatform"]["cpuArchitecture"] == "X86_64"
+    assert prod.one(SERVICE, "worker-service").inputs["desiredCount"] == 2
+    assert prod.one(SERVICE, "worker-service").inputs["capacityProviderStrategies"][0]["capacityProvider"] == "FARGATE"
 
 
 def test_cluster_has_container_insights(evaluated):

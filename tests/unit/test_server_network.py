@@ -1,0 +1,183 @@
+"""Who may talk to whom once the stack runs a server: the worker's egress to the server only, the
+server's port open to the worker, flow runs and its ALB only, the database and Redis in isolated
+subnets reachable from the server only, and the ALB: HTTPS only from the allowed networks
+(public) or HTTP from the VPC (internal)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from components.database import ENGINE_MAJOR, PARAMETER_GROUP_FAMILY
+from components.server_access import READINESS_PATH, TLS_POLICY
+from tests.support.harness import Evaluation, evaluate, server_stack_names, stack_file_values
+from tests.support.server_evaluations import server_config
+
+SG = "aws:ec2/securityGroup:SecurityGroup"
+RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+DB = "aws:rds/instance:Instance"
+LISTENER = "aws:lb/listener:Listener"
+
+
+@cache
+def ha_internal() -> Evaluation:
+    return evaluate(server_config("selfhosted-prod", serverAccess="internal",
+                                  serverDomainName="", serverHostedZoneId="",
+                                  serverAllowedCidrs="[]"))
+
+
+def group_id(evaluation: Evaluation, name: str) -> str:
+    return evaluation.one(SG, name).id
+
+
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_worker_egress_reaches_the_server_port_on_the_server_group_only(evaluated, stack):
+    evaluation = evaluated(stack)
+    egress = evaluation.one(SG, "network-worker-sg").inputs["egress"]
+    to_server = [e for e in egress if e["fromPort"] == 4200]
+    assert to_server == [{"description": "Prefect server API", "protocol": "tcp",
+                          "fromPort": 4200, "toPort": 4200,
+                          "securityGroups": [group_id(evaluation, "network-server-sg")]}]
+    assert all(e.get("cidrBlocks") == ["0.0.0.0/0"] and e["fromPort"] == 443
+               for e in egress if e not in to_server)
+
+
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_server_port_is_open_only_to_the_worker_flow_runs_and_its_alb(evaluated, stack):
+    evaluation = evaluated(stack)
+    server_sg = group_id(evaluation, "network-server-sg")
+    assert evaluation.one(SG, "network-server-sg").inputs.get("ingress") in (None, [])
+    sources = {r.inputs["referencedSecurityGroupId"] for r in evaluation.of_type(RULE)
+               if r.inputs["securityGroupId"] == server_sg}
+    expected = {group_id(evaluation, "network-worker-sg"),
+                group_id(evaluation, "network-flow-run-sg")}
+    if evaluation.of_type("aws:lb/loadBalancer:LoadBalancer"):
+        expected.add(group_id(evaluation, "server-access-sg"))
+    assert sources == expected
+    for rule in evaluation.of_type(RULE):
+        assert (rule.inputs["fromPort"], rule.inputs["toPort"], rule.inputs["ipProtocol"]) == (
+            4200, 4200, "tcp")
+        assert "cidrIpv4" not in rule.inputs
+
+
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_database_and_redis_accept_only_the_server_group_in_isolated_subnets(evaluated, stack):
+    evaluation = evaluated(stack)
+    server_sg = group_id(evaluation, "network-server-sg")
+    stores = [("server-db-sg", 5432)] + ([("server-redis-sg", 6379)] if "prod" in stack else [])
+    for name, port in stores:
+        group = evaluation.one(SG, name).inputs
+        assert group["ingress"] == [{"description": group["ingress"][0]["description"],
+                                     "protocol": "tcp", "fromPort": port, "toPort": port,
+                                     "securityGroups": [server_sg]}]
+        assert group["egress"] == []
+    vpc = evaluation.one("awsx:ec2:Vpc")
+    isolated = vpc.outputs["isolatedSubnetIds"]
+    assert isolated and [s["type"] for s in vpc.inputs["subnetSpecs"]][-1] == "Isolated"
+    assert evaluation.one("aws:rds/subnetGroup:SubnetGroup").inputs["subnetIds"] == isolated
+    for group in evaluation.of_type("aws:elasticache/subnetGroup:SubnetGroup"):
+        assert group.inputs["subnetIds"] == isolated
+
+
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_database_is_encrypted_private_tls_only_with_a_managed_password(evaluated, stack):
+    evaluation = evaluated(stack)
+    values = stack_file_values(stack)
+    db = evaluation.one(DB).inputs
+    assert db["engine"] == "postgres"
+    assert db["engineVersion"] == ENGINE_MAJOR and int(ENGINE_MAJOR) >= 15
+    assert db["storageEncrypted"] is True and db["publiclyAccessible"] is False
+    assert db["manageMasterUserPassword"] is True
+    assert "password" not in db and "passwordWo" not in db
+    assert db["instanceClass"] == values["serverDbInstanceClass"]
+    assert db["allocatedStorage"] == values["serverDbAllocatedStorageGb"]
+    assert db["backupRetentionPeriod"] == values["serverDbBackupRetentionDays"]
+    assert db["multiAz"] is (values["prefectServer"] == "ha")
+    prod = stack == "selfhosted-prod"
+    assert db["deletionProtection"] is prod
+    assert db["skipFinalSnapshot"] is not prod
+    assert ("finalSnapshotIdentifier" in db) is prod
+    params = evaluation.one("aws:rds/parameterGroup:ParameterGroup").inputs
+    assert params["family"] == PARAMETER_GROUP_FAMILY
+    assert {"name": "rds.force_ssl", "value": "1", "applyMethod": "immediate"} in params["parameters"]
+    assert db["parameterGroupName"] == params["name"]
+
+
+def test_dev_database_is_a_small_graviton_instance(evaluated):
+    assert evaluated("selfhosted-dev").one(DB).inputs["instanceClass"] == "db.t4g.micro"
+
+
+def test_redis_is_encrypted_authenticated_and_fails_over_across_azs(evaluated):
+    evaluation = evaluated("selfhosted-prod")
+    redis = evaluation.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs
+    assert redis["transitEncryptionEnabled"] is True and redis["atRestEncryptionEnabled"] is True
+    assert redis["automaticFailoverEnabled"] is True and redis["multiAzEnabled"] is True
+    assert redis["numCacheClusters"] == 2
+    assert redis["authToken"]["4dabf18193072939515e22adb298388d"]  # a secret input
+    assert redis["nodeType"] == "cache.t4g.small"
+
+
+def test_public_alb_is_https_only_from_the_allowed_networks(evaluated):
+    evaluation = evaluated("selfhosted-prod")
+    lb = evaluation.one("aws:lb/loadBalancer:LoadBalancer").inputs
+    assert lb["internal"] is False and lb["dropInvalidHeaderFields"] is True
+    assert lb["subnets"] == evaluation.exports["publicSubnetIds"]
+    alb_sg = evaluation.one(SG, "server-access-sg").inputs
+    assert {(i["fromPort"], tuple(i["cidrBlocks"])) for i in alb_sg["ingress"]} == {
+        (443, ("203.0.113.0/24",)), (80, ("203.0.113.0/24",))}
+    listeners = {lst.inputs["port"]: lst.inputs for lst in evaluation.of_type(LISTENER)}
+    assert listeners[443]["protocol"] == "HTTPS" and listeners[443]["sslPolicy"] == TLS_POLICY
+    assert "TLS13" in TLS_POLICY
+    assert listeners[80]["defaultActions"] == [{"type": "redirect", "redirect": {
+        "protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}]
+    cert = evaluation.one("aws:acm/certificate:Certificate").inputs
+    assert (cert["domainName"], cert["validationMethod"]) == ("prefect.example.com", "DNS")
+    validation = evaluation.one("aws:acm/certificateValidation:CertificateValidation").inputs
+    assert listeners[443]["certificateArn"] == validation["certificateArn"]
+    records = {r.name: r.inputs for r in evaluation.of_type("aws:route53/record:Record")}
+    assert records["server-access-alias"]["aliases"][0]["evaluateTargetHealth"] is True
+    assert evaluation.exports["serverUrl"] == "https://prefect.example.com"
+
+
+def test_internal_ha_alb_takes_http_from_the_vpc_only():
+    evaluation = ha_internal()
+    lb = evaluation.one("aws:lb/loadBalancer:LoadBalancer").inputs
+    assert lb["internal"] is True
+    alb_sg = evaluation.one(SG, "server-access-sg").inputs
+    assert [(i["fromPort"], i["cidrBlocks"]) for i in alb_sg["ingress"]] == [(80, ["10.60.0.0/16"])]
+    assert [lst.inputs["port"] for lst in evaluation.of_type(LISTENER)] == [80]
+    assert not evaluation.of_type("aws:acm/certificate:Certificate")
+
+
+def test_single_internal_has_no_load_balancer(evaluated):
+    evaluation = evaluated("selfhosted-dev")
+    assert not evaluation.of_type("aws:lb/loadBalancer:LoadBalancer")
+    assert "serverUrl" not in evaluation.exports
+
+
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_target_group_checks_readiness(evaluated, stack):
+    for group in evaluated(stack).of_type("aws:lb/targetGroup:TargetGroup"):
+        assert group.inputs["healthCheck"]["path"] == READINESS_PATH == "/api/ready"
+        assert group.inputs["targetType"] == "ip" and group.inputs["port"] == 4200
+
+
+def test_load_balanced_services_wait_for_the_listeners_of_their_target_group(monkeypatch):
+    """ECS refuses a service whose target group no listener forwards to yet."""
+    import pulumi_aws
+
+    from tests.support.harness import evaluate_stack
+
+    seen: dict[str, object] = {}
+
+    class RecordingService(pulumi_aws.ecs.Service):
+        def __init__(self, resource_name, *args, opts=None, **kwargs):
+            seen[resource_name] = opts
+            super().__init__(resource_name, *args, opts=opts, **kwargs)
+
+    monkeypatch.setattr(pulumi_aws.ecs, "Service", RecordingService)
+    evaluate_stack("selfhosted-prod")
+    api = seen["server-api-service"].depends_on
+    assert api and all(isinstance(r, pulumi_aws.lb.Listener) for r in api)
+    assert not seen["server-services-service"].depends_on
