@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from testbed.servers import free_port
+from testbed.servers import free_port, stop
 
 PG_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), reverse=True)
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -60,17 +60,6 @@ def _run_as() -> Optional[str]:
         return None
     pwd.getpwnam(PG_OS_USER)  # KeyError: the package creates this user
     return PG_OS_USER
-
-
-def _stop_pid(process: subprocess.Popen, sig: int, timeout: float) -> Optional[int]:
-    if process.poll() is None:
-        os.kill(process.pid, sig)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(5)
-    return process.returncode
 
 
 @dataclass
@@ -151,7 +140,7 @@ class Postgres:
 
     def stop(self) -> Optional[int]:
         """Fast shutdown (SIGINT) of the postmaster by PID, then remove its data directory."""
-        code = _stop_pid(self._process, signal.SIGINT, 20)
+        code = stop(self._process, 20, signal.SIGINT)
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
         return code
 
@@ -303,7 +292,7 @@ class Redis:
             return _read_resp(reader)
 
     def stop(self) -> Optional[int]:
-        code = _stop_pid(self._process, signal.SIGTERM, 15)
+        code = stop(self._process, 15)
         shutil.rmtree(self._root, ignore_errors=True)
         return code
 

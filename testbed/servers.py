@@ -44,10 +44,11 @@ def wait_for_http(url: str, timeout: float, process: Optional[subprocess.Popen] 
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
-def stop(process: subprocess.Popen, timeout: float = 15) -> Optional[int]:
-    """SIGTERM by PID, then SIGKILL if it lingers; returns the exit code."""
+def stop(process: subprocess.Popen, timeout: float = 15,
+         sig: int = signal.SIGTERM) -> Optional[int]:
+    """`sig` (SIGTERM) by PID, then SIGKILL if it lingers; returns the exit code."""
     if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
+        os.kill(process.pid, sig)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
