@@ -26,20 +26,21 @@ set -e
 keep="$1"
 shift
 mount --make-rprivate /
+# A checkout under a volume path is staged aside first, and made read-only with everything else.
+for path in "$@"; do
+  [ "$path" = "--" ] && break
+  case "$keep/" in "$path"/*) mount --bind "$keep" /mnt ;; esac
+done
 for mount_point in $(awk '{print $2}' /proc/self/mounts | sort -u); do
   case "$mount_point" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/pts) continue ;; esac
+  # A mount under /mnt that the staged checkout now hides is out of reach anyway.
+  [ -e "$mount_point" ] || continue
   mount -o remount,bind,ro "$mount_point"
 done
 while [ "$1" != "--" ]; do
+  mount -t tmpfs -o size=64m,mode=1777 tmpfs "$1"
   case "$keep/" in
-    "$1"/*)
-      mount --bind "$keep" /mnt
-      mount -t tmpfs -o size=64m,mode=1777 tmpfs "$1"
-      mkdir -p "$keep"
-      mount --move /mnt "$keep"
-      mount -o remount,bind,ro "$keep" ;;
-    *)
-      mount -t tmpfs -o size=64m,mode=1777 tmpfs "$1" ;;
+    "$1"/*) mkdir -p "$keep" && mount --no-mtab --move /mnt "$keep" ;;
   esac
   shift
 done
