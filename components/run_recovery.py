@@ -97,6 +97,17 @@ WORKER_RETRY_ENVIRONMENT = (
 )
 
 
+# How many runs one worker submits at a time (`prefect worker start --limit`): the ECS worker
+# frees a slot once the run's task is created, and leaves the runs past the limit Scheduled for
+# the next poll or another worker. Unbounded, a worker marks every run it fetched Pending at once
+# and then works through them: in a burst of 100 on two workers, the last waited Pending for
+# longer than a 90 s threshold behind the others, was rescheduled, and one ran twice (measured).
+# Bounded, a run waits Pending only for its own submission, and a worker stopped mid-burst
+# strands at most this many. Below anyio's 40 worker threads, where prefect-aws makes its AWS
+# calls, so no run waits for a thread either.
+SUBMISSION_LIMIT = 20
+
+
 def worst_case_submission_seconds() -> float:
     """The longest the worker may wait out retries while submitting one run: one Prefect request
     at the end of its backoff (2^n s plus 20% jitter), then RunTask's attempts, each with

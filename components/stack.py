@@ -13,7 +13,7 @@ from components.flow_code import FlowCode, FlowCodeArgs
 from components.iam import IamArgs, WorkerIam
 from components.job_template import FlowRunDefaults
 from components.network import Network, NetworkArgs
-from components.run_recovery import StuckRunAutomation, StuckRunAutomationArgs
+from components.run_recovery import StuckRunAutomation, StuckRunAutomationArgs, stuck_pending_automation
 from components.scaling import ScalingArgs, WorkerScaling
 from components.pool_bootstrap import bootstrap_container
 from components.secret import PrefectSecret, PrefectSecretArgs
@@ -213,20 +213,24 @@ def build_stack(settings: Settings) -> Stack:
         description=pool_description,
         concurrency_limit=settings.work_pool_concurrency_limit,
     )) if settings.manage_work_pool and not self_hosted else None
+    automation_name = f"{settings.prefix}: reschedule stuck Pending runs"
     stuck_runs = StuckRunAutomation("stuck-runs", StuckRunAutomationArgs(
-        api_url=settings.prefect_api_url, name=f"{settings.prefix}: reschedule stuck Pending runs",
+        api_url=settings.prefect_api_url, name=automation_name,
         work_pool_name=settings.work_pool_name,
         pending_seconds=settings.run_recovery.stuck_pending_seconds,
     ), pulumi.ResourceOptions(depends_on=[work_pool])) if work_pool else None
-    # The stack's own server is out of the deploying machine's reach: the pool is upserted from
-    # inside the VPC, by the worker task itself, before the worker starts.
+    # The stack's own server is out of the deploying machine's reach: the pool and the automation
+    # are upserted from inside the VPC, by the worker task itself, before the worker starts.
     pool_bootstrap = bootstrap_container(
         image=settings.worker_image, api_url=settings.prefect_api_url,
         work_pool_name=settings.work_pool_name, description=pool_description,
         concurrency_limit=settings.work_pool_concurrency_limit,
         base_job_template=flow_runs.base_job_template(), credential_env_name=secret.env_name,
         credential_secret_arn=secret.arn, log_group_name=log_group_name,
-        region=iam.context.region) if settings.manage_work_pool and self_hosted else None
+        region=iam.context.region, automation=stuck_pending_automation(
+            automation_name, settings.work_pool_name,
+            settings.run_recovery.stuck_pending_seconds),
+    ) if settings.manage_work_pool and self_hosted else None
     worker = PrefectWorker("worker", WorkerArgs(
         cluster_name=cluster_name,
         log_group_name=log_group_name,

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.settings import NAMESPACE
-from components.run_recovery import WORKER_RETRY_ENVIRONMENT
+from components.run_recovery import SUBMISSION_LIMIT, WORKER_RETRY_ENVIRONMENT
 
 CONTAINER_NAME = "prefect-worker"
 HEALTH_PORT = 8080
@@ -86,7 +86,8 @@ def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]
     # The pool is the stack's (or someone else's): a worker that created a missing one would
     # create it with prefect-aws's bare template (Prefect #20980).
     command = ["prefect", "worker", "start", "--pool", work_pool_name, "--type", "ecs",
-               "--with-healthcheck", "--no-create-pool-if-not-found"]
+               "--with-healthcheck", "--no-create-pool-if-not-found",
+               "--limit", str(SUBMISSION_LIMIT)]
     for queue in work_queues:
         command += ["--work-queue", queue]
     return command

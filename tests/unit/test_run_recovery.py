@@ -9,37 +9,68 @@ import dill
 import pytest
 
 from components.run_recovery import (
-    PROGRESS_STATES, WORKER_RETRY_ENVIRONMENT, StuckRunAutomationProvider, stuck_pending_automation,
+    PROGRESS_STATES, SUBMISSION_LIMIT, WORKER_RETRY_ENVIRONMENT, StuckRunAutomationProvider, stuck_pending_automation,
     worst_case_submission_seconds,
 )
 from components.run_recovery_settings import MIN_PENDING_MINUTES
 from components.settings import ConfigError
+from components.pool_bootstrap import CONTAINER_NAME as BOOTSTRAP
 from tests.support.harness import (
-    TEST_API_KEY, WORK_POOL, evaluate_stack, stack_names, worker_container, worker_only_stack_names,
+    TEST_API_KEY, WORK_POOL, WORKER_TASK, evaluate_stack, server_stack_names, stack_names,
+    worker_container, worker_only_stack_names,
 )
+from tests.support.server_evaluations import TASK_DEFINITION, containers, environment
 from testbed.replay.prefect import AUTOMATION
 
 
 def automation_of(evaluation) -> dict:
-    return evaluation.one(AUTOMATION).inputs["automation"]
+    """The automation document a stack puts on its server: through the dynamic provider when the
+    API is reachable from the deploying machine, else in the worker task's in-VPC bootstrap."""
+    resources = evaluation.of_type(AUTOMATION)
+    if resources:
+        return resources[0].inputs["automation"]
+    bootstrap = containers(evaluation, WORKER_TASK)[BOOTSTRAP]
+    return json.loads(environment(bootstrap)["PREFECT_AUTOMATION_JSON"])
 
 
-# A self-hosted server's pool is upserted from inside the VPC (components/pool_bootstrap.py); its
-# automation is not yet: those stacks are the worker-only ones' exception, and the docs say so.
-@pytest.mark.parametrize("stack", worker_only_stack_names())
+def pool_name_of(evaluation) -> str:
+    pools = evaluation.of_type(WORK_POOL)
+    if pools:
+        return pools[0].inputs["name"]
+    return environment(containers(evaluation, WORKER_TASK)[BOOTSTRAP])["PREFECT_WORK_POOL_NAME"]
+
+
+@pytest.mark.parametrize("stack", stack_names())
 def test_every_stack_watches_its_own_pool_for_runs_stuck_in_pending(evaluated, stack):
     evaluation = evaluated(stack)
-    pool = evaluation.one(WORK_POOL).inputs
-    resource = evaluation.one(AUTOMATION).inputs
-    trigger = automation_of(evaluation)["trigger"]
-    assert resource["api_url"] == pool["api_url"]
+    automation = automation_of(evaluation)
+    trigger = automation["trigger"]
     assert trigger["match_related"] == {"prefect.resource.role": "work-pool",
-                                        "prefect.resource.name": pool["name"]}
+                                        "prefect.resource.name": pool_name_of(evaluation)}
     assert trigger["posture"] == "Proactive" and trigger["after"] == ["prefect.flow-run.Pending"]
     assert trigger["for_each"] == ["prefect.resource.id"] and trigger["threshold"] == 1
     assert trigger["within"] == 15 * 60  # Pulumi.yaml's default
-    (action,) = automation_of(evaluation)["actions"]
+    (action,) = automation["actions"]
     assert (action["type"], action["state"]) == ("change-flow-run-state", "SCHEDULED")
+    assert automation["enabled"] is True
+
+
+@pytest.mark.parametrize("stack", worker_only_stack_names())
+def test_a_reachable_api_gets_the_automation_from_the_deploying_machine(evaluated, stack):
+    evaluation = evaluated(stack)
+    assert evaluation.one(AUTOMATION).inputs["api_url"] == evaluation.one(WORK_POOL).inputs["api_url"]
+    assert "PREFECT_AUTOMATION_JSON" not in json.dumps(evaluation.of_type(TASK_DEFINITION)[0].inputs)
+
+
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_the_stacks_own_server_gets_the_automation_from_inside_the_vpc(evaluated, stack):
+    """No dynamic resource calls an API the deploying machine cannot reach; the bootstrap
+    container carries the same document as the provider would send."""
+    evaluation = evaluated(stack)
+    assert evaluation.of_type(AUTOMATION) == []
+    automation = automation_of(evaluation)
+    assert automation == stuck_pending_automation(
+        automation["name"], pool_name_of(evaluation), 15 * 60)
 
 
 def test_a_run_left_pending_or_submitting_is_what_the_trigger_waits_out():
@@ -55,10 +86,16 @@ def test_a_run_left_pending_or_submitting_is_what_the_trigger_waits_out():
 
 def test_threshold_follows_config(evaluated):
     assert automation_of(evaluated("dev", stuckPendingMinutes="30"))["trigger"]["within"] == 1800
+    assert automation_of(evaluated("selfhosted-dev", stuckPendingMinutes="30"))[
+        "trigger"]["within"] == 1800
 
 
-def test_no_pool_of_its_own_no_automation(evaluated):
-    assert evaluated("dev", manageWorkPool="false").of_type(AUTOMATION) == []
+@pytest.mark.parametrize("stack", ["dev", "selfhosted-dev"])
+def test_no_pool_of_its_own_no_automation(evaluated, stack):
+    evaluation = evaluated(stack, manageWorkPool="false")
+    assert evaluation.of_type(AUTOMATION) == []
+    assert "PREFECT_AUTOMATION_JSON" not in json.dumps(
+        [t.inputs for t in evaluation.of_type(TASK_DEFINITION)])
 
 
 @pytest.mark.parametrize("value, accepted", [
@@ -115,3 +152,15 @@ def test_retries_end_before_the_automation_could_take_a_retrying_run_for_a_stuck
     assert worst_case_submission_seconds() < MIN_PENDING_MINUTES * 60
     # ... and the retries outlast a fault that clears within a minute.
     assert worst_case_submission_seconds() > 120
+
+
+def test_each_run_a_worker_submits_at_once_has_a_thread_of_its_own():
+    """prefect-aws makes its AWS calls in anyio's worker threads: with more runs in flight than
+    threads, a run would wait Pending for a thread, and the automation's clock would run."""
+    import anyio
+    import anyio.to_thread
+
+    async def threads() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    assert 1 <= SUBMISSION_LIMIT < anyio.run(threads)

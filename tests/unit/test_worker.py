@@ -16,7 +16,7 @@ import botocore.session
 import botocore.validate
 import pytest
 
-from components.run_recovery import WORKER_RETRY_ENVIRONMENT
+from components.run_recovery import SUBMISSION_LIMIT, WORKER_RETRY_ENVIRONMENT
 from components.worker import HEALTH_CHECK_COMMAND, HEALTH_PORT
 from tests.support.harness import (
     CLOUD_URL, TEST_API_KEY, evaluate, project_defaults, is_secret_input, load_stack_config,
@@ -85,7 +85,8 @@ def test_default_image_is_a_pinned_prefect_aws_release(evaluated):
 def test_worker_command_polls_the_stacks_pool_as_an_ecs_worker_with_health_check(evaluated, stack):
     command = worker_container(evaluated(stack))["command"]
     assert command == ["prefect", "worker", "start", "--pool", stack_file_values(stack)["workPoolName"],
-                       "--type", "ecs", "--with-healthcheck", "--no-create-pool-if-not-found"]
+                       "--type", "ecs", "--with-healthcheck", "--no-create-pool-if-not-found",
+                       "--limit", str(SUBMISSION_LIMIT)]
 
 
 def test_worker_command_polls_each_configured_work_queue():
@@ -94,6 +95,7 @@ def test_worker_command_polls_each_configured_work_queue():
     assert command[-4:] == ["--work-queue", "etl", "--work-queue", "reports"]
     assert command[:9] == ["prefect", "worker", "start", "--pool", "ecs-staging", "--type", "ecs",
                            "--with-healthcheck", "--no-create-pool-if-not-found"]
+    assert command[9:11] == ["--limit", str(SUBMISSION_LIMIT)]
 
 
 def test_worker_environment_names_the_api_region_health_port_events_queue_and_json_logs(evaluated):
