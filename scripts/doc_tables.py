@@ -4,7 +4,8 @@
 - `exports` (README.md): `components.stack.EXPORTS`, the spec the test of the outputs also reads;
 - `components` (README.md): each component class, its file and its module docstring's first line;
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
-- `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`.
+- `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
+- `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`).
 
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
@@ -25,6 +26,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 COST_DOC = ROOT / "docs" / "cost.md"
+RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
+BURST_RESULTS = ROOT / "bench" / "results"
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -106,12 +109,47 @@ def cost_table(evaluated: Optional[Callable[[str], Any]] = None) -> str:
     return "\n".join(rows)
 
 
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def burst_table(results: Path = BURST_RESULTS) -> str:
+    """One row per scenario of each recorded run, the run's settings above its rows."""
+    runs = [json.loads(path.read_text()) for path in sorted(results.glob("burst-*.json"))]
+    # With the recovery first, then the baseline; SQLite then PostgreSQL.
+    runs.sort(key=lambda run: (not run["recovery"], run["database"] != "sqlite"))
+    lines: list[str] = []
+    for run in runs:
+        lines += [
+            f"**{'PostgreSQL' if run['database'] == 'postgresql' else 'SQLite'}, "
+            f"{'with the recovery' if run['recovery'] else 'baseline: without the recovery'}** "
+            f"({run['date']}, {run['cpus']} CPUs): {run['runs']} runs, {run['workers']} workers, "
+            f"poll {run['poll_seconds']:g} s, threshold {run['pending_seconds']} s, faults "
+            f"{run['fault_seconds']:g} s, steady RunTask rate {_cell(run['steady_run_task_rate'])}/s.",
+            "",
+            "| scenario | lost | duplicated | crashed | rescheduled | all submitted (s) "
+            "| x bound | p50 (s) | p95 (s) | p95 / poll |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, figures in run["scenarios"].items():
+            cells = [figures[k] for k in ("lost", "duplicated", "crashed", "rescheduled",
+                                          "all_submitted_s", "submit_bound_ratio", "p50_s",
+                                          "p95_s", "p95_poll_ratio")]
+            lines.append(f"| {name} | " + " | ".join(map(_cell, cells)) + " |")
+        notes = [f"{name}: {note}" for name, figures in run["scenarios"].items()
+                 for note in [*figures["notes"], *(f"crashed x{count}: {reason}" for reason, count
+                                                    in figures["crash_reasons"].items())]]
+        lines += [""] + [f"- {_markdown(note)}" for note in notes] + [""] if notes else [""]
+    return "\n".join(lines).strip() or "No run recorded yet: `make bench-burst BURST_ARGS=--record`."
+
+
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "config": (README, config_table),
     "exports": (README, exports_table),
     "components": (README, components_table),
     "verify": (README, verify_table),
     "cost": (COST_DOC, cost_table),
+    "burst": (RUNS_DOC, burst_table),
 }
 
 
