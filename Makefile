@@ -26,7 +26,7 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 UNIT_TESTS = $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
 test: lint $(LINT_TOOLS)  ## the linters, then every test, including the ones that start moto and Prefect
 	$(UNIT_TESTS)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow --durations=20
 
 # Shell scripts by shebang, wherever they are; mypy's file list is in pyproject.toml.
 SHELL_SCRIPTS = $(shell git ls-files | xargs grep -lIs '^\#!/usr/bin/env bash' 2>/dev/null)
@@ -41,7 +41,7 @@ test-unit: $(VENV)/.dev-installed  ## the fast mock tests only
 	$(UNIT_TESTS)
 
 test-slow: $(VENV)/.dev-installed  ## only the tests that start real servers
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow --durations=20
 
 bench: $(VENV)/.dev-installed
 	$(PY) -m bench.stack_eval
