@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import subprocess
 import sys
 import time
@@ -300,6 +301,23 @@ def test_the_pool_bootstrap_created_the_pool_with_the_declared_template(worker_f
     assert pool["type"] == "ecs"
     assert "prefect_api_auth_string_secret_arn" in pool["base_job_template"]["variables"][
         "properties"]
+
+
+def test_the_pool_bootstrap_created_the_stuck_run_automation_on_the_ha_server(
+        worker_fleet, servers, stack):
+    """The ha services task runs the triggers service that acts on it; the APIs store it."""
+    (first, *_), _ = servers["apis"]
+    assert "automation created" in worker_fleet["log"]
+    (declared,) = [c for c in json.loads(stack.evaluation.one(
+        "aws:ecs/taskDefinition:TaskDefinition", "worker-task").inputs["containerDefinitions"])
+        if c["name"] == "prefect-work-pool"]
+    name = json.loads({e["name"]: e["value"] for e in declared["environment"]}[
+        "PREFECT_AUTOMATION_JSON"])["name"]
+    (automation,) = api(first.api_url, "POST", "/automations/filter",
+                        {"automations": {"name": {"any_": [name]}}},
+                        headers=basic(first.env["PREFECT_SERVER_API_AUTH_STRING"]))
+    assert automation["enabled"] is True
+    assert automation["trigger"]["match_related"]["prefect.resource.name"] == worker_fleet["pool"]
 
 
 @pytest.fixture(scope="module")
