@@ -99,13 +99,14 @@ class FaultProxy:
             fault = next((f for f in self.faults if f.applies(target, now)), None)
             if fault is not None:
                 self.refused[target] = self.refused.get(target, 0) + 1
+        # Each RunTask is recorded before its answer leaves: whoever got the answer finds it.
         if fault is not None:
             status, payload = fault.answer
+            if target.endswith(".RunTask"):
+                self._record(now, body, status, b"")
             self._answer(request, status, json.dumps(payload).encode(),
                          {"Content-Type": "application/x-amz-json-1.1",
                           "x-amzn-ErrorType": payload["__type"]})
-            if target.endswith(".RunTask"):
-                self._record(now, body, status, b"")
             return
         connection = http.client.HTTPConnection(str(self.upstream.hostname), self.upstream.port,
                                                 timeout=60)
@@ -115,14 +116,14 @@ class FaultProxy:
             connection.request(request.command, request.path, body=body, headers=headers)
             response = connection.getresponse()
             answer = response.read()
+            if target.endswith(".RunTask"):
+                self._record(now, body, response.status, answer)
             self._answer(request, response.status, answer,
                          {k: v for k, v in response.getheaders()
                           if k.lower() not in ("transfer-encoding", "connection",
                                                "content-length")})
         finally:
             connection.close()
-        if target.endswith(".RunTask"):
-            self._record(now, body, response.status, answer)
 
     def _record(self, at: float, body: bytes, status: int, answer: bytes) -> None:
         flow_run_id = None
