@@ -125,7 +125,8 @@ def burst_table(results: Path = BURST_RESULTS) -> str:
             f"{'with the recovery' if run['recovery'] else 'baseline: without the recovery'}** "
             f"({run['date']}, {run['cpus']} CPUs): {run['runs']} runs, {run['workers']} workers, "
             f"poll {run['poll_seconds']:g} s, threshold {run['pending_seconds']} s, faults "
-            f"{run['fault_seconds']:g} s, steady RunTask rate {_cell(run['steady_run_task_rate'])}/s.",
+            f"{run['fault_seconds']:g} s, steady RunTask rate {_cell(run['steady_run_task_rate'])}/s; "
+            f"{sum(f['wall_s'] for f in run['scenarios'].values()) / 60:.0f} min in all.",
             "",
             "| scenario | lost | duplicated | crashed | rescheduled | all submitted (s) "
             "| x bound | p50 (s) | p95 (s) | p95 / poll |",

@@ -75,3 +75,12 @@ def test_readme_names_every_stack_file_and_nat_mode():
         assert f"Pulumi.{stack}.yaml" in README
     for mode in ("none", "single", "per-az"):
         assert f"`natGateways: {mode}`" in README
+
+
+def test_every_file_the_docs_name_exists():
+    """Paths like tests/integration/test_x.py or components/x.py in the README and docs/ are
+    what a reader opens next; a moved file must take its mentions along."""
+    named = re.compile(r"(?<![\w/.])((?:tests|components|testbed|bench|scripts|tools)/[\w/]+\.py)")
+    missing = [(doc.name, path) for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+               for path in named.findall(doc.read_text()) if not (ROOT / path).exists()]
+    assert missing == []

@@ -1,6 +1,6 @@
 """The stack's flow-run recovery as declared: the stuck-Pending automation next to the pool, its
 threshold from config, and the worker's retry settings (mock tier; the burst on real servers is
-tests/test_run_recovery_burst.py)."""
+tests/integration/test_run_recovery_burst.py)."""
 
 import base64
 import json
