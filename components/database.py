@@ -24,6 +24,8 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.network import clients_only_security_group
+
 ENGINE_MAJOR = "17"
 PARAMETER_GROUP_FAMILY = f"postgres{ENGINE_MAJOR}"
 PORT = 5432
@@ -91,17 +93,12 @@ class PrefectDatabase(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        self.security_group = aws.ec2.SecurityGroup(
+        self.security_group = clients_only_security_group(
             f"{name}-sg",
             description="Prefect server database: PostgreSQL from the server tasks only",
-            vpc_id=args.vpc_id,
-            ingress=[aws.ec2.SecurityGroupIngressArgs(
-                description="PostgreSQL from the Prefect server", protocol="tcp",
-                from_port=PORT, to_port=PORT,
-                security_groups=[args.client_security_group_id])],
-            egress=[],
-            tags={**tags, "Name": f"{name}-db"},
-            opts=child,
+            rule_description="PostgreSQL from the Prefect server", port=PORT,
+            vpc_id=args.vpc_id, client_security_group_id=args.client_security_group_id,
+            tags={**tags, "Name": f"{name}-db"}, opts=child,
         )
         self.instance = aws.rds.Instance(
             f"{name}-instance",

@@ -161,6 +161,25 @@ class Network(pulumi.ComponentResource):
         )
 
 
+def clients_only_security_group(name: str, *, description: str, rule_description: str,
+                                port: int, vpc_id: pulumi.Input[str],
+                                client_security_group_id: pulumi.Input[str],
+                                tags: dict[str, str], opts: pulumi.ResourceOptions,
+                                ) -> aws.ec2.SecurityGroup:
+    """A data store's security group: `port` from one client group, nothing out."""
+    return aws.ec2.SecurityGroup(
+        name,
+        description=description,
+        vpc_id=vpc_id,
+        ingress=[aws.ec2.SecurityGroupIngressArgs(
+            description=rule_description, protocol="tcp", from_port=port, to_port=port,
+            security_groups=[client_security_group_id])],
+        egress=[],
+        tags=tags,
+        opts=opts,
+    )
+
+
 def _egress(description: str, protocol: str, from_port: int, to_port: int,
             cidr_blocks: Sequence[str] = (ANYWHERE_V4,)) -> aws.ec2.SecurityGroupEgressArgs:
     return aws.ec2.SecurityGroupEgressArgs(

@@ -22,6 +22,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.network import clients_only_security_group
 from components.secret import RECOVERY_WINDOW_DAYS, generated_password
 
 PORT = 6379
@@ -78,17 +79,12 @@ class PrefectRedis(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        security_group = aws.ec2.SecurityGroup(
+        security_group = clients_only_security_group(
             f"{name}-sg",
             description="Prefect server Redis: 6379 from the server tasks only",
-            vpc_id=args.vpc_id,
-            ingress=[aws.ec2.SecurityGroupIngressArgs(
-                description="Redis from the Prefect server", protocol="tcp",
-                from_port=PORT, to_port=PORT,
-                security_groups=[args.client_security_group_id])],
-            egress=[],
-            tags={**tags, "Name": f"{name}-redis"},
-            opts=child,
+            rule_description="Redis from the Prefect server", port=PORT,
+            vpc_id=args.vpc_id, client_security_group_id=args.client_security_group_id,
+            tags={**tags, "Name": f"{name}-redis"}, opts=child,
         )
         self.replication_group = aws.elasticache.ReplicationGroup(
             f"{name}-cluster",
