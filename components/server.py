@@ -78,8 +78,8 @@ from components.database import password_value_from
 from components.iam import TASK_EXECUTION_POLICY, AwsContext, assume_role_policy, policy_document
 from components.redis import PORT as REDIS_PORT
 from components.server_settings import PREFECT_REDIS_PACKAGE, REDIS_CLIENT_PACKAGE, ServerMode
-from components.worker import (JSON_LOGGING_ENVIRONMENT, PREFECT_HOME, WRITABLE_PATHS,
-                               read_only_root)
+from components.worker import (JSON_LOGGING_ENVIRONMENT, PREFECT_HOME,
+                               fargate_task_definition, read_only_root)
 
 SERVER_CONTAINER = "prefect-server"
 API_CONTAINER = "prefect-api"
@@ -480,23 +480,13 @@ class PrefectServer(pulumi.ComponentResource):
         args, name = self._args, self._name
         tags = dict(args.tags)
         family = f"{args.prefix}-server" + ("" if role == "server" else f"-{role}")
-        task_definition = aws.ecs.TaskDefinition(
-            f"{name}-{role}-task",
-            family=family,
-            network_mode="awsvpc",
-            requires_compatibilities=["FARGATE"],
-            cpu=str(args.cpu),
-            memory=str(args.memory),
-            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-                operating_system_family="LINUX", cpu_architecture=args.cpu_architecture),
-            execution_role_arn=self.execution_role.arn,
+        # Read-only roots: PREFECT_HOME and /tmp are Fargate task volumes (no host path).
+        task_definition = fargate_task_definition(
+            f"{name}-{role}-task", family=family, cpu=args.cpu, memory=args.memory,
+            cpu_architecture=args.cpu_architecture, execution_role_arn=self.execution_role.arn,
             task_role_arn=self.task_role.arn if exec_enabled and self.task_role else None,
-            container_definitions=pulumi.Output.json_dumps(list(containers)),
-            # Read-only roots: PREFECT_HOME and /tmp are Fargate task volumes (no host path).
-            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=volume) for volume, _ in WRITABLE_PATHS],
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+            containers=pulumi.Output.json_dumps(list(containers)), tags=tags,
+            opts=pulumi.ResourceOptions(parent=self))
         # One scheduler and one migrating process at a time: stop, then start (single, services).
         # The API tasks roll: half stay up while new ones start.
         rolling = role == "api"

@@ -93,6 +93,31 @@ def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]
     return command
 
 
+def fargate_task_definition(name: str, *, family: str, cpu: int, memory: int,
+                            cpu_architecture: str, execution_role_arn: pulumi.Input[str],
+                            task_role_arn: Optional[pulumi.Input[str]],
+                            containers: pulumi.Input[str], tags: dict[str, str],
+                            opts: pulumi.ResourceOptions) -> aws.ecs.TaskDefinition:
+    """A Linux Fargate task definition (awsvpc) whose read-only containers write only to
+    WRITABLE_PATHS: task volumes with no host path, on the task's ephemeral storage."""
+    return aws.ecs.TaskDefinition(
+        name,
+        family=family,
+        network_mode="awsvpc",
+        requires_compatibilities=["FARGATE"],
+        cpu=str(cpu),
+        memory=str(memory),
+        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+            operating_system_family="LINUX", cpu_architecture=cpu_architecture),
+        execution_role_arn=execution_role_arn,
+        task_role_arn=task_role_arn,
+        container_definitions=containers,
+        volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=volume) for volume, _ in WRITABLE_PATHS],
+        tags=tags,
+        opts=opts,
+    )
+
+
 def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
     worker = worker_container(args)
     if args.pool_bootstrap is None:
@@ -209,23 +234,11 @@ class PrefectWorker(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        self.task_definition = aws.ecs.TaskDefinition(
-            f"{name}-task",
-            family=args.family,
-            network_mode="awsvpc",
-            requires_compatibilities=["FARGATE"],
-            cpu=str(args.cpu),
-            memory=str(args.memory),
-            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-                operating_system_family="LINUX", cpu_architecture=args.cpu_architecture),
-            execution_role_arn=args.execution_role_arn,
-            task_role_arn=args.task_role_arn,
-            container_definitions=container_definitions(args),
-            # No host path: Fargate bind volumes on the task's ephemeral storage.
-            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=volume) for volume, _ in WRITABLE_PATHS],
-            tags=tags,
-            opts=child,
-        )
+        self.task_definition = fargate_task_definition(
+            f"{name}-task", family=args.family, cpu=args.cpu, memory=args.memory,
+            cpu_architecture=args.cpu_architecture, execution_role_arn=args.execution_role_arn,
+            task_role_arn=args.task_role_arn, containers=container_definitions(args),
+            tags=tags, opts=child)
         self.service = aws.ecs.Service(
             f"{name}-service",
             cluster=self.cluster.arn,
