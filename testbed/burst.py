@@ -47,7 +47,8 @@ FLOW_RUN_TAG = "prefect.io/flow-run-id"
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 # The runs wait behind a paused pool while they are created, so Prefect's late-runs service marks
 # them Late one by one, and on SQLite those writes lock out the creations: 100 runs took over 5
-# minutes, not 10 s. Runs of a real burst come from a schedule and are due when created.
+# minutes, about one without them. Runs of a real burst come from a schedule and are due when
+# created.
 QUIET = {"PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false"}
 
 # name -> what happens; the fault windows start when the runs are released.
