@@ -3,6 +3,7 @@
 - `servers`: moto and Prefect servers on free loopback ports, started and stopped by PID;
 - `replay`: the declared resources replayed into moto through boto3, one module per AWS service;
 - `prefect_worker`: the declared worker container run against a real Prefect server;
+- `containers`: any declared container run as a local process, started as ECS starts it;
 - `eventpattern`: EventBridge's event-pattern matching, as AWS documents it;
 - `burst`, `fault_proxy`: the fault harness: bursts of flow runs on the declared workers, with the
   faults an operator meets (workers stopped, the server restarted, AWS refusing RunTask).

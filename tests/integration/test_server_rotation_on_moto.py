@@ -16,7 +16,8 @@ import pytest
 
 from testbed.eventpattern import matches
 from testbed.prefect_worker import deploy
-from tests.support.server_containers import rds_master, server_evaluation
+from testbed.containers import rds_master
+from tests.support.server_evaluations import server_evaluation
 
 pytestmark = pytest.mark.slow
 

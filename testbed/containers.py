@@ -28,14 +28,10 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from tests.support.harness import (
-    PROJECT, Declared, Evaluation, evaluate, load_stack_config, stack_file_values, stack_names,
-    with_credentials,
-)
+from tools.mock_engine import Declared, Evaluation
 from testbed.replay import Replay
 from testbed.servers import BIN, _default_sigint, free_port, spawn, stop
 
@@ -229,7 +225,7 @@ def _real_template(replayed: Replay, name: str, value: str) -> str:
 def _image_installs(name: str, env: dict[str, str]) -> None:
     """The Prefect image's entrypoint pip-installs `EXTRA_PIP_PACKAGES`, and the `ha` commands
     install `SERVER_EXTRA_PACKAGES` onto the PREFECT_HOME volume, before Prefect runs; here the
-    test venv must already hold exactly those versions, or the process would run other code than
+    venv must already hold exactly those versions, or the process would run other code than
     the task would."""
     from components.server import EXTRA_PACKAGES_ENV
 
@@ -242,15 +238,15 @@ def _image_installs(name: str, env: dict[str, str]) -> None:
         except importlib.metadata.PackageNotFoundError:
             installed = None
         if not version or installed != version:
-            raise AssertionError(f"{name}: the image would install {requirement!r}; the test "
+            raise AssertionError(f"{name}: the image would install {requirement!r}; this "
                                  f"venv has {package} {installed} (pin it in "
                                  f"requirements-dev.txt)")
 
 
 def _installed_already(command: list[str]) -> list[str]:
     """The command without its install step (components/server.py EXTRA_PACKAGES_INSTALL): the
-    packages are in the test venv already (`_image_installs` checks the versions), and PyPI is
-    not for a test to reach."""
+    packages are in the venv already (`_image_installs` checks the versions), and PyPI is
+    not for a local process to reach."""
     from components.server import EXTRA_PACKAGES_INSTALL
 
     return [arg.replace(EXTRA_PACKAGES_INSTALL, "") for arg in command]
@@ -304,20 +300,6 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
         env["PREFECT_SERVER_API_PORT"] = str(port)
     return ContainerLaunch(name, command, env, declared_env, secret_names, port, definition,
                            container)
-
-
-@cache
-def server_evaluation(mode: str) -> Evaluation:
-    """The first stack file whose `prefectServer` is `mode`, evaluated; without one, the dev stack
-    with `prefectServer` set to it (what `pulumi config set prefectServer <mode>` makes)."""
-    for stack in stack_names():
-        if str(stack_file_values(stack).get("prefectServer", "none")) == mode:
-            return evaluate(with_credentials(load_stack_config(stack)), stack=stack)
-    config = load_stack_config("dev")
-    config[f"{PROJECT}:prefectServer"] = mode
-    if mode == "ha":  # the stack refuses ha on a micro database (too few connections)
-        config[f"{PROJECT}:serverDbInstanceClass"] = "db.t4g.small"
-    return evaluate(with_credentials(config), stack="dev")
 
 
 @dataclass
