@@ -84,3 +84,7 @@ lint-workflows: $(ACTIONLINT)  ## actionlint over .github/workflows
 .PHONY: bench-burst
 bench-burst: $(VENV)/.dev-installed  ## runs lost / run twice / crashed per fault scenario (100 runs, 2 workers)
 	$(PY) -m bench.burst $(BURST_ARGS)
+
+.PHONY: sandbox
+sandbox: $(VENV)/.dev-installed  ## STACK's whole platform on this machine, no AWS, Pulumi CLI or Docker (docs/sandbox.md); ONCE=1: sample run, then stop
+	$(PY) -m testbed.local_platform $(STACK) $(if $(ONCE),--once)

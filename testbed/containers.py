@@ -134,8 +134,8 @@ class ContainerLaunch:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
-    def start(self, log_path: Path) -> subprocess.Popen:
-        return spawn(self.command, self.env, log_path)
+    def start(self, log_path: Path, new_session: bool = False) -> subprocess.Popen:
+        return spawn(self.command, self.env, log_path, new_session=new_session)
 
     def start_timed(self) -> "TimedProcess":
         """Start with each output line recorded with its arrival time (wall clock, as a
@@ -167,6 +167,7 @@ class TimedProcess:
         self._reader.start()
 
     def _read(self) -> None:
+        assert self.process.stdout is not None
         for raw in self.process.stdout:
             self.lines.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
 
