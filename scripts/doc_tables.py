@@ -1,7 +1,7 @@
 """The documentation's tables, generated from their one source so that none can drift:
 
-- `config` (README.md): Pulumi.yaml's keys, types, defaults and descriptions;
-- `exports` (README.md): `components.stack.EXPORTS`, the spec the test of the outputs also reads;
+- `config` (docs/configuration.md): Pulumi.yaml's keys, types, defaults and descriptions;
+- `exports` (docs/configuration.md): `components.stack.EXPORTS`, the spec the test of the outputs also reads;
 - `components` (README.md): each component class, its file and its module docstring's first line;
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
 - `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
@@ -25,6 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+CONFIG_DOC = ROOT / "docs" / "configuration.md"
 COST_DOC = ROOT / "docs" / "cost.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
 BURST_RESULTS = ROOT / "bench" / "results"
@@ -145,8 +146,8 @@ def burst_table(results: Path = BURST_RESULTS) -> str:
 
 
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
-    "config": (README, config_table),
-    "exports": (README, exports_table),
+    "config": (CONFIG_DOC, config_table),
+    "exports": (CONFIG_DOC, exports_table),
     "components": (README, components_table),
     "verify": (README, verify_table),
     "cost": (COST_DOC, cost_table),
