@@ -1,7 +1,7 @@
 """The documentation's tables, generated from their one source so that none can drift:
 
-- `config` (README.md): Pulumi.yaml's keys, types, defaults and descriptions;
-- `exports` (README.md): `components.composition.EXPORTS`, the spec the test of the outputs also reads;
+- `config` (docs/configuration.md): Pulumi.yaml's keys, types, defaults and descriptions;
+- `exports` (docs/configuration.md): `components.composition.EXPORTS`, the spec the test of the outputs also reads;
 - `components` (README.md): each component class, its file and its module docstring's first line;
 - `modules` (docs/architecture.md): each package and module of components/, its docstring's first
   paragraph;
@@ -27,6 +27,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+CONFIG_DOC = ROOT / "docs" / "configuration.md"
 COST_DOC = ROOT / "docs" / "cost.md"
 ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
@@ -162,8 +163,8 @@ def burst_table(results: Path = BURST_RESULTS) -> str:
 
 
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
-    "config": (README, config_table),
-    "exports": (README, exports_table),
+    "config": (CONFIG_DOC, config_table),
+    "exports": (CONFIG_DOC, exports_table),
     "components": (README, components_table),
     "modules": (ARCHITECTURE_DOC, modules_table),
     "verify": (README, verify_table),
