@@ -22,7 +22,7 @@ import urllib.parse
 
 import pytest
 
-from components.settings import ConfigError
+from components.config.reader import ConfigError
 from testbed.platform_client import SandboxProcess, run_once
 from tests.support.harness import evaluate, load_stack_config, with_credentials
 

@@ -6,7 +6,7 @@ import json
 from functools import cache
 from typing import Any
 
-from components.server_stack import SERVER_EXPORTS as STACK_SERVER_EXPORTS
+from components.server.composition import SERVER_EXPORTS as STACK_SERVER_EXPORTS
 from tests.support.harness import (
     PROJECT, Evaluation, evaluate, load_stack_config, stack_file_values, stack_names,
     with_credentials,

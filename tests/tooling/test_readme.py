@@ -32,8 +32,8 @@ def test_every_table_is_the_generated_one(name):
         f"{path.name}'s {name} table is stale: python -m scripts.doc_tables --write")
 
 
-def test_readme_config_table_lists_exactly_the_declared_keys_with_their_defaults():
-    rows = {m["key"]: m for m in ROW.finditer(table_in(README, "config"))}
+def test_config_reference_lists_exactly_the_declared_keys_with_their_defaults():
+    rows = {m["key"]: m for m in ROW.finditer(table_in(doc_tables.CONFIG_DOC.read_text(), "config"))}
     assert list(rows) == list(declared())
     for key, spec in declared().items():
         assert rows[key]["default"].strip() == default_cell(spec), key
