@@ -88,3 +88,11 @@ bench-burst: $(VENV)/.dev-installed  ## runs lost / run twice / crashed per faul
 .PHONY: sandbox
 sandbox: $(VENV)/.dev-installed  ## STACK's whole platform on this machine, no AWS, Pulumi CLI or Docker (docs/sandbox.md); ONCE=1: sample run, then stop
 	$(PY) -m testbed.local_platform $(STACK) $(if $(ONCE),--once)
+
+.PHONY: screenshot
+screenshot: $(VENV)/.dev-installed  ## the sandbox UI's Runs page (selfhosted-dev, Debian's Chromium) into docs/sandbox-ui.png
+	$(PY) -m testbed.ui_check --stack selfhosted-dev --screenshot docs/sandbox-ui.png
+
+.PHONY: bench-sandbox
+bench-sandbox: $(VENV)/.dev-installed  ## seconds until make sandbox is ready and its sample run completes (dev, selfhosted-dev); BENCH_ARGS=--record
+	$(PY) -m bench.sandbox $(BENCH_ARGS)

@@ -7,7 +7,8 @@
   paragraph;
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
 - `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
-- `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`).
+- `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
+- `sandbox` (docs/sandbox.md): the recorded `make bench-sandbox` run (`bench/results/sandbox.json`).
 
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
@@ -31,6 +32,7 @@ CONFIG_DOC = ROOT / "docs" / "configuration.md"
 COST_DOC = ROOT / "docs" / "cost.md"
 ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
+SANDBOX_DOC = ROOT / "docs" / "sandbox.md"
 BURST_RESULTS = ROOT / "bench" / "results"
 
 
@@ -162,6 +164,24 @@ def burst_table(results: Path = BURST_RESULTS) -> str:
     return "\n".join(lines).strip() or "No run recorded yet: `make bench-burst BURST_ARGS=--record`."
 
 
+def sandbox_table(results: Path = BURST_RESULTS / "sandbox.json") -> str:
+    """One row per stack of the recorded `make bench-sandbox` run, its conditions above."""
+    if not results.exists():
+        return "No run recorded yet: `make bench-sandbox BENCH_ARGS=--record`."
+    run = json.loads(results.read_text())
+    lines = [f"Recorded {run['date']} on {run['cpus']} CPUs, niceness {run['nice']}; the load "
+             "average (1 min) before each stack's run is in its row.", "",
+             "| stack | ready (s) | target (s) | completed after creation (s) | target (s) "
+             "| final state | processes left | wall (s) | load before |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for stack, figures in run["stacks"].items():
+        cells = [figures[k] for k in ("ready_s", "ready_target_s", "completed_s",
+                                      "completed_target_s", "final_state", "processes_left",
+                                      "wall_s", "load_before")]
+        lines.append(f"| {stack} | " + " | ".join(map(_cell, cells)) + " |")
+    return "\n".join(lines)
+
+
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "config": (CONFIG_DOC, config_table),
     "exports": (CONFIG_DOC, exports_table),
@@ -170,6 +190,7 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "verify": (README, verify_table),
     "cost": (COST_DOC, cost_table),
     "burst": (RUNS_DOC, burst_table),
+    "sandbox": (SANDBOX_DOC, sandbox_table),
 }
 
 

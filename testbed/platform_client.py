@@ -46,8 +46,9 @@ def run_once(stack: str, state_dir: Path, timeout: float = 900,
 
 
 class SandboxProcess:
-    def __init__(self, stack: str, state_dir: Path):
+    def __init__(self, stack: str, state_dir: Path, echo: bool = False):
         self.state_dir = state_dir
+        self.echo = echo
         self.lines: list[str] = []
         self.process = subprocess.Popen(command(stack, state_dir), cwd=ROOT,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -61,6 +62,8 @@ class SandboxProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
+            if self.echo:
+                print(line, end="", flush=True)
 
     @property
     def output(self) -> str:
@@ -83,6 +86,12 @@ class SandboxProcess:
         self.wait_for_line("Sample run ", timeout)
         self.facts = json.loads((self.state_dir / "lock").read_text())
         return self.facts
+
+    def sample_run_id(self) -> str:
+        """The run the sandbox made of its sample flow."""
+        match = re.search(r"^Sample run ([0-9a-f-]+):", self.output, re.MULTILINE)
+        assert match, self.output[-2000:]
+        return match.group(1)
 
     @property
     def auth_string(self) -> Optional[str]:
