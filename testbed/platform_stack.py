@@ -34,7 +34,7 @@ from testbed.containers import (
 )
 from testbed.databases import Postgres, Redis, postgres, redis
 from testbed.ecs_tasks import TaskRunner
-from testbed.prefect_worker import Deployed, api, deploy, wait_online, worker_launch
+from testbed.prefect_worker import Deployed, api, deploy, wait_online, worker_launch, workers
 from testbed.processes import Processes
 from testbed.replay.prefect import AUTOMATION
 from testbed.servers import MotoServer, PrefectServer, free_port, wait_for_http
@@ -110,6 +110,8 @@ class Platform:
         self.auth_string: Optional[str] = None
         self.auth_file: Optional[Path] = None
         self.worker_name = ""
+        # Where each worker's PREFECT_API_URL points, in turn (ha: every API; else the one).
+        self.worker_api_urls: list[str] = []
         # name -> process that must keep running (`watch` reports the first that stops).
         self.core: dict[str, Any] = {}
         self._deployments: dict[str, str] = {}
@@ -189,25 +191,26 @@ class Platform:
     def _up_server(self, config: dict[str, str]) -> None:
         """`single` / `ha`: the declared server containers on a local PostgreSQL (and Redis)."""
         with ThreadPoolExecutor(1) as background:
-            database = background.submit(postgres, user="postgres", database="postgres",
+            starting = background.submit(postgres, user="postgres", database="postgres",
                                          ssl=True)
             try:
                 evaluation = self._evaluate(config)
             finally:
-                db: Postgres = database.result()
+                db: Postgres = starting.result()
                 self.processes.add_server("postgresql", db.pid, db.stop)
         self.deployed = self._replay(evaluation)
         master = rds_master(self.deployed.replayed)
         db.rds_database(master.user, master.password, master.database)
-        endpoints = {"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
-                     "PREFECT_SERVER_DATABASE_PORT": str(db.port)}
-        extra = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        database = {"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
+                    "PREFECT_SERVER_DATABASE_PORT": str(db.port)}
+        endpoints, extra = dict(database), {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         if self.mode == "ha":
             cache = self._redis()
             endpoints.update({"PREFECT_REDIS_MESSAGING_HOST": cache.host,
                               "PREFECT_REDIS_MESSAGING_PORT": str(cache.port)})
             # The image trusts the public CAs that sign ElastiCache's certificate; here, Redis's.
             extra["SSL_CERT_FILE"] = str(cache.ca_file)
+            self._migrate(database)
             server, server_name = self._up_ha(endpoints, extra), "prefect-api-0"
         else:
             server = self._container("prefect-server", endpoints=endpoints, extra_env=extra)
@@ -244,17 +247,23 @@ class Platform:
         self.processes.add_server("redis", cache.pid, cache.stop)
         return cache
 
-    def _up_ha(self, endpoints: dict[str, str], extra: dict[str, str]) -> ContainerLaunch:
-        """One migration (the first task's `prefect-migrate`; the others would find the schema at
-        head), then every API task and the services task."""
-        api_family = self._family("prefect-api")
-        migrate = self._container("prefect-migrate", family=api_family, endpoints=endpoints,
-                                  extra_env=extra)
+    def _migrate(self, database: dict[str, str]) -> None:
+        """The first API task's `prefect-migrate`, to exit 0 (`dependsOn: SUCCESS`); the other
+        tasks' would find the schema at head (tests/integration/test_server_ha_on_postgres.py
+        runs them all at once)."""
+        migrate = self._container("prefect-migrate", family=self._family("prefect-api"),
+                                  endpoints=database,
+                                  extra_env={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
         process = self.processes.add("prefect-migrate", migrate.start(
             self._log("prefect-migrate"), new_session=True))
         if process.wait(HEALTHY_WITHIN_S) != 0:
             raise RuntimeError(f"prefect-migrate exited with {process.returncode}: "
                                f"{self._log('prefect-migrate').read_text()[-1500:]}")
+        self.report("the database migrated by the declared prefect-migrate container")
+
+    def _up_ha(self, endpoints: dict[str, str], extra: dict[str, str]) -> ContainerLaunch:
+        """Every API task and the services task, once the database is migrated."""
+        api_family = self._family("prefect-api")
         assert self.deployed is not None
         apis = []
         for index in range(desired_counts(self.deployed.evaluation)[api_family]):
@@ -266,7 +275,9 @@ class Platform:
         services = self._container("prefect-services", endpoints=endpoints, extra_env=extra)
         self._keep("prefect-services", services.start(self._log("prefect-services"),
                                                       new_session=True))
-        # The first API serves the UI, as the load balancer would serve any of them.
+        # The first API serves the UI, as the load balancer would serve any of them; the workers
+        # take them in turn, as Cloud Map's multivalue answers spread them.
+        self.worker_api_urls = [launch.api_url for launch in apis]
         return apis[0]
 
     def _family(self, container: str) -> str:
@@ -295,9 +306,10 @@ class Platform:
                                             home=self.workdir / name,
                                             aws_env=self.moto.client_env())
             else:
+                apis = self.worker_api_urls or [self.api_url]
                 launch = self._container(
                     "prefect-worker", family=family, home=name,
-                    endpoints={"PREFECT_API_URL": self.api_url,
+                    endpoints={"PREFECT_API_URL": apis[index % len(apis)],
                                "PREFECT_WORKER_WEBSERVER_PORT": str(free_port())},
                     aws_env=self.moto.client_env())
             (self.workdir / name).mkdir(exist_ok=True)
@@ -307,6 +319,13 @@ class Platform:
         online = wait_online(self.api_url, self.pool, ONLINE_WITHIN_S, processes[0],
                              headers=basic_auth(self.auth_string))
         self.worker_name = online["name"]
+        deadline = time.monotonic() + ONLINE_WITHIN_S
+        while len([w for w in workers(self.api_url, self.pool, basic_auth(self.auth_string))
+                   if w["status"] == "ONLINE"]) < count:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fewer than {count} workers ONLINE within {ONLINE_WITHIN_S}s")
+            time.sleep(0.5)
         self.report(f"{count} worker{'s' if count > 1 else ''} ONLINE in pool {self.pool} "
                     f"(the declared container)")
 
