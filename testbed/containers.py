@@ -42,6 +42,7 @@ SECRETS_MANAGER_VALUE_FROM = re.compile(
     r"(?::(?P<key>[^:]*):(?P<stage>[^:]*):(?P<version>[^:]*))?$")
 SSM_VALUE_FROM = re.compile(r"^(?:arn:aws[a-z-]*:ssm:[^:]+:\d{12}:parameter)?(?P<name>/?[^:]+)$")
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+SERVICE = "aws:ecs/service:Service"
 LISTEN_HOST = re.compile(r"(--host[= ])(\S+)")
 LISTEN_PORT = re.compile(r"(--port[= ])(\d+)")
 
@@ -107,6 +108,12 @@ def families(evaluation: Evaluation) -> dict[str, list[str]]:
     """Each task definition family and its container names, in declared order."""
     return {d.inputs["family"]: [c["name"] for c in json.loads(d.inputs["containerDefinitions"])]
             for d in evaluation.of_type(TASK_DEFINITION)}
+
+
+def desired_counts(evaluation: Evaluation) -> dict[str, int]:
+    """Task definition family -> the desired count of the ECS service that runs it."""
+    return {s.inputs["taskDefinition"].rsplit("/", 1)[1].rsplit(":", 1)[0]:
+            int(s.inputs.get("desiredCount", 1)) for s in evaluation.of_type(SERVICE)}
 
 
 def relocate_url(url: str, host: str, port: int, scheme: Optional[str] = None) -> str:

@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from testbed.platform_stack import ROOT, basic_auth
-from testbed.prefect_worker import api
+from testbed.platform_stack import ROOT
+from testbed.prefect_worker import api, basic_auth
 
 TASK_LINE = re.compile(r"flow-run task (?P<task>\S+) running as PID (?P<pid>\d+) "
                        r"\(flow run (?P<run>[0-9a-f-]+)\)")
-FINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 
 
 def command(stack: str, state_dir: Path, once: bool = False) -> list[str]:

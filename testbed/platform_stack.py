@@ -22,7 +22,6 @@ Every process is in `processes` (testbed/processes.py), stopped by `down()`.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,11 +29,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from testbed.containers import (
-    ContainerLaunch, container_launch, find_container, rds_master, resolve_value_from,
+    ContainerLaunch, container_launch, desired_counts, find_container, rds_master,
+    resolve_value_from,
 )
 from testbed.databases import Postgres, Redis, postgres, redis
 from testbed.ecs_tasks import TaskRunner
-from testbed.prefect_worker import Deployed, api, deploy, wait_online, worker_launch, workers
+from testbed.prefect_worker import (
+    FINAL, Deployed, api, basic_auth, deploy, wait_online, worker_launch, workers,
+)
 from testbed.processes import Processes
 from testbed.replay.prefect import AUTOMATION
 from testbed.servers import MotoServer, PrefectServer, free_port, wait_for_http
@@ -48,9 +50,6 @@ EXAMPLES = ROOT / "examples" / "flows"
 SAMPLES = {"hello": "hello.py:hello", "failing": "failing.py:failing"}
 CREDENTIAL_KEYS = ("prefectApiKey", "prefectApiKeySecretArn", "prefectApiAuthString",
                    "prefectApiAuthStringSecretArn")
-FINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
-SERVICE = "aws:ecs/service:Service"
-TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 HEALTHY_WITHIN_S = 300  # the server migrates an empty database first: ~20 s idle, minutes loaded
 ONLINE_WITHIN_S = 180
 BOOTSTRAP_WITHIN_S = 300
@@ -77,18 +76,6 @@ def stack_config(path: Path) -> dict[str, str]:
     config = {k: v for k, v in config.items()
               if k.partition(":")[2] not in CREDENTIAL_KEYS or not k.startswith(f"{PROJECT}:")}
     return with_credentials(config)
-
-
-def basic_auth(auth_string: Optional[str]) -> dict[str, str]:
-    if not auth_string:
-        return {}
-    return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
-
-
-def desired_counts(evaluation: Evaluation) -> dict[str, int]:
-    """Task definition family -> the desired count of the service that runs it."""
-    return {s.inputs["taskDefinition"].rsplit("/", 1)[1].rsplit(":", 1)[0]:
-            int(s.inputs.get("desiredCount", 1)) for s in evaluation.of_type(SERVICE)}
 
 
 def _timestamp(value: str) -> datetime.datetime:

@@ -11,6 +11,7 @@ test process needs no Prefect client of its own.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
@@ -45,6 +46,18 @@ def json_log(text: str) -> tuple[list[dict[str, Any]], list[str]]:
         except json.JSONDecodeError:
             others.append(line)
     return records, others
+
+
+# The state types a flow run ends in.
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+
+
+def basic_auth(auth_string: Optional[str]) -> dict[str, str]:
+    """The header a self-hosted server with `PREFECT_SERVER_API_AUTH_STRING` demands (none
+    without a string)."""
+    if not auth_string:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
 
 
 def api(api_url: str, method: str, path: str, body: Any = None,
