@@ -13,8 +13,9 @@ runs), does what the Fargate agent does:
   PENDING, RUNNING, then STOPPED with the container's exit code), through moto's EventBridge, so
   the stack's own rule puts them on the stack's queue, where the worker's observer reads them:
   a container killed from outside (exit 137) is marked Crashed on that path and no other;
-- on StopTask (the worker cancelling a run, or anyone through the emulator), sends SIGTERM, and
-  SIGKILL after the container's `stopTimeout` (30 s by default on Fargate);
+- on StopTask (anyone calling it on the emulator's ECS API), sends SIGTERM to the container, and
+  SIGKILL after its `stopTimeout` (30 s by default on Fargate): exit code 143, and the observer
+  marks the run Crashed;
 - with the `awslogs` driver, copies the container's output to its log stream
   (`<prefix>/<container>/<task id>`) in the declared log group, where the observer looks for a
   crashed run's last lines.

@@ -7,7 +7,9 @@ as `make sandbox` does, with a state directory of its own (its lock file and log
 - one interactive `dev` sandbox: a second one is turned away while it runs; the failing sample
   ends Failed; a flow-run task killed from outside (SIGKILL, exit 137) ends Crashed through the
   stack's own path (the task's STOPPED event, the declared EventBridge rule and queue, the
-  worker's observer); Ctrl-C stops every process it started and frees every port it served;
+  worker's observer), and so does one stopped with StopTask on the emulator (SIGTERM, exit 143);
+  a run cancelled as the UI cancels it ends Cancelled; Ctrl-C stops every process it started and
+  frees every port it served;
 - a refused config stops before anything runs, with the program's own message.
 """
 
@@ -18,11 +20,14 @@ import os
 import re
 import signal
 import socket
+import time
 import urllib.parse
 
+import boto3
 import pytest
 
 from components.config.reader import ConfigError
+from testbed.ecs_tasks import FLOW_RUN_TAG
 from testbed.platform_client import SandboxProcess, run_once
 from tests.support.harness import evaluate, load_stack_config, with_credentials
 
@@ -101,8 +106,17 @@ def test_the_failing_sample_ends_failed(sandbox):
     run_id = sandbox.run("failing/sample")
     state = sandbox.wait_state(run_id, ("FAILED", "COMPLETED", "CRASHED"), FINAL_WITHIN_S)
     assert state["name"] == "Failed", state
-    logs = sandbox.call("POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}})
-    assert any("this sample flow fails on purpose" in log["message"] for log in logs)
+
+    def error_logged() -> bool:
+        # The flow's logs travel in batches, and may land after its final state.
+        logs = sandbox.call("POST", "/logs/filter",
+                            {"logs": {"flow_run_id": {"any_": [run_id]}}})
+        return any("this sample flow fails on purpose" in log["message"] for log in logs)
+
+    deadline = time.monotonic() + 60
+    while not error_logged():
+        assert time.monotonic() < deadline, "the flow's error never reached the run's logs"
+        time.sleep(1)
 
 
 def test_a_task_killed_from_outside_ends_crashed_through_the_queue_and_the_observer(sandbox):
@@ -122,6 +136,38 @@ def test_a_task_killed_from_outside_ends_crashed_through_the_queue_and_the_obser
     marked = [json.loads(line) for line in worker_log.splitlines()
               if line.startswith("{") and run_id in line and "as crashed" in line]
     assert marked and marked[0]["name"].startswith("prefect_aws.observers.ecs"), marked
+
+
+def test_a_stop_task_on_the_emulator_sends_sigterm_and_the_run_ends_crashed(sandbox):
+    run_id = sandbox.run("hello/sample", {"seconds": 600})
+    running = sandbox.wait_state(run_id, ("RUNNING", "COMPLETED", "FAILED", "CRASHED"),
+                                 FINAL_WITHIN_S)
+    assert running["type"] == "RUNNING", running
+    ecs = boto3.client("ecs", endpoint_url=sandbox.facts["emulator"], region_name="us-east-1",
+                       aws_access_key_id="any", aws_secret_access_key="any")
+    cluster = "prefect-ecs-worker-dev"
+    tasks = ecs.describe_tasks(cluster=cluster, include=["TAGS"], tasks=ecs.list_tasks(
+        cluster=cluster, desiredStatus="RUNNING")["taskArns"])["tasks"]
+    (task,) = [t for t in tasks
+               if {tag["key"]: tag["value"] for tag in t["tags"]}[FLOW_RUN_TAG] == run_id]
+    ecs.stop_task(cluster=cluster, task=task["taskArn"], reason="stopped from outside")
+    state = sandbox.wait_state(run_id, ("CRASHED", "COMPLETED", "FAILED"), FINAL_WITHIN_S)
+    assert state["name"] == "Crashed", state
+    task_id = task["taskArn"].rsplit("/", 1)[1]
+    sandbox.wait_for_line(f"flow-run task {task_id} stopped: exit code 143", 60)
+
+
+def test_a_run_cancelled_in_the_ui_ends_cancelled(sandbox):
+    run_id = sandbox.run("hello/sample", {"seconds": 600})
+    running = sandbox.wait_state(run_id, ("RUNNING", "COMPLETED", "FAILED", "CRASHED"),
+                                 FINAL_WITHIN_S)
+    assert running["type"] == "RUNNING", running
+    # What the UI's Cancel button sends.
+    sandbox.call("POST", f"/flow_runs/{run_id}/set_state",
+                 {"state": {"type": "CANCELLING", "name": "Cancelling"}})
+    state = sandbox.wait_state(run_id, ("CANCELLED", "CRASHED", "COMPLETED", "FAILED"),
+                               FINAL_WITHIN_S)
+    assert state["name"] == "Cancelled", state
 
 
 def test_ctrl_c_stops_every_process_it_started_and_frees_every_port(sandbox):
