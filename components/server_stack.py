@@ -23,7 +23,7 @@ from components.server import PrefectServer, RedisEndpoint, ServerArgs
 from components.server_access import AccessArgs, ServerAccess
 from components.server_alarms import ServerAlarms, ServerAlarmsArgs
 from components.server_rotation import RotationArgs, RotationRedeploy
-from components.server_settings import physical_name
+from components.server_settings import db_identifier, physical_name
 from components.settings import (SERVER_PORT, SERVER_SERVICE_NAME, Settings, server_namespace)
 from components.iam import AwsContext
 
@@ -126,13 +126,13 @@ class ServerStack:
         }
 
 
-def build_server_stores(settings: Settings, network: Network,
-                        key_arn: pulumi.Input[str]) -> ServerStores:
+def build_server_stores(settings: Settings, network: Network, key_arn: pulumi.Input[str],
+                        key_id: pulumi.Input[str]) -> ServerStores:
     server, tags, prefix = settings.server, settings.tags, settings.prefix
     assert network.server_security_group is not None, "the network was built without a server"
     server_sg = network.server_security_group.id
     database = PrefectDatabase("server-db", DatabaseArgs(
-        identifier=physical_name(prefix, "db", 63),
+        identifier=db_identifier(prefix),
         vpc_id=network.vpc_id,
         subnet_ids=network.isolated_subnet_ids,
         client_security_group_id=server_sg,
@@ -144,6 +144,8 @@ def build_server_stores(settings: Settings, network: Network,
         multi_az=server.ha,
         tags=tags,
         kms_key_arn=key_arn,
+        kms_key_id=key_id,
+        restore_snapshot=server.db_restore_snapshot,
     ))
     redis = PrefectRedis("server-redis", RedisArgs(
         identifier=physical_name(prefix, "redis", 40),

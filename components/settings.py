@@ -22,7 +22,8 @@ import pulumi
 from components.flow_code_settings import FlowCodeSettings, parse_flow_code
 from components.run_recovery_settings import RunRecoverySettings, parse_run_recovery
 from components.hardening_settings import HardeningSettings, parse_hardening
-from components.server_settings import ServerSettings, parse_server
+from components.server_settings import (ServerSettings, check_restore_target, db_identifier,
+                                        parse_server)
 # The image-pinning rule is the policy pack's (stdlib only, so the program can import it).
 from policies.worker_rules import image_is_pinned, image_tag
 
@@ -173,7 +174,8 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
     """Read and validate every key; raise `ConfigError` on the first bad value."""
     reader = _Reader(config)
     server = parse_server(reader, availability_zone_count=reader.integer("availabilityZoneCount"),
-                          adopted_vpc=reader.optional("vpcId") is not None)
+                          adopted_vpc=reader.optional("vpcId") is not None,
+                          region=pulumi.Config("aws").get("region"))
     if server.enabled:
         prefect_api_url = server_api_url(project, stack)
         credential = _server_credential(config, reader, server, prefect_api_url)
@@ -206,6 +208,8 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
     _check_fargate_size(flow_run_cpu, flow_run_memory, "flowRunCpu", "flowRunMemory")
     concurrency_limit = reader.integer("workPoolConcurrencyLimit", minimum=0,
                                        maximum=MAX_WORK_POOL_CONCURRENCY)
+    # Last, once every value is known good: the one check that reads AWS (does the database exist?).
+    check_restore_target(server, db_identifier(f"{project}-{stack}"))
     return Settings(
         project=project,
         stack=stack,
