@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from components.server_settings import RESTORED_FROM_TAG
+from components.config.server import RESTORED_FROM_TAG
 from testbed.prefect_worker import deploy
 from testbed.replay import Replay, ReplayError, real_exports
 from tests.support.harness import Evaluation, RecordingMocks, evaluate

@@ -12,8 +12,8 @@ import pulumi
 import pulumi_aws
 import pytest
 
-from components.server_settings import RESTORED_FROM_TAG, db_identifier
-from components.settings import ConfigError
+from components.config.server import RESTORED_FROM_TAG, db_identifier
+from components.config.reader import ConfigError
 from tests.support.harness import (
     PROJECT, ROOT, RecordingMocks, evaluate, load_stack_config, server_stack_names, stack_file_values,
     stack_names, with_credentials,
