@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Optional, get_args
 
-from components.config.reader import ConfigError, Reader
+from components.config.reader import NAMESPACE, ConfigError, Reader
 from components.config.validators import check_fargate_size, check_image
 
 ServerMode = Literal["none", "single", "ha"]
@@ -64,6 +64,8 @@ DB_SNAPSHOT_NAME = re.compile(r"^(rds:)?[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-
 DB_SNAPSHOT_ARN = re.compile(
     r"^arn:aws[a-z-]*:rds:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):"
     r"(?P<kind>snapshot|cluster-snapshot):(?P<name>.+)$")
+# The tag on a database started from a snapshot: the snapshot, as serverDbRestoreSnapshot named it.
+RESTORED_FROM_TAG = f"{NAMESPACE}:restored-from"
 MIN_API_TASKS, MAX_API_TASKS = 2, 10
 DOMAIN_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 HOSTED_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
@@ -326,9 +328,6 @@ def check_restore_target(server: ServerSettings, identifier: str) -> None:
                           f"--db-snapshot-identifier <name>)")
     pulumi.warn(f"serverDbRestoreReplaces acknowledged: {what}.")
 
-
-# The tag on a database started from a snapshot: the snapshot, as serverDbRestoreSnapshot named it.
-RESTORED_FROM_TAG = "prefect-ecs-worker:restored-from"
 
 
 def _allowed_cidrs(cidrs: tuple[str, ...]) -> None:

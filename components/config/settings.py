@@ -115,9 +115,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
     check_fargate_size(flow_run_cpu, flow_run_memory, "flowRunCpu", "flowRunMemory")
     concurrency_limit = reader.integer("workPoolConcurrencyLimit", minimum=0,
                                        maximum=MAX_WORK_POOL_CONCURRENCY)
-    # Last, once every value is known good: the one check that reads AWS (does the database exist?).
-    check_restore_target(server, db_identifier(f"{project}-{stack}"))
-    return Settings(
+    settings = Settings(
         project=project,
         stack=stack,
         prefect_api_url=prefect_api_url,
@@ -148,3 +146,6 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         run_recovery=parse_run_recovery(reader),
         server=server,
     )
+    # Last, once every value is known good: the one check that reads AWS (does the database exist?).
+    check_restore_target(server, db_identifier(settings.prefix))
+    return settings
