@@ -329,7 +329,6 @@ def check_restore_target(server: ServerSettings, identifier: str) -> None:
     pulumi.warn(f"serverDbRestoreReplaces acknowledged: {what}.")
 
 
-
 def _allowed_cidrs(cidrs: tuple[str, ...]) -> None:
     accepted = ("the IPv4 networks allowed to reach the public server, e.g. "
                 "[\"203.0.113.0/24\"]: required with serverAccess public, never 0.0.0.0/0, each "

@@ -10,7 +10,7 @@
   the stack says so (both on by default); Multi-AZ in `ha`. With a final snapshot, deleting the
   instance keeps its automated backups too (`delete_automated_backups` off) until their retention
   ends, and the stack key that encrypts both is retained by `pulumi destroy`
-  (components/stack_key.py): what the database leaves behind stays restorable.
+  (components/platform/stack_key.py): what the database leaves behind stays restorable.
 - A restore (`restore_snapshot`): the named snapshot is copied under the stack key
   (`aws.rds.SnapshotCopy`), and the instance starts from that copy. RestoreDBInstanceFromDBSnapshot
   takes no KMS key (the instance gets its snapshot's), so restoring the source directly would leave
