@@ -8,7 +8,7 @@
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
 - `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
 - `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
-- `sandbox` (docs/sandbox.md): the recorded `make bench-sandbox` run (`bench/results/sandbox.json`).
+- `sandbox` (docs/sandbox.md): the recorded `make bench-sandbox` run (`bench/results/sandbox.json`);
 - `destroy` (docs/self-hosted-server.md): what `pulumi destroy` leaves of each server stack's
   database and what keeping it costs a month, from the stack files and `pricing/`.
 
