@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from components.config.credential import CREDENTIAL_KEYS
 from testbed.containers import (
     ContainerLaunch, container_launch, desired_counts, find_container, rds_master,
     resolve_value_from,
@@ -48,8 +49,6 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "flows"
 # Deployment name -> entrypoint, relative to examples/flows.
 SAMPLES = {"hello": "hello.py:hello", "failing": "failing.py:failing"}
-CREDENTIAL_KEYS = ("prefectApiKey", "prefectApiKeySecretArn", "prefectApiAuthString",
-                   "prefectApiAuthStringSecretArn")
 HEALTHY_WITHIN_S = 300  # the server migrates an empty database first: ~20 s idle, minutes loaded
 ONLINE_WITHIN_S = 180
 BOOTSTRAP_WITHIN_S = 300
@@ -159,6 +158,9 @@ class Platform:
         server = PrefectServer(self.workdir, LOCAL_SERVER_ENV, new_session=True, wait=False)
         self._keep("prefect server", server.process)
         evaluation = self._evaluate(config)
+        if not evaluation.of_type(WORK_POOL):
+            raise RuntimeError("the stack does not manage its work pool (manageWorkPool: false), "
+                               "so nothing here would create it")
         self.deployed = self._replay(evaluation)
         server.wait_healthy(HEALTHY_WITHIN_S)
         self.api_url = server.api_url
@@ -166,11 +168,7 @@ class Platform:
         # The pool and the automation, through the stack's providers, as `pulumi up` creates them.
         replayed = self.deployed.replayed
         replayed.prefect_api_url = server.api_url
-        owned = [*evaluation.of_type(WORK_POOL), *evaluation.of_type(AUTOMATION)]
-        if not evaluation.of_type(WORK_POOL):
-            raise RuntimeError("the stack does not manage its work pool (manageWorkPool: false), "
-                               "so nothing here would create it")
-        for declared in owned:
+        for declared in [*evaluation.of_type(WORK_POOL), *evaluation.of_type(AUTOMATION)]:
             replayed.replay_one(declared)
         self.report(f"Prefect server up; pool {self.pool} and the stuck-run automation created "
                     f"by the stack's providers")
