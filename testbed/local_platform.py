@@ -120,6 +120,8 @@ def summary(platform: Platform, ready_s: float) -> list[str]:
         auth_lines = [f"  login        the auth string in {platform.auth_file} (user:password, "
                       f"the stack's own secret)"]
     pool = platform.pool
+    # This venv's CLI, by its full path: your flow's directory is elsewhere.
+    prefect = Path(sys.executable).parent / "prefect"
     assert platform.moto is not None
     return [
         f"Sandbox of stack {platform.stack} ready in {ready_s:.1f} s; nothing here is on AWS.",
@@ -129,8 +131,8 @@ def summary(platform: Platform, ready_s: float) -> list[str]:
         f"(the declared container)",
         f"  emulator     {platform.moto.url} (moto: the stack's {platform.resource_count} "
         f"resources; cluster {platform.cluster_name}; flow-run tasks run here as processes)",
-        f"  your flow    {env} venv/bin/prefect deploy ./my_flow.py:my_flow -n mine -p {pool}",
-        f"               then: {env} venv/bin/prefect deployment run my-flow/mine",
+        f"  your flow    {env} {prefect} deploy ./my_flow.py:my_flow -n mine -p {pool}",
+        f"               then: {env} {prefect} deployment run my-flow/mine",
         f"  stop         Ctrl-C (or kill -INT {os.getpid()}); logs: {platform.workdir}",
     ]
 

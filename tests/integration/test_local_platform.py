@@ -4,7 +4,9 @@ Each test runs `python -m testbed.local_platform` as its own process (testbed/pl
 as `make sandbox` does, with a state directory of its own (its lock file and logs):
 
 - `--once` for `dev` and `selfhosted-dev`: up, the sample flow Completed, down, nothing left;
-- one interactive `dev` sandbox: a second one is turned away while it runs; the failing sample
+- one interactive `dev` sandbox: the two commands it prints under "your flow", run as printed,
+  deploy a flow of one's own onto the stack's pool and run it to Completed; a second sandbox is
+  turned away while it runs; the failing sample
   ends Failed; a flow-run task killed from outside (SIGKILL, exit 137) ends Crashed through the
   stack's own path (the task's STOPPED event, the declared EventBridge rule and queue, the
   worker's observer), and so does one stopped with StopTask on the emulator (SIGTERM, exit 143);
@@ -20,6 +22,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 import urllib.parse
 
@@ -91,6 +94,32 @@ def test_the_sample_run_completes_and_the_summary_says_where_everything_is(sandb
     assert f"PREFECT_API_URL={facts['api']}" in sandbox.output
     assert f"-p {facts['pool']}" in sandbox.output and facts["pool"] == "ecs-dev"
     assert f"kill -INT {sandbox.process.pid}" in sandbox.output
+
+
+MY_FLOW = """
+from prefect import flow, get_run_logger
+
+@flow
+def my_flow():
+    get_run_logger().info("my own flow ran")
+"""
+
+
+def test_the_printed_commands_deploy_and_run_your_own_flow_on_the_pool(sandbox, tmp_path):
+    """The two lines under "your flow", run as printed from a directory holding my_flow.py."""
+    (tmp_path / "my_flow.py").write_text(MY_FLOW)
+    (deploy_line,) = [line for line in sandbox.lines if line.strip().startswith("your flow")]
+    (run_line,) = [line for line in sandbox.lines if line.strip().startswith("then:")]
+    for line in (deploy_line.split("your flow", 1)[1], run_line.split("then:", 1)[1]):
+        result = subprocess.run(["bash", "-c", line.strip()], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=300, env={"PATH": os.environ["PATH"],
+                                                             "HOME": str(tmp_path)})
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (run,) = sandbox.call("POST", "/flow_runs/filter",
+                          {"flows": {"name": {"any_": ["my-flow"]}}})
+    state = sandbox.wait_state(run["id"], ("COMPLETED", "FAILED", "CRASHED"), FINAL_WITHIN_S)
+    assert state["name"] == "Completed", state
+    assert run["work_pool_name"] == sandbox.facts["pool"]
 
 
 def test_a_second_sandbox_says_so_and_exits(sandbox):
