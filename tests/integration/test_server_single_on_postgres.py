@@ -353,3 +353,43 @@ def test_a_wrong_database_password_fails_clearly_and_never_logs_a_password(
     assert code != 0
     assert "password authentication failed" in log
     assert "not-the-rotated-one" not in log and database.password not in log
+
+
+def test_a_database_the_master_migrated_before_is_handed_to_the_role(stack, database, migrated,
+                                                                     postgres_server, tmp_path):
+    """A stack deployed before the server had its own role: Prefect's schema exists, owned by the
+    master. The declared prefect-migrate gives all of it to the role, then migrates as the role."""
+    legacy = "prefect_before_roles"
+    postgres_server.sql(f'DROP DATABASE IF EXISTS "{legacy}" WITH (FORCE)')
+    postgres_server.create_database(legacy, owner=database.user)
+    as_master = launch(stack, postgres_server, "prefect-migrate", tmp_path / "master",
+                       PREFECT_SERVER_DATABASE_NAME=legacy,
+                       PREFECT_SERVER_DATABASE_USER=database.user,
+                       PREFECT_SERVER_DATABASE_PASSWORD=database.password)
+    ca_file = Path(as_master.env["PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CA_FILE"])
+    ca_file.write_text(as_master.env[CA_BUNDLE_ENV])
+    upgraded = subprocess.run(["prefect", "server", "database", "upgrade", "-y"],
+                              env=as_master.env, capture_output=True, text=True, timeout=600)
+    assert upgraded.returncode == 0, upgraded.stdout[-2000:] + upgraded.stderr[-2000:]
+    owned = ("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+             "WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) = '{}'")
+    assert int(postgres_server.sql(owned.format(database.user), legacy)) > 50
+
+    code, log = migrate(stack, postgres_server, tmp_path / "migrate",
+                        PREFECT_SERVER_DATABASE_NAME=legacy)
+    assert code == 0, log[-3000:]
+    assert postgres_server.sql(owned.format(database.user), legacy) == "0"
+    assert int(postgres_server.sql(owned.format(SERVER_USER), legacy)) > 50
+    # Enum and domain types and functions too; an extension's own members stay with it.
+    for catalog, namespace, owner, kinds in (
+            ("pg_type", "typnamespace", "typowner", "typtype IN ('e', 'd')"),
+            ("pg_proc", "pronamespace", "proowner", "prokind IN ('f', 'p')")):
+        left = postgres_server.sql(
+            f"SELECT count(*) FROM {catalog} x JOIN pg_namespace n ON n.oid = x.{namespace} "
+            f"WHERE n.nspname = 'public' AND {kinds} AND x.{owner} = '{database.user}'::regrole "
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = x.oid "
+            "AND d.deptype = 'e')", legacy)
+        assert left == "0", catalog
+    assert postgres_server.sql(
+        f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{legacy}'"
+    ) == SERVER_USER
