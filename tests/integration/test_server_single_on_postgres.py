@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from components.database import MASTER_USER, SERVER_USER
-from components.server_migrate import CA_BUNDLE_ENV, MASTER_PASSWORD_ENV
+from components.server.database import MASTER_USER, SERVER_USER
+from components.server.migrate import CA_BUNDLE_ENV, MASTER_PASSWORD_ENV
 from testbed.databases import self_signed_ca
 from testbed.prefect_worker import csrf_headers, deploy
 from tests.support.server_containers import container_launch, rds_master, server_evaluation
@@ -317,7 +317,7 @@ def test_a_database_certificate_from_another_ca_is_refused_by_migrate_and_server
 
 def test_a_changed_role_password_takes_effect_when_new_tasks_start(
         stack, server, database, postgres_server, tmp_path):
-    """The redeploy path (components/server_rotation.py): put a new value in the role's secret,
+    """The redeploy path (components/server/rotation_redeploy.py): put a new value in the role's secret,
     start new tasks; their prefect-migrate sets the role's password, their server uses it."""
     secrets = stack.replayed.client("secretsmanager")
     arn = stack.exports["serverDbAppSecretArn"]

@@ -1,6 +1,6 @@
 """The server verifies its database: certs/rds-ca-bundle.pem holds Amazon RDS's regional root CAs,
 each under a comment naming it, and every server container gets its region's roots as text with
-Prefect's TLS settings on (components/database.py, components/server.py)."""
+Prefect's TLS settings on (components/server/database.py, components/server/server.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from components.database import RDS_CA_BUNDLE, rds_ca_bundle
-from components.server import DATABASE_CA_FILE, SERVER_CONTAINER, API_CONTAINER
-from components.server_migrate import CA_BUNDLE_ENV, CA_FILE_ENV
+from components.server.database import RDS_CA_BUNDLE, rds_ca_bundle
+from components.server.server import DATABASE_CA_FILE, SERVER_CONTAINER, API_CONTAINER
+from components.server.migrate import CA_BUNDLE_ENV, CA_FILE_ENV
 from tests.support.harness import server_stack_names
 from tests.support.server_evaluations import all_containers, environment
 

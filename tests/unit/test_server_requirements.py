@@ -1,6 +1,6 @@
 """What the `ha` server installs at task start: requirements-server-ha.txt, every package pinned
 to the version the tests run and to the sha256 of its wheel, passed to the containers as text and
-installed with pip's hash checking on (components/server.py)."""
+installed with pip's hash checking on (components/server/server.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from components.server import (
+from components.server.server import (
     API_CONTAINER, EXTRA_PACKAGES_INSTALL, REQUIREMENTS_ENV, SERVICES_CONTAINER,
     SERVER_REQUIREMENTS_FILE, server_requirements,
 )

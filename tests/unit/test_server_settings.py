@@ -9,10 +9,10 @@ from typing import get_args
 
 import pytest
 
-from components.server_settings import (
+from components.config.server import (
     SERVER_ACCESS, SERVER_MODES, ServerAccess, ServerMode, physical_name,
 )
-from components.settings import ConfigError
+from components.config.reader import ConfigError
 from tests.support.harness import (
     PROJECT, TEST_API_KEY, RecordingMocks, evaluate, load_stack_config, stack_file_values,
     with_credentials, worker_only_stack_names,
@@ -191,7 +191,7 @@ def test_a_server_stack_needs_no_prefect_api_url_or_key():
 def test_an_adopted_auth_string_secret_is_used_and_nothing_generated():
     evaluation = evaluate(single(prefectApiAuthStringSecretArn=SECRET_ARN))
     assert evaluation.exports["credentialSecretArn"] == SECRET_ARN
-    # The one generated value is the database role's password (components/database.py).
+    # The one generated value is the database role's password (components/server/database.py).
     assert [v.name for v in evaluation.of_type("aws:secretsmanager/secretVersion:SecretVersion")
             ] == ["server-db-app-secret-version"]
     assert list(evaluation.calls).count(
