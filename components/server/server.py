@@ -3,8 +3,8 @@
 Modes (`prefectServer`):
 
 - `single`: one service, one task, container `prefect-server` running
-  `prefect server start --host 0.0.0.0`: API, UI and background services in one process, with
-  migrations on start. Deployments stop the old task before starting the new one (minimum 0,
+  `prefect server start --host 0.0.0.0`: API, UI and background services in one process, after
+  the task's `prefect-migrate` (below). Deployments stop the old task before starting the new one (minimum 0,
   maximum 100 percent), so two schedulers never overlap and two processes never migrate at once.
 - `ha`: an API service of `serverApiCount` tasks spread across AZs (container `prefect-api`,
   `prefect server start --host 0.0.0.0 --no-services`, `PREFECT_SERVER_DATABASE_MIGRATE_ON_START`
