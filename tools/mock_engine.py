@@ -11,6 +11,7 @@ would compute, made up: this is a declaration, never a read of an account.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import json
@@ -294,6 +295,25 @@ class RecordingMocks(pulumi.runtime.Mocks):
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
+def _thread_event_loop() -> asyncio.AbstractEventLoop:
+    """The calling thread's event loop, made current if it has none or a closed one.
+
+    `set_mocks` declares the stack's root resource, whose outputs are `asyncio.Future()`s bound to
+    the current loop, before Pulumi ensures there is one. A fresh main thread gets a loop on first
+    use, but `asyncio.run` ends by setting the loop to None, after which asyncio refuses to make
+    one ("There is no current event loop in thread 'MainThread'"): any test that ran
+    `asyncio.run` earlier in the same process (an xdist worker runs many files) broke every later
+    evaluation there."""
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
+
+
 def evaluate(config: dict[str, str], stack: str = "test",
              secret_keys: Iterable[str] = SECRET_CONFIG_KEYS,
              mocks: Optional[RecordingMocks] = None) -> Evaluation:
@@ -301,6 +321,7 @@ def evaluate(config: dict[str, str], stack: str = "test",
 
     Pass `mocks` to inspect what was recorded when the program raises (a refused config)."""
     mocks = mocks if mocks is not None else RecordingMocks()
+    _thread_event_loop()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(config, [k for k in secret_keys if k in config])
     captured: dict[str, Any] = {}
