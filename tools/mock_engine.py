@@ -16,6 +16,7 @@ import copy
 import functools
 import json
 import runpy
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -25,6 +26,7 @@ import yaml
 
 from components.config.reader import NAMESPACE as PROJECT
 from components.config.credential import API_KEY, SECRET_VALUE_KEYS
+from components.config.settings import Settings, load_settings
 from components.prefect.api import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,6 +129,9 @@ class Declared:
     # What the mock answered: the id and outputs later resources reference (replay maps them).
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Input property -> the URNs of the resources its value came from (what Pulumi orders by).
+    dependencies: dict[str, list[str]] = field(default_factory=dict)
+    urn: str = ""
 
 
 @dataclass
@@ -165,6 +170,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         inputs = dict(args.inputs)
         self._count += 1
         declared = Declared(args.typ, args.name, inputs)
+        request = getattr(_REGISTERING, "request", None)
+        if request is not None and (request.type, request.name) == (args.typ, args.name):
+            declared.urn = _REGISTERING.urn
+            declared.dependencies = {prop: sorted(deps.urns)
+                                     for prop, deps in request.propertyDependencies.items()}
         self.resources.append(declared)
         declared.id, declared.outputs = self._answer(args.typ, args.name, inputs)
         return declared.id, declared.outputs
@@ -295,6 +305,25 @@ class RecordingMocks(pulumi.runtime.Mocks):
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
+# The RegisterResource request the mock monitor is answering on this thread: `new_resource` reads
+# the URN and the property dependencies from it, which MockResourceArgs does not carry.
+_REGISTERING = threading.local()
+
+
+def _record_registrations(monitor: Any) -> None:
+    register = monitor.RegisterResource
+
+    def recording(request: Any) -> Any:
+        _REGISTERING.request = request
+        _REGISTERING.urn = monitor.make_urn(request.parent, request.type, request.name)
+        try:
+            return register(request)
+        finally:
+            _REGISTERING.request = None
+
+    monitor.RegisterResource = recording
+
+
 def _thread_event_loop() -> asyncio.AbstractEventLoop:
     """The calling thread's event loop, made current if it has none or a closed one.
 
@@ -323,6 +352,7 @@ def evaluate(config: dict[str, str], stack: str = "test",
     mocks = mocks if mocks is not None else RecordingMocks()
     _thread_event_loop()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    _record_registrations(pulumi.runtime.settings.SETTINGS.monitor)
     pulumi.runtime.set_all_config(config, [k for k in secret_keys if k in config])
     captured: dict[str, Any] = {}
     secret_exports: set[str] = set()
@@ -354,6 +384,15 @@ def evaluate_stack(stack: str, **overrides: str) -> Evaluation:
     """A stack file (`seed` for the example) evaluated with the credentials a user adds."""
     config = load_stack_config(stack_file=stack_file(stack))
     return evaluate(with_credentials(config, **overrides), stack=stack)
+
+
+def stack_settings(stack: str, **overrides: str) -> Settings:
+    """A stack file's validated settings, read as `__main__.py` reads them, without running the
+    program: for what depends on the config alone (a `ConfigError` raises here as in preview)."""
+    config = with_credentials(load_stack_config(stack_file=stack_file(stack)), **overrides)
+    _thread_event_loop()
+    pulumi.runtime.set_all_config(config, [k for k in SECRET_CONFIG_KEYS if k in config])
+    return load_settings(pulumi.Config(PROJECT), PROJECT, stack)
 
 
 def is_secret_input(value: Any) -> bool:

@@ -328,6 +328,8 @@ class FlowCode(pulumi.ComponentResource):
                     "Effect": "Allow",
                     "Principal": {"AWS": publisher},
                     "Action": ["s3:PutObject", "s3:GetObject"],
+                    # AWS: S3 grants objects by key, and flow code is any key under flows/ of
+                    # this bucket, so the object part ends in "*".
                     "Resource": pulumi.Output.concat(bucket_arn, "/", CODE_PREFIX, "*"),
                 },
                 {

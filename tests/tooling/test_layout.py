@@ -150,3 +150,40 @@ def test_state_from_before_the_grouping_still_loads_its_providers(class_name):
     expected = {"WorkPoolProvider": WorkPoolProvider,
                 "StuckRunAutomationProvider": StuckRunAutomationProvider}[class_name]
     assert type(provider) is expected
+
+
+MAX_LINES = 600
+
+
+def test_no_module_or_test_helper_grows_past_the_cap():
+    """A module past about 600 lines holds more than one concern: split it by what it serves."""
+    files = python_files(*NOT_TESTS, "tests")
+    assert len(files) > 100
+    long = {str(p.relative_to(ROOT)): n for p in files
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def test_pyproject_names_every_package_and_mypy_reads_every_one_but_the_tests():
+    import re
+    import tomllib
+
+    text = (ROOT / "pyproject.toml").read_text()
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert {"components", "testbed", "tests"} <= packages
+    named = re.search(r"import root \(packages ([\w, ]+)\)", text)
+    assert named and set(named.group(1).split(", ")) == packages
+    checked = set(tomllib.loads(text)["tool"]["mypy"]["files"])
+    assert packages - {"tests", "policies"} <= checked
+
+
+def test_tools_need_no_aws_account_and_write_no_file():
+    """The rule that splits tools/ from scripts/ (docs/architecture.md): a tool evaluates the
+    program offline and prints; what reaches a deployment or rewrites a file is a script."""
+    tools = python_files("tools")
+    assert tools
+    reaching = [str(p.relative_to(ROOT)) for p in tools
+                if imported_modules(p) & {"boto3", "botocore", "subprocess"}
+                or any(isinstance(n, ast.Attribute) and n.attr in ("write_text", "write_bytes")
+                       for n in ast.walk(ast.parse(p.read_text())))]
+    assert not reaching, f"move to scripts/: {reaching}"

@@ -11,7 +11,9 @@ import pytest
 
 from components.server.database import ENGINE_MAJOR, PARAMETER_GROUP_FAMILY
 from components.server.access import READINESS_PATH, TLS_POLICY
-from tests.support.harness import Evaluation, evaluate, server_stack_names, stack_file_values
+from components.config.server import SERVER_PORT
+from tests.support.harness import (Evaluation, evaluate, server_stack_names, stack_file_values,
+                                  stack_settings)
 from tests.support.server_evaluations import server_config
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -157,10 +159,19 @@ def test_single_internal_has_no_load_balancer(evaluated):
 
 
 @pytest.mark.parametrize("stack", server_stack_names())
-def test_target_group_checks_readiness(evaluated, stack):
-    for group in evaluated(stack).of_type("aws:lb/targetGroup:TargetGroup"):
+def test_a_load_balanced_server_has_target_groups_that_check_readiness(evaluated, stack):
+    groups = evaluated(stack).of_type("aws:lb/targetGroup:TargetGroup")
+    if not stack_settings(stack).server.load_balanced:
+        assert groups == []
+        return
+    assert groups
+    for group in groups:
         assert group.inputs["healthCheck"]["path"] == READINESS_PATH == "/api/ready"
-        assert group.inputs["targetType"] == "ip" and group.inputs["port"] == 4200
+        assert group.inputs["targetType"] == "ip" and group.inputs["port"] == SERVER_PORT == 4200
+
+
+def test_the_server_stacks_include_a_load_balanced_one():
+    assert [s for s in server_stack_names() if stack_settings(s).server.load_balanced]
 
 
 def test_load_balanced_services_wait_for_the_listeners_of_their_target_group(monkeypatch):
