@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
+from components.config.reader import NAMESPACE
 from components.config.flow_code import (
     CODE_PREFIX, RESULTS_PREFIX, FlowCodeSettings, default_bucket_name,
 )
@@ -96,7 +97,7 @@ class FlowCode(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: FlowCodeArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:FlowCode", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:FlowCode", name, None, opts)
         self._name = name
         self._args = args
         settings = args.settings

@@ -35,6 +35,8 @@ from typing import Any, Optional
 
 import pulumi
 
+from components.platform.fargate import awslogs
+
 CONTAINER_NAME = "prefect-work-pool"
 STREAM_PREFIX = "work-pool"
 # Soft memory reservation: the container exits before the worker starts.
@@ -217,12 +219,5 @@ def bootstrap_container(*, image: str, api_url: str, work_pool_name: str, descri
               if automation is not None else []),
         ],
         "secrets": [{"name": credential_env_name, "valueFrom": credential_secret_arn}],
-        "logConfiguration": {
-            "logDriver": "awslogs",
-            "options": {
-                "awslogs-group": log_group_name,
-                "awslogs-region": region,
-                "awslogs-stream-prefix": STREAM_PREFIX,
-            },
-        },
+        "logConfiguration": awslogs(log_group_name, region, STREAM_PREFIX),
     }
