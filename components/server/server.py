@@ -14,8 +14,8 @@ Modes (`prefectServer`):
 Migrations in `ha` run exactly once before a new API or services process starts. Every `ha` task
 has a first, non-essential container `prefect-migrate` (same image, same database settings) and
 its main container waits for it to exit 0 (`dependsOn` condition `SUCCESS`). `prefect-migrate`
-runs `MIGRATE_SCRIPT`: it takes a PostgreSQL advisory lock on its own connection, polling
-`pg_try_advisory_lock(MIGRATION_LOCK)` every 2 s (never a blocking `pg_advisory_lock()`: a
+runs components/server/migrate_program.py: it takes a PostgreSQL advisory lock on its own connection, polling
+`pg_try_advisory_lock(LOCK)` every 2 s (never a blocking `pg_advisory_lock()`: a
 session waiting inside that statement holds a snapshot, which the upgrade's `CREATE INDEX
 CONCURRENTLY` waits for, so the holder's upgrade and the waiters deadlock), and, holding it, runs
 `prefect server database upgrade -y` as a subprocess. Prefect's
@@ -23,7 +23,7 @@ own migration guard is an in-process lock only (three replicas migrating one emp
 once: two died with UniqueViolationError), so the lock serializes the tasks that start together:
 the first one migrates, each one after it finds the schema at head and does nothing. A failed
 migration stops the task (the main container never starts) and the deployment circuit breaker
-rolls back. To test it on real processes: run `MIGRATE_SCRIPT` (the container's command) two or
+rolls back. To test it on real processes: run `MIGRATE_PROGRAM` (the container's command) two or
 three times at once with the container's environment against one empty PostgreSQL; all must exit
 0, then an API with migrations off must come up.
 
@@ -68,11 +68,13 @@ four `ssmmessages` actions and nothing else; `make ui` opens a port forward thro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
+from components.server import migrate_program
 from components.config.reader import NAMESPACE
 from components.platform.network import POSTGRESQL_PORT as DB_PORT, REDIS_PORT
 from components.server.database import DATABASE_NAME, DRIVER, MASTER_USER
@@ -94,11 +96,6 @@ LB_IDLE_TIMEOUT_SECONDS = 60
 KEEPALIVE_TIMEOUT_SECONDS = 75
 # Reserved for the one-off migration; the main container gets the rest of the task's memory.
 MIGRATE_MEMORY_RESERVATION = 256
-# Any constant shared by every migrating task; "prefect" in ASCII.
-MIGRATION_LOCK = 0x70726566656374
-# How long a task's prefect-migrate waits for another task's migration before its task fails (the
-# deployment circuit breaker then rolls back): an upgrade takes 8 s idle, about 80 s loaded.
-MIGRATION_LOCK_WAIT_SECONDS = 900
 STOP_TIMEOUT_SECONDS = 60
 
 HEALTH_PATH = "/api/health"
@@ -128,60 +125,9 @@ EXTRA_PACKAGES_INSTALL = (
     f'${EXTRA_PACKAGES_ENV} && export PYTHONPATH="{EXTRA_PACKAGES_DIR}"; '
 )
 
-MIGRATE_SCRIPT = r'''
-import asyncio, json, os, sys, time
-import asyncpg
-
-LOCK = %d
-LOCK_WAIT_SECONDS = %d
-LOCK_POLL_SECONDS = 2
-
-def log(level, message, **extra):
-    print(json.dumps({"level": level, "name": "prefect.migrate", "message": message, **extra}),
-          flush=True)
-
-async def connect():
-    env = os.environ
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            return await asyncpg.connect(
-                host=env["PREFECT_SERVER_DATABASE_HOST"],
-                port=int(env["PREFECT_SERVER_DATABASE_PORT"]),
-                user=env["PREFECT_SERVER_DATABASE_USER"],
-                password=env["PREFECT_SERVER_DATABASE_PASSWORD"],
-                database=env["PREFECT_SERVER_DATABASE_NAME"], timeout=10)
-        except (OSError, asyncpg.CannotConnectNowError, asyncio.TimeoutError) as exc:
-            if time.monotonic() > deadline:
-                raise
-            log("INFO", "waiting for the database", reason=type(exc).__name__)
-            await asyncio.sleep(5)
-
-async def main():
-    connection = await connect()
-    try:
-        # Polled, never waited for inside a statement: a session blocked in pg_advisory_lock()
-        # holds a snapshot, and the upgrade's CREATE INDEX CONCURRENTLY waits for every older
-        # snapshot, so a blocking wait deadlocks with the holder's own upgrade. Between tries
-        # this session is idle, in no transaction.
-        log("INFO", "waiting for the migration lock")
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while not await connection.fetchval("SELECT pg_try_advisory_lock($1)", LOCK):
-            if time.monotonic() > deadline:
-                log("ERROR", "the migration lock stayed taken", waited_s=LOCK_WAIT_SECONDS)
-                return 1
-            await asyncio.sleep(LOCK_POLL_SECONDS)
-        log("INFO", "migrating")
-        process = await asyncio.create_subprocess_exec(
-            "prefect", "server", "database", "upgrade", "-y")
-        code = await process.wait()
-        log("INFO" if code == 0 else "ERROR", "migration finished", exit_code=code)
-        return code
-    finally:
-        await connection.close()
-
-sys.exit(asyncio.run(main()))
-''' % (MIGRATION_LOCK, MIGRATION_LOCK_WAIT_SECONDS)
+# The migrate container's program, a module of its own (linted, type-checked, unit-tested),
+# sent as text.
+MIGRATE_PROGRAM = Path(migrate_program.__file__).read_text()
 
 
 @dataclass(frozen=True)
@@ -447,7 +393,7 @@ class PrefectServer(pulumi.ComponentResource):
             "name": MIGRATE_CONTAINER,
             "image": self._args.image,
             "essential": False,
-            "command": ["python", "-c", MIGRATE_SCRIPT],
+            "command": ["python", "-c", MIGRATE_PROGRAM],
             "memoryReservation": MIGRATE_MEMORY_RESERVATION,
             "environment": self._environment(MIGRATE_CONTAINER),
             "secrets": self._secrets(MIGRATE_CONTAINER),

@@ -220,6 +220,9 @@ def test_a_named_bucket_is_created_under_that_name(evaluated):
      f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/prefect-ecs-worker-dev-flows:2026.11.28"),
     ("prefect-ecs-worker-dev-flows@sha256:" + "a" * 64,
      f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/prefect-ecs-worker-dev-flows@sha256:" + "a" * 64),
+    # A digest pins the image; the tag beside it is a label.
+    ("prefect-ecs-worker-dev-flows:2026.11.28@sha256:" + "b" * 64,
+     f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/prefect-ecs-worker-dev-flows@sha256:" + "b" * 64),
     # Any other image is used as written.
     ("prefecthq/prefect:3.9.1-python3.12", "prefecthq/prefect:3.9.1-python3.12"),
     ("ghcr.io/team/prefect-ecs-worker-dev-flows:1", "ghcr.io/team/prefect-ecs-worker-dev-flows:1"),
