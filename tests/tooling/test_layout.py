@@ -187,3 +187,22 @@ def test_tools_need_no_aws_account_and_write_no_file():
                 or any(isinstance(n, ast.Attribute) and n.attr in ("write_text", "write_bytes")
                        for n in ast.walk(ast.parse(p.read_text())))]
     assert not reaching, f"move to scripts/: {reaching}"
+
+
+# components/'s packages, each using only those before it (docs/architecture.md).
+PACKAGE_ORDER = ["config", "platform", "prefect", "worker", "server"]
+
+
+def test_each_package_of_components_uses_only_the_packages_before_it():
+    graph = import_graph()
+
+    def package(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if parts[0] == "components" and len(parts) > 2 else ""
+
+    assert {package(m) for m in graph} - {""} == set(PACKAGE_ORDER)
+    uses = {(package(a), package(b)) for a, targets in graph.items() for b in targets
+            if package(a) and package(b) and package(a) != package(b)}
+    assert ("server", "worker") in uses
+    backwards = sorted((a, b) for a, b in uses if PACKAGE_ORDER.index(b) > PACKAGE_ORDER.index(a))
+    assert not backwards, f"a package using one after it: {backwards}"
