@@ -386,13 +386,19 @@ def evaluate_stack(stack: str, **overrides: str) -> Evaluation:
     return evaluate(with_credentials(config, **overrides), stack=stack)
 
 
-def stack_settings(stack: str, **overrides: str) -> Settings:
-    """A stack file's validated settings, read as `__main__.py` reads them, without running the
+def read_settings(config: dict[str, str], stack: str = "test",
+                  secret_keys: Iterable[str] = SECRET_CONFIG_KEYS) -> Settings:
+    """The validated settings of this config, read as `__main__.py` reads them, without running the
     program: for what depends on the config alone (a `ConfigError` raises here as in preview)."""
-    config = with_credentials(load_stack_config(stack_file=stack_file(stack)), **overrides)
     _thread_event_loop()
-    pulumi.runtime.set_all_config(config, [k for k in SECRET_CONFIG_KEYS if k in config])
+    pulumi.runtime.set_all_config(config, [k for k in secret_keys if k in config])
     return load_settings(pulumi.Config(PROJECT), PROJECT, stack)
+
+
+def stack_settings(stack: str, **overrides: str) -> Settings:
+    """A stack file's settings, with the credentials a user adds."""
+    config = with_credentials(load_stack_config(stack_file=stack_file(stack)), **overrides)
+    return read_settings(config, stack)
 
 
 def is_secret_input(value: Any) -> bool:
