@@ -132,6 +132,10 @@ class Declared:
     # Input property -> the URNs of the resources its value came from (what Pulumi orders by).
     dependencies: dict[str, list[str]] = field(default_factory=dict)
     urn: str = ""
+    # The URNs it waits for, its properties' and `depends_on`'s together.
+    depends_on: list[str] = field(default_factory=list)
+    # The properties `pulumi up` leaves alone once the resource exists (ResourceOptions).
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -175,6 +179,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             declared.urn = _REGISTERING.urn
             declared.dependencies = {prop: sorted(deps.urns)
                                      for prop, deps in request.propertyDependencies.items()}
+            declared.ignore_changes = list(request.ignoreChanges)
+            declared.depends_on = sorted(request.dependencies)
         self.resources.append(declared)
         declared.id, declared.outputs = self._answer(args.typ, args.name, inputs)
         return declared.id, declared.outputs

@@ -174,21 +174,13 @@ def test_the_server_stacks_include_a_load_balanced_one():
     assert [s for s in server_stack_names() if stack_settings(s).server.load_balanced]
 
 
-def test_load_balanced_services_wait_for_the_listeners_of_their_target_group(monkeypatch):
+def test_load_balanced_services_wait_for_the_listeners_of_their_target_group(evaluated):
     """ECS refuses a service whose target group no listener forwards to yet."""
-    import pulumi_aws
-
-    from tests.support.harness import evaluate_stack
-
-    seen: dict[str, object] = {}
-
-    class RecordingService(pulumi_aws.ecs.Service):
-        def __init__(self, resource_name, *args, opts=None, **kwargs):
-            seen[resource_name] = opts
-            super().__init__(resource_name, *args, opts=opts, **kwargs)
-
-    monkeypatch.setattr(pulumi_aws.ecs, "Service", RecordingService)
-    evaluate_stack("selfhosted-prod")
-    api = seen["server-api-service"].depends_on
-    assert api and all(isinstance(r, pulumi_aws.lb.Listener) for r in api)
-    assert not seen["server-services-service"].depends_on
+    evaluation = evaluated("selfhosted-prod")
+    listeners = {r.urn for r in evaluation.of_type(LISTENER)
+                 if any(a["type"] == "forward" for a in r.inputs["defaultActions"])}
+    assert listeners
+    api = evaluation.one("aws:ecs/service:Service", "server-api-service")
+    assert listeners <= set(api.depends_on)
+    services = evaluation.one("aws:ecs/service:Service", "server-services-service")
+    assert not listeners & set(services.depends_on)
