@@ -51,7 +51,9 @@ def test_default_cell_shows_what_the_cli_would_use_as_yaml_writes_it():
 
 
 def test_every_doc_is_linked_from_the_readme():
-    for doc in sorted((ROOT / "docs").glob("*.md")):
+    docs = sorted((ROOT / "docs").glob("*.md"))
+    assert docs
+    for doc in docs:
         assert f"(docs/{doc.name})" in README, doc.name
 
 

@@ -42,7 +42,9 @@ def test_prod_tracks_both_cpu_and_memory_targets():
 
 
 def test_scale_in_is_slower_than_scale_out_so_a_submitting_worker_is_not_stopped_mid_burst():
-    for policy in evaluated("prod").of_type(POLICY):
+    policys = evaluated("prod").of_type(POLICY)
+    assert policys
+    for policy in policys:
         config = policy.inputs["targetTrackingScalingPolicyConfiguration"]
         assert config["scaleInCooldown"] == SCALE_IN_COOLDOWN_SECONDS >= 600
         assert config["scaleOutCooldown"] == SCALE_OUT_COOLDOWN_SECONDS <= 300

@@ -12,6 +12,7 @@ import pytest
 from components.server.database import ENGINE_MAJOR, PARAMETER_GROUP_FAMILY
 from components.server.access import READINESS_PATH, TLS_POLICY
 from components.config.server import SERVER_PORT
+from components.platform.network import POSTGRESQL_PORT, REDIS_PORT
 from tests.support.harness import (Evaluation, evaluate, server_stack_names, stack_file_values,
                                   stack_settings)
 from tests.support.server_evaluations import server_config
@@ -57,7 +58,9 @@ def test_server_port_is_open_only_to_the_worker_flow_runs_and_its_alb(evaluated,
     if evaluation.of_type("aws:lb/loadBalancer:LoadBalancer"):
         expected.add(group_id(evaluation, "server-access-sg"))
     assert sources == expected
-    for rule in evaluation.of_type(RULE):
+    rules = evaluation.of_type(RULE)
+    assert rules
+    for rule in rules:
         assert (rule.inputs["fromPort"], rule.inputs["toPort"], rule.inputs["ipProtocol"]) == (
             4200, 4200, "tcp")
         assert "cidrIpv4" not in rule.inputs
@@ -67,7 +70,8 @@ def test_server_port_is_open_only_to_the_worker_flow_runs_and_its_alb(evaluated,
 def test_database_and_redis_accept_only_the_server_group_in_isolated_subnets(evaluated, stack):
     evaluation = evaluated(stack)
     server_sg = group_id(evaluation, "network-server-sg")
-    stores = [("server-db-sg", 5432)] + ([("server-redis-sg", 6379)] if "prod" in stack else [])
+    ha = stack_settings(stack).server.ha
+    stores = [("server-db-sg", POSTGRESQL_PORT)] + ([("server-redis-sg", REDIS_PORT)] if ha else [])
     for name, port in stores:
         group = evaluation.one(SG, name).inputs
         assert group["ingress"] == [{"description": group["ingress"][0]["description"],
@@ -78,7 +82,9 @@ def test_database_and_redis_accept_only_the_server_group_in_isolated_subnets(eva
     isolated = vpc.outputs["isolatedSubnetIds"]
     assert isolated and [s["type"] for s in vpc.inputs["subnetSpecs"]][-1] == "Isolated"
     assert evaluation.one("aws:rds/subnetGroup:SubnetGroup").inputs["subnetIds"] == isolated
-    for group in evaluation.of_type("aws:elasticache/subnetGroup:SubnetGroup"):
+    groups = evaluation.of_type("aws:elasticache/subnetGroup:SubnetGroup")
+    assert bool(groups) == ha
+    for group in groups:
         assert group.inputs["subnetIds"] == isolated
 
 
