@@ -22,12 +22,11 @@ JSON_LOGGING_ENVIRONMENT = (
 )
 
 
-# The root filesystem is read-only; these are the only paths the worker writes (rung 3 runs the
-# declared command in a mount namespace where nothing else is writable). Each is a Fargate task
+# Every container's root filesystem is read-only; these are the only paths a task writes (rung 3
+# runs the declared command in a mount namespace where nothing else is writable). Each is a Fargate task
 # volume with no host: ephemeral storage, empty at start, gone with the task.
 PREFECT_HOME = "/var/lib/prefect"
 WRITABLE_PATHS = (("prefect-home", PREFECT_HOME), ("tmp", "/tmp"))
-
 
 
 def awslogs(group: pulumi.Input[str], region: pulumi.Input[str], stream_prefix: str) -> dict[str, Any]:

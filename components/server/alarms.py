@@ -57,38 +57,38 @@ class ServerAlarms(pulumi.ComponentResource):
         storage_bytes = args.db_allocated_storage_gb * 1024 ** 3
         self.alarms = [
             threshold_alarm(alarms, "db-cpu-high", "Prefect database CPU above 80%", "AWS/RDS",
-                        "CPUUtilization", db, CPU_HIGH_PERCENT),
+                            "CPUUtilization", db, CPU_HIGH_PERCENT),
             threshold_alarm(alarms, "db-storage-low", "Prefect database free storage below 20% of its "
-                        "allocation", "AWS/RDS", "FreeStorageSpace", db,
-                        storage_bytes * FREE_STORAGE_LOW_SHARE, operator="LessThanThreshold",
-                        statistic="Minimum"),
+                            "allocation", "AWS/RDS", "FreeStorageSpace", db,
+                            storage_bytes * FREE_STORAGE_LOW_SHARE, operator="LessThanThreshold",
+                            statistic="Minimum"),
             threshold_alarm(alarms, "db-connections-high",
-                        "Prefect database connections above 80% of the instance's maximum",
-                        "AWS/RDS", "DatabaseConnections", db,
-                        int(max_connections(args.db_instance_class) * CONNECTIONS_HIGH_SHARE),
-                        statistic="Maximum"),
+                            "Prefect database connections above 80% of the instance's maximum",
+                            "AWS/RDS", "DatabaseConnections", db,
+                            int(max_connections(args.db_instance_class) * CONNECTIONS_HIGH_SHARE),
+                            statistic="Maximum"),
         ]
         if args.load_balancer_suffix is not None and args.target_group_suffix is not None:
             lb = {"LoadBalancer": args.load_balancer_suffix}
             target = {**lb, "TargetGroup": args.target_group_suffix}
             self.alarms += [
                 threshold_alarm(alarms, "server-unhealthy-targets", "A Prefect API task fails /api/ready",
-                            "AWS/ApplicationELB", "UnHealthyHostCount", target, 0,
-                            statistic="Maximum"),
+                                "AWS/ApplicationELB", "UnHealthyHostCount", target, 0,
+                                statistic="Maximum"),
                 threshold_alarm(alarms, "server-target-5xx", "The Prefect API answers 5xx",
-                            "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", target,
-                            TARGET_5XX_PER_MINUTE, statistic="Sum"),
+                                "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", target,
+                                TARGET_5XX_PER_MINUTE, statistic="Sum"),
                 threshold_alarm(alarms, "server-lb-5xx", "The load balancer answers 5xx (no healthy API "
-                            "task)", "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", lb,
-                            TARGET_5XX_PER_MINUTE, statistic="Sum"),
+                                "task)", "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", lb,
+                                TARGET_5XX_PER_MINUTE, statistic="Sum"),
             ]
         if args.redis_id is not None:
             redis = {"ReplicationGroupId": args.redis_id}
             self.alarms += [
                 threshold_alarm(alarms, "redis-cpu-high", "Prefect Redis engine CPU above 80%",
-                            "AWS/ElastiCache", "EngineCPUUtilization", redis, CPU_HIGH_PERCENT),
+                                "AWS/ElastiCache", "EngineCPUUtilization", redis, CPU_HIGH_PERCENT),
                 threshold_alarm(alarms, "redis-memory-high", "Prefect Redis memory above 80%",
-                            "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", redis,
-                            CPU_HIGH_PERCENT),
+                                "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", redis,
+                                CPU_HIGH_PERCENT),
             ]
         self.register_outputs({"alarm_names": [a.name for a in self.alarms]})

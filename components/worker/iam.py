@@ -24,7 +24,6 @@ from components.platform.aws import (ECS_TASKS, TASK_EXECUTION_POLICY, AwsContex
                                      service_trust_policy)
 
 
-
 @dataclass(frozen=True)
 class IamArgs:
     cluster_name: str
