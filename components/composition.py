@@ -140,7 +140,9 @@ def compose_stack(settings: Settings) -> Stack:
     self_hosted = settings.server.enabled
     # Partition, region and account, looked up once for every ARN the components build.
     context = AwsContext.current(pulumi.InvokeOptions())
-    key = StackKey("stack-key", StackKeyArgs(prefix=settings.prefix, tags=tags, context=context))
+    key = StackKey("stack-key", StackKeyArgs(
+        prefix=settings.prefix, tags=tags, context=context,
+        retain=self_hosted and settings.server.db_keeps_backups))
     network = Network("network", NetworkArgs(
         nat_gateways=settings.nat_gateways,
         availability_zone_count=settings.availability_zone_count,
@@ -171,7 +173,7 @@ def compose_stack(settings: Settings) -> Stack:
     ))
     flow_logs = settings.existing_vpc is None and hardening.vpc_flow_logs
     # The server's database and Redis hold secrets on the stack key: declared before its policy.
-    stores = compose_server_stores(settings, network, key.arn) if self_hosted else None
+    stores = compose_server_stores(settings, network, key.arn, key.key_id) if self_hosted else None
     key.set_policy([
         *(secrets_manager_statements(context, [iam.execution_role.arn,
                                                    iam.flow_run_execution_role.arn], secret.arn)
