@@ -69,9 +69,9 @@ class ServerStores:
         secret_arns = [self.database.master_secret_arn, self.database.app_secret_arn,
                        *([self.redis.token_secret_arn] if self.redis else [])]
         root = pulumi.Output.format("arn:{0}:iam::{1}:root", ctx.partition, ctx.account_id)
-        services = [pulumi.Output.format("rds.{0}.amazonaws.com", ctx.region)]
+        services = [ctx.service_host("rds")]
         if self.redis:
-            services.append(pulumi.Output.format("elasticache.{0}.amazonaws.com", ctx.region))
+            services.append(ctx.service_host("elasticache"))
         return [
             {
                 "Sid": "ServerSecretsViaSecretsManagerWithIam",
@@ -81,8 +81,7 @@ class ServerStores:
                 # AWS: in a key policy "*" is this key; the condition pins service and secrets.
                 "Resource": "*",
                 "Condition": {"StringEquals": {
-                    "kms:ViaService": pulumi.Output.format("secretsmanager.{0}.amazonaws.com",
-                                                          ctx.region),
+                    "kms:ViaService": ctx.service_host("secretsmanager"),
                     "kms:EncryptionContext:SecretARN": secret_arns}},
             },
             {
@@ -164,9 +163,9 @@ def compose_server_stores(settings: Settings, network: Network, key_arn: pulumi.
 
 
 def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
-                 stores: ServerStores, context: AwsContext, cluster_arn: pulumi.Input[str],
-                 cluster_name: str, log_group_name: str, topic_arn: pulumi.Input[str],
-                 key_arn: pulumi.Input[str]) -> SelfHostedServer:
+                   stores: ServerStores, context: AwsContext, cluster_arn: pulumi.Input[str],
+                   cluster_name: str, log_group_name: str, topic_arn: pulumi.Input[str],
+                   key_arn: pulumi.Input[str]) -> SelfHostedServer:
     """The rest of the server, once the stack key's policy is in place (`key_arn` after it)."""
     server, tags, prefix = settings.server, settings.tags, settings.prefix
     assert network.server_security_group is not None, "the network was built without a server"
