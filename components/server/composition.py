@@ -23,7 +23,7 @@ from components.server.server import PrefectServer, RedisEndpoint, ServerArgs
 from components.server.access import AccessArgs, ServerAccess
 from components.server.alarms import ServerAlarms, ServerAlarmsArgs
 from components.server.rotation_redeploy import RotationArgs, RotationRedeploy
-from components.config.server import physical_name
+from components.config.server import db_identifier, physical_name
 from components.config.server import SERVER_PORT, SERVER_SERVICE_NAME, server_namespace
 from components.config.settings import Settings
 from components.platform.aws import AwsContext
@@ -41,7 +41,9 @@ SERVER_EXPORTS: dict[str, str] = {
     "serverExecEnabled": "With a server: whether ECS Exec is on (internal access only).",
     "serverPort": "With a server: the port its API and UI listen on.",
     "serverDbEndpoint": "With a server: the RDS PostgreSQL address.",
-    "serverDbSecretArn": "With a server: RDS's managed master secret (the database password).",
+    "serverDbSecretArn": "With a server: RDS's managed master secret (used by migrations only).",
+    "serverDbAppSecretArn": "With a server: the password of the database role the server runs "
+                            "as.",
     "serverRedeployStateMachineArn": "With a server: the state machine that redeploys it after a "
                                      "password rotation.",
     "serverUrl": "With a load balancer: the server's URL for people.",
@@ -64,7 +66,7 @@ class ServerStores:
         - RDS and ElastiCache encrypt storage, snapshots and backups with the key through their
           own service only (kms:ViaService), for principals of this account.
         """
-        secret_arns = [self.database.master_secret_arn,
+        secret_arns = [self.database.master_secret_arn, self.database.app_secret_arn,
                        *([self.redis.token_secret_arn] if self.redis else [])]
         root = pulumi.Output.format("arn:{0}:iam::{1}:root", ctx.partition, ctx.account_id)
         services = [pulumi.Output.format("rds.{0}.amazonaws.com", ctx.region)]
@@ -121,19 +123,20 @@ class SelfHostedServer:
             "serverPort": SERVER_PORT,
             "serverDbEndpoint": self.database.address,
             "serverDbSecretArn": self.database.master_secret_arn,
+            "serverDbAppSecretArn": self.database.app_secret_arn,
             "serverRedeployStateMachineArn": self.rotation.state_machine.arn,
             # The load balancer's URL for people; none in single/internal (make ui instead).
             **({"serverUrl": self.access.url} if self.access else {}),
         }
 
 
-def compose_server_stores(settings: Settings, network: Network,
-                        key_arn: pulumi.Input[str]) -> ServerStores:
+def compose_server_stores(settings: Settings, network: Network, key_arn: pulumi.Input[str],
+                          key_id: pulumi.Input[str]) -> ServerStores:
     server, tags, prefix = settings.server, settings.tags, settings.prefix
     assert network.server_security_group is not None, "the network was built without a server"
     server_sg = network.server_security_group.id
     database = PrefectDatabase("server-db", DatabaseArgs(
-        identifier=physical_name(prefix, "db", 63),
+        identifier=db_identifier(prefix),
         vpc_id=network.vpc_id,
         subnet_ids=network.isolated_subnet_ids,
         client_security_group_id=server_sg,
@@ -145,6 +148,8 @@ def compose_server_stores(settings: Settings, network: Network,
         multi_az=server.ha,
         tags=tags,
         kms_key_arn=key_arn,
+        kms_key_id=key_id,
+        restore_snapshot=server.db_restore_snapshot,
     ))
     redis = PrefectRedis("server-redis", RedisArgs(
         identifier=physical_name(prefix, "redis", 40),
@@ -205,6 +210,7 @@ def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
                                    "flow-runs": network.flow_run_security_group.id},
         db_host=database.address,
         db_secret_arn=database.master_secret_arn,
+        db_app_secret_arn=database.app_secret_arn,
         auth_secret_arn=secret.arn,
         redis=RedisEndpoint(redis.host, redis.token_secret_arn) if redis else None,
         target_group_arn=access.target_group.arn if access else None,
@@ -216,7 +222,7 @@ def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
     rotation = RotationRedeploy("server-rotation", RotationArgs(
         prefix=prefix,
         context=context,
-        secret_arn=database.master_secret_arn,
+        secret_arns=[database.master_secret_arn, database.app_secret_arn],
         cluster_arn=cluster_arn,
         service_arns={role: s.arn for role, s in prefect_server.services.items()},
         tags=tags,

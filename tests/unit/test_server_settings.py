@@ -122,6 +122,44 @@ BAD_SERVER_CONFIGS = [
      "serverRedisNodeType", '"cache.x1.huge"', "an ElastiCache node type"),
     ("vpc-too-small-for-three-tiers", single(natGateways="single", availabilityZoneCount="6"),
      "availabilityZoneCount", "6", "3 subnet tier(s)"),
+    # serverDbRestoreSnapshot: RDS's identifier rules, the stack's region, instance snapshots only.
+    ("restore-snapshot-in-another-region",
+     single(serverDbRestoreSnapshot="arn:aws:rds:eu-west-1:123456789012:snapshot:prod-db-final"),
+     "serverDbRestoreSnapshot", '"arn:aws:rds:eu-west-1:123456789012:snapshot:prod-db-final"',
+     "a snapshot in the stack's region us-east-1 (aws:region)"),
+    ("restore-snapshot-starting-with-a-digit", single(serverDbRestoreSnapshot="1-db-final"),
+     "serverDbRestoreSnapshot", '"1-db-final"', "starting with a letter"),
+    ("restore-snapshot-double-hyphen", single(serverDbRestoreSnapshot="prod--final"),
+     "serverDbRestoreSnapshot", '"prod--final"', "no double or trailing hyphen"),
+    ("restore-snapshot-trailing-hyphen", single(serverDbRestoreSnapshot="prod-final-"),
+     "serverDbRestoreSnapshot", '"prod-final-"', "no double or trailing hyphen"),
+    ("restore-snapshot-underscore", single(serverDbRestoreSnapshot="prod_final"),
+     "serverDbRestoreSnapshot", '"prod_final"', "letters, digits and hyphens"),
+    ("restore-snapshot-too-long", single(serverDbRestoreSnapshot="a" * 256),
+     "serverDbRestoreSnapshot", json.dumps("a" * 256), "1-255 letters"),
+    ("restore-snapshot-arn-malformed-name",
+     single(serverDbRestoreSnapshot="arn:aws:rds:us-east-1:123456789012:snapshot:prod_final"),
+     "serverDbRestoreSnapshot", '"arn:aws:rds:us-east-1:123456789012:snapshot:prod_final"',
+     "arn:aws:rds:<region>:<account>:snapshot:<name>"),
+    ("restore-snapshot-arn-short-account",
+     single(serverDbRestoreSnapshot="arn:aws:rds:us-east-1:1234:snapshot:prod-final"),
+     "serverDbRestoreSnapshot", '"arn:aws:rds:us-east-1:1234:snapshot:prod-final"',
+     "arn:aws:rds:<region>:<account>:snapshot:<name>"),
+    ("restore-cluster-snapshot",
+     single(serverDbRestoreSnapshot="arn:aws:rds:us-east-1:123456789012:cluster-snapshot:c1"),
+     "serverDbRestoreSnapshot", '"arn:aws:rds:us-east-1:123456789012:cluster-snapshot:c1"',
+     "a DB instance snapshot"),
+    ("restore-snapshot-without-server", with_credentials(load_stack_config("dev"),
+                                                         serverDbRestoreSnapshot="prod-final"),
+     "serverDbRestoreSnapshot", '"prod-final"', "only with prefectServer single or ha"),
+    ("restore-replaces-another-snapshot",
+     single(serverDbRestoreSnapshot="prod-final", serverDbRestoreReplaces="prod-final-2"),
+     "serverDbRestoreReplaces", '"prod-final-2"', "the same value as serverDbRestoreSnapshot"),
+    ("restore-replaces-without-a-restore", single(serverDbRestoreReplaces="prod-final"),
+     "serverDbRestoreReplaces", '"prod-final"', "the same value as serverDbRestoreSnapshot"),
+    ("restore-replaces-without-server", with_credentials(load_stack_config("dev"),
+                                                         serverDbRestoreReplaces="prod-final"),
+     "serverDbRestoreReplaces", '"prod-final"', "only with prefectServer single or ha"),
 ]
 
 
@@ -191,8 +229,11 @@ def test_a_server_stack_needs_no_prefect_api_url_or_key():
 def test_an_adopted_auth_string_secret_is_used_and_nothing_generated():
     evaluation = evaluate(single(prefectApiAuthStringSecretArn=SECRET_ARN))
     assert evaluation.exports["credentialSecretArn"] == SECRET_ARN
-    assert not evaluation.of_type("aws:secretsmanager/secretVersion:SecretVersion")
-    assert "aws:secretsmanager/getRandomPassword:getRandomPassword" not in evaluation.calls
+    # The one generated value is the database role's password (components/server/database.py).
+    assert [v.name for v in evaluation.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+            ] == ["server-db-app-secret-version"]
+    assert list(evaluation.calls).count(
+        "aws:secretsmanager/getRandomPassword:getRandomPassword") == 1
 
 
 def test_public_access_with_an_own_certificate_issues_none():
