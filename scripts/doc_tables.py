@@ -4,7 +4,8 @@
 - `exports` (docs/configuration.md): `components.stack.EXPORTS`, the spec the test of the outputs also reads;
 - `components` (README.md): each component class, its file and its module docstring's first line;
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
-- `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
+- `cost` (docs/cost.md): each stack's monthly estimate against the seed and its cost per 1,000
+  flow runs, from `tools.cost`;
 - `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`).
 
     python -m scripts.doc_tables            # print every table
@@ -97,16 +98,24 @@ def verify_table() -> str:
 
 
 def cost_table(evaluated: Optional[Callable[[str], Any]] = None) -> str:
-    from tools.cost import PriceTable, ratio, stack_costs
+    from tools.cost import CLOUD_PLAN_NOTE, SEED_PLAN_NOTE, PriceTable, per_run_basis, ratio, stack_costs
 
     prices = PriceTable.load()
     figures = stack_costs(prices, evaluated)
-    seed = figures["seed"][0]
-    rows = [f"Estimates of {prices.region} list prices of {prices.as_of} (`pricing/{prices.region}.json`).",
-            "", "| stack | $/month | x seed | ceiling with autoscaling |", "|---|---|---|---|"]
-    for stack, (total, ceiling) in figures.items():
-        top = f"${ceiling:.2f}" if ceiling != total else ""
-        rows.append(f"| {stack} | ${total:.2f} | {ratio(total, seed):.3f} | {top} |")
+    seed = figures["seed"].monthly
+    rows = [f"Estimates of {prices.region} list prices of {prices.as_of} (`pricing/{prices.region}.json`); "
+            f"{_markdown(per_run_basis(prices))}.",
+            "", "| stack | $/month | x seed | $/1,000 runs | of which standing | of which flow-run tasks "
+            "| ceiling with autoscaling | Prefect plan |",
+            "|---|---|---|---|---|---|---|---|"]
+    for stack, cost in figures.items():
+        top = f"${cost.ceiling:.2f}" if cost.ceiling != cost.monthly else ""
+        plan = "paid Cloud plan, not priced" if stack == "seed" else (
+            "Cloud plan, not priced" if cost.cloud_plan else "none (self-hosted)")
+        rows.append(f"| {stack} | ${cost.monthly:.2f} | {ratio(cost.monthly, seed):.3f} "
+                    f"| ${cost.per_1000.total:.2f} | ${cost.per_1000.standing:.2f} "
+                    f"| ${cost.per_1000.tasks:.2f} | {top} | {plan} |")
+    rows += ["", f"Notes: {_markdown(SEED_PLAN_NOTE)}; {_markdown(CLOUD_PLAN_NOTE)}."]
     return "\n".join(rows)
 
 
