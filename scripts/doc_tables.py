@@ -6,7 +6,9 @@
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
 - `cost` (docs/cost.md): each stack's monthly estimate against the seed and its cost per 1,000
   flow runs, from `tools.cost`;
-- `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`).
+- `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
+- `capacity` and `sizing` (docs/sizing.md): the recorded `make bench-capacity` run
+  (`bench/results/capacity.json`) and the sizes `tools.sizing` derives from it.
 
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
@@ -29,6 +31,7 @@ README = ROOT / "README.md"
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 COST_DOC = ROOT / "docs" / "cost.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
+SIZING_DOC = ROOT / "docs" / "sizing.md"
 BURST_RESULTS = ROOT / "bench" / "results"
 
 
@@ -154,6 +157,79 @@ def burst_table(results: Path = BURST_RESULTS) -> str:
     return "\n".join(lines).strip() or "No run recorded yet: `make bench-burst BURST_ARGS=--record`."
 
 
+NO_CAPACITY_RUN = "No run recorded yet: `make bench-capacity` (as root)."
+
+
+def capacity_table(path: Optional[Path] = None) -> str:
+    """The recorded ramp of the single server, then the worker's figures."""
+    from tools.sizing import CAPACITY_RESULTS
+
+    path = path or CAPACITY_RESULTS
+    if not path.exists():
+        return NO_CAPACITY_RUN
+    run = json.loads(path.read_text())
+    single, worker = run["single"], run["worker"]
+    lines = [
+        f"Recorded {run['date']} on {run['cpus']} CPUs at nice {run['niceness']}, load average "
+        f"{run['load_average_at_start'][0]:g} at the start and {run['load_average'][0]:g} at the end "
+        f"(a shared machine: the figures are low bounds); {run['wall_s'] / 60:.0f} min in all. "
+        f"A run: {_markdown(run['shape'])}. Steps of {run['step_seconds']:g} s; held = p95 "
+        f"<= {run['p95_limit_s']:g} s, no error, no backlog.",
+        "",
+        f"**single** (`{single['stack']}`'s server task, {single['cpu_units']} CPU units / "
+        f"{single['memory_mib']} MiB, on PostgreSQL; healthy after {single['healthy_after_s']:g} s): "
+        f"**{_cell(single['runs_per_min'])} runs/min** held at the "
+        f"{_cell(single['capacity_step_per_min'])}/min step, p95 {_cell(single['p95_s'])} s, "
+        f"{single['errors']} errors; {single['task_runs_recorded']} of "
+        f"{single['task_runs_expected']} task runs recorded by the server.",
+        "",
+        "| offered /min | completed /min | p50 (s) | p95 (s) | errors | in flight at end "
+        "| server vCPU | server CPU-s /run | throttled | server MiB (peak) | database vCPU "
+        "| database CPU-s /run | held |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for step in single["steps"]:
+        cells = [step[k] for k in ("offered_per_min", "completed_per_min", "p50_s", "p95_s",
+                                   "errors", "in_flight_at_end", "server_cpu_vcpu",
+                                   "server_cpu_s_per_run", "server_throttled_share",
+                                   "server_memory_peak_mib", "database_cpu_vcpu",
+                                   "database_cpu_s_per_run")]
+        lines.append("| " + " | ".join(map(_cell, cells)) + f" | {'yes' if step['held'] else 'no'} |")
+    lines += [
+        "",
+        f"**worker** (dev's worker task, {worker['cpu_units']} CPU units / {worker['memory_mib']} "
+        f"MiB, on moto): **{_cell(worker['submissions_per_min'])} submissions/min**, "
+        f"{worker['runs']} runs released at once, all submitted in {_cell(worker['all_submitted_s'])} "
+        f"s, pickup p50 {_cell(worker['p50_s'])} s / p95 {_cell(worker['p95_s'])} s, "
+        f"{worker['errors']} errors. Where its time went: {_cell(worker['worker_cpu_s_per_submission'])} "
+        f"CPU-s per submission, {_cell(worker['worker_cpu_vcpu'])} vCPU used on average, held back "
+        f"by its CPU quota {_cell(worker['worker_throttled_share'])} of the time, "
+        f"{_cell(worker['worker_memory_peak_mib'])} MiB peak.",
+    ]
+    return "\n".join(lines)
+
+
+def sizing_table(path: Optional[Path] = None) -> str:
+    from tools.sizing import (CAPACITY_RESULTS, HEADROOM, PEAK_TO_AVERAGE, Measured,
+                              sizing_rows)
+
+    measured = Measured.load(path or CAPACITY_RESULTS)
+    if measured is None:
+        return NO_CAPACITY_RUN
+    rows = [f"From the run recorded {measured.date}: peak = {PEAK_TO_AVERAGE:g} x the day's "
+            f"average rate, each part planned at {HEADROOM:.0%} of what it held "
+            f"(`tools/sizing.py`).", "",
+            "| runs a day | peak runs /min | prefectServer | serverCpu / serverMemory "
+            "| API tasks | serverDbInstanceClass | workerCount |",
+            "|---|---|---|---|---|---|---|"]
+    for row in sizing_rows(measured):
+        api_tasks = "1 (API + services)" if row.mode == "single" else f"{row.api_tasks} + services"
+        rows.append(f"| {row.runs_per_day:,} | {row.peak_runs_per_min:g} | {row.mode} "
+                    f"| {row.server_cpu} / {row.server_memory} | {api_tasks} | {row.database} "
+                    f"| {row.workers} |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "config": (CONFIG_DOC, config_table),
     "exports": (CONFIG_DOC, exports_table),
@@ -161,6 +237,8 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "verify": (README, verify_table),
     "cost": (COST_DOC, cost_table),
     "burst": (RUNS_DOC, burst_table),
+    "capacity": (SIZING_DOC, capacity_table),
+    "sizing": (SIZING_DOC, sizing_table),
 }
 
 

@@ -4,7 +4,7 @@ The stack is replayed into moto, so the RDS instance, its managed master secret 
 secret exist with moto's ids and values. PostgreSQL gets what RDS would create from the replayed
 instance: its master user and database, with the password the managed secret holds (TLS only, as
 `rds.force_ssl` makes it). Then `prefect-server` runs exactly as ECS would start it
-(tests/support/server_containers.py): its command, its environment, its secrets resolved from moto by
+(testbed/server_containers.py): its command, its environment, its secrets resolved from moto by
 their `valueFrom` (`<arn>:password::` is one JSON key), and only the database endpoint and the
 listening address made local.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from testbed.prefect_worker import deploy
-from tests.support.server_containers import container_launch, rds_master, server_evaluation
+from testbed.server_containers import container_launch, rds_master, server_evaluation
 from testbed.servers import stop, wait_for_http
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,348 @@
+"""What the declared sizes carry: flow runs a minute on the `single` server, submissions a minute
+of one worker, each process held to its task's CPU and memory.
+
+    python -m bench.capacity [--quick] [--steps 5,10,20] [--step-seconds 120] [--no-record]
+    make bench-capacity      # the same, at nice -10, recording bench/results/capacity.json
+
+Needs root: each measured process runs inside cgroups equal to its task definition's `cpu` and
+`memory` (testbed/cgroups.py); without root it says so and exits 2.
+
+- **single:** the first stack file with `prefectServer: single`, replayed into moto; its
+  `prefect-server` container started as ECS starts it (testbed/server_containers.py: its command,
+  environment and secrets, only the database endpoint and listening address local) on a loopback
+  PostgreSQL set up as RDS would be, inside the server task's limits. The stack's own
+  `prefect-work-pool` container creates the pool. Then flow runs are offered at each step's rate
+  (testbed/flow_run_load.py: the whole life of a run as the worker and the flow drive it, shape
+  `SHAPE`), and each step records runs completed a minute, p50/p95 API latency, errors and the
+  server's CPU (cpuacct) and memory (peak and at the end). A step is held when its p95 is at most
+  `P95_LIMIT_S`, it has no error, and no backlog builds (`backlog_limit`). Capacity is the highest
+  step held for `STEP_SECONDS`; the ramp stops at the first step not held.
+- **worker:** the dev stack's declared worker container inside its task's limits, on moto and a
+  Prefect server on PostgreSQL (testbed/burst.py, the steady scenario without faults): `WORKER_RUNS`
+  runs released at once, submissions a minute from the RunTasks the worker made, and where its
+  time went (CPU used per submission, time held back by its CPU quota).
+
+The last line is one JSON object keyed by what was measured; the full record (steps, sizes, the
+machine's load average, which skews every figure on a shared machine) goes to
+`bench/results/capacity.json` unless `--quick` or `--no-record`. `python -m scripts.doc_tables
+--write` makes the sizing table in docs/sizing.md from it. `--quick` proves the machinery in a few
+minutes (short steps, few runs): its figures are not capacity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+from testbed.cgroups import CgroupsUnavailable, TaskLimits, check_available
+from testbed.flow_run_load import FlowRunLoad, RunShape, StepFigures
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RECORD = RESULTS / "capacity.json"
+SHAPE = RunShape(task_runs=5, log_lines=20, log_batches=2)
+P95_LIMIT_S = 1.0
+STEP_SECONDS = 120.0  # a step is held for 2 minutes
+# Runs a minute offered at each step. A run of SHAPE costs the server about 0.9 CPU-seconds
+# (measured here, --quick), so a quarter vCPU tops out near 15 a minute and a vCPU near 60: the
+# steps bracket that, and the ramp stops at the first step not held (at most 7 x 2 min).
+STEPS = (5, 10, 15, 20, 30, 45, 60)
+QUICK_STEPS = (4, 8)
+QUICK_STEP_SECONDS = 15.0
+WORKER_RUNS = 100
+QUICK_WORKER_RUNS = 5
+HEALTHY_WITHIN_S = 300  # a quarter vCPU needs ~35 s idle; minutes on a loaded 2-core machine
+DRAIN_S = 60.0
+
+
+def backlog_limit(runs_per_min: float, poll_seconds: float) -> float:
+    """Runs that may be in flight at a step's end without a backlog: those created within one
+    poll interval and a run's own life (about 15 s here), plus two."""
+    return runs_per_min / 60 * (poll_seconds + 15) + 2
+
+
+def held(step: StepFigures, poll_seconds: float) -> bool:
+    return (step.p95_s is not None and step.p95_s <= P95_LIMIT_S and step.errors == 0
+            and step.in_flight_at_end <= backlog_limit(step.offered_per_min, poll_seconds))
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- single -----------------------------------------------------------------------------------
+
+def task_size(definition: Any) -> tuple[int, int]:
+    return int(definition.inputs["cpu"]), int(definition.inputs["memory"])
+
+
+def declared_poll_seconds(evaluation: Any) -> float:
+    """The worker's poll interval: its container's PREFECT_WORKER_QUERY_SECONDS, else Prefect's."""
+    from prefect.settings import PREFECT_WORKER_QUERY_SECONDS
+
+    from testbed.server_containers import find_container
+
+    _, container = find_container(evaluation, "prefect-worker")
+    env = {item["name"]: item["value"] for item in container.get("environment", [])}
+    return float(env.get("PREFECT_WORKER_QUERY_SECONDS", PREFECT_WORKER_QUERY_SECONDS.value()))
+
+
+def measure_single(workdir: Path, steps: tuple[float, ...], step_seconds: float) -> dict[str, Any]:
+    from testbed.databases import start_postgres
+    from testbed.prefect_worker import deploy
+    from testbed.server_containers import (
+        container_launch, rds_master, server_evaluation, server_stack_name)
+    from testbed.servers import MotoServer, spawn, stop, wait_for_http
+
+    evaluation = server_evaluation("single")
+    moto = MotoServer(workdir)
+    database = None
+    limits: Optional[TaskLimits] = None
+    database_group: Optional[TaskLimits] = None
+    process = None
+    try:
+        stack = deploy(evaluation, moto, prefect_api_url=None)
+        master = rds_master(stack.replayed)
+        database = start_postgres(user="postgres", database="postgres", ssl=True)
+        database.rds_database(master.user, master.password, master.database)
+        # PostgreSQL unlimited, measured only: its CPU per run sizes the database class.
+        database_group = TaskLimits(f"capacity-{os.getpid()}-database", None, None).create()
+        database_group.adopt(database._process.pid)
+        launch = container_launch(
+            evaluation, stack.replayed, "prefect-server", home=workdir / "server-home",
+            endpoints={"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
+                       "PREFECT_SERVER_DATABASE_PORT": str(database.port)},
+            extra_env={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+        cpu, memory = task_size(launch.task_definition)
+        limits = TaskLimits(f"capacity-{os.getpid()}-server", cpu, memory).create()
+        started = time.monotonic()
+        process = spawn(limits.wrap(launch.command), launch.env, workdir / "server.log")
+        wait_for_http(f"{launch.api_url}/health", HEALTHY_WITHIN_S, process)
+        healthy_s = round(time.monotonic() - started, 1)
+        log(f"single: {stack.evaluation.exports.get('serverMode')} server of "
+            f"{launch.task_definition.inputs['family']} at {cpu} CPU units / {memory} MiB "
+            f"healthy after {healthy_s} s (migrations included)")
+        bootstrap = container_launch(evaluation, stack.replayed, "prefect-work-pool",
+                                     home=workdir / "pool-home",
+                                     endpoints={"PREFECT_API_URL": launch.api_url})
+        code, output = bootstrap.run(workdir / "work-pool.log", 300)
+        if code != 0:
+            raise RuntimeError(f"prefect-work-pool exited {code}: {output[-1500:]}")
+        poll_seconds = declared_poll_seconds(evaluation)
+        figures = asyncio.run(ramp(launch.api_url, launch.env.get("PREFECT_SERVER_API_AUTH_STRING"),
+                                   stack.exports["workPoolName"], limits, database_group, steps,
+                                   step_seconds, poll_seconds))
+        figures.update({"stack": server_stack_name("single") or "dev", "cpu_units": cpu, "memory_mib": memory,
+                        "healthy_after_s": healthy_s, "poll_seconds": poll_seconds,
+                        "oom_kills": limits.oom_kills()})
+        if process.poll() is not None:
+            figures["notes"].append(f"the server exited with {process.returncode} during the ramp")
+        return figures
+    finally:
+        if process is not None:
+            stop(process)
+        for group in (limits, database_group):
+            if group is not None:
+                group.remove()
+        if database is not None:
+            database.stop()
+        moto.stop()
+
+
+async def ramp(api_url: str, auth_string: Optional[str], pool: str, limits: TaskLimits,
+               database: TaskLimits, steps: tuple[float, ...], step_seconds: float,
+               poll_seconds: float) -> dict[str, Any]:
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    records: list[dict[str, Any]] = []
+    capacity: Optional[dict[str, Any]] = None
+    with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string}):
+        load = FlowRunLoad(api_url, auth_string, pool, SHAPE, poll_seconds=poll_seconds)
+        try:
+            await load.start()
+            for rate in steps:
+                limits.reset_memory_peak()
+                cpu_before, throttled_before = limits.cpu_seconds(), limits.throttled_seconds()
+                database_before = database.cpu_seconds()
+                step = await load.step(rate, step_seconds)
+                cpu_used = limits.cpu_seconds() - cpu_before
+                database_used = database.cpu_seconds() - database_before
+                record = {
+                    **asdict(step), "completed_per_min": step.completed_per_min,
+                    "held": held(step, poll_seconds),
+                    "server_cpu_vcpu": round(cpu_used / step.seconds, 3),
+                    "server_cpu_s_per_run": round(cpu_used / step.completed, 3) if step.completed else None,
+                    "server_throttled_share": round(
+                        (limits.throttled_seconds() - throttled_before) / step.seconds, 3),
+                    "server_memory_peak_mib": round(limits.memory_peak_mib(), 1),
+                    "server_memory_mib": round(limits.memory_mib_now(), 1),
+                    "database_cpu_vcpu": round(database_used / step.seconds, 3),
+                    "database_cpu_s_per_run": (round(database_used / step.completed, 3)
+                                               if step.completed else None),
+                    "load_average": load_average(),
+                }
+                records.append(record)
+                log(f"  {rate:>5g} runs/min offered: {step.completed_per_min:>6.1f} completed/min, "
+                    f"p50 {step.p50_s} s, p95 {step.p95_s} s, {step.errors} errors, "
+                    f"{step.in_flight_at_end} in flight, server {record['server_cpu_vcpu']} vCPU "
+                    f"(throttled {record['server_throttled_share']}), "
+                    f"{record['server_memory_peak_mib']} MiB peak, database {record['database_cpu_vcpu']} "
+                    f"vCPU, load {record['load_average'][0]}"
+                    f" -> {'held' if record['held'] else 'NOT held'}")
+                if step.error_kinds:
+                    log(f"    errors: {step.error_kinds}")
+                if not record["held"]:
+                    break
+                capacity = record
+            await load.drain(DRAIN_S)
+            completed = len(load.completed_at)
+            recorded = await load.task_runs_recorded()
+        finally:
+            await load.close()
+    best = capacity or max(records, key=lambda r: r["completed_per_min"])
+    return {
+        "runs_per_min": best["completed_per_min"], "capacity_step_per_min": (
+            capacity["offered_per_min"] if capacity else 0),
+        "held": capacity is not None, "p50_s": best["p50_s"], "p95_s": best["p95_s"],
+        "errors": best["errors"], "server_cpu_s_per_run": best["server_cpu_s_per_run"],
+        "database_cpu_s_per_run": best["database_cpu_s_per_run"],
+        "server_memory_peak_mib": max(r["server_memory_peak_mib"] for r in records),
+        "task_runs_expected": completed * SHAPE.task_runs, "task_runs_recorded": recorded,
+        "steps": records, "notes": [],
+    }
+
+
+# --- worker -----------------------------------------------------------------------------------
+
+def measure_worker(workdir: Path, runs: int) -> dict[str, Any]:
+    from testbed.burst import Bed, postgres_database, run_burst
+    from testbed.server_containers import find_container
+    from tools.mock_engine import evaluate_stack
+
+    evaluation = evaluate_stack("dev")
+    definition, _ = find_container(evaluation, "prefect-worker")
+    cpu, memory = task_size(definition)
+    limits = TaskLimits(f"capacity-{os.getpid()}-worker", cpu, memory).create()
+    database, env = postgres_database()
+    bed = None
+    try:
+        (workdir / "worker-bed").mkdir()
+        bed = Bed(workdir / "worker-bed", poll_seconds=declared_poll_seconds(evaluation),
+                  prefect_env=env, launcher=limits.wrap)
+        # From the release of the runs: the worker's start (imports, ~2 CPU-s) is not submission.
+        at_release: dict[str, float] = {}
+
+        def release() -> None:
+            limits.reset_memory_peak()
+            at_release.update(cpu=limits.cpu_seconds(), throttled=limits.throttled_seconds(),
+                              wall=time.monotonic())
+
+        figures = run_burst(bed, "steady", runs=runs, workers=1, log=log, on_release=release)
+        wall = time.monotonic() - at_release["wall"]
+        cpu_used = limits.cpu_seconds() - at_release["cpu"]
+        throttled = limits.throttled_seconds() - at_release["throttled"]
+        submitted = runs - figures.lost
+        rate = figures.run_task_rate
+        result = {
+            "submissions_per_min": round(rate * 60, 1) if rate else (
+                round(submitted / figures.all_submitted_s * 60, 1) if figures.all_submitted_s else 0),
+            "runs": runs, "p50_s": figures.p50_s, "p95_s": figures.p95_s,
+            "errors": figures.lost + figures.crashed + figures.duplicated,
+            "all_submitted_s": figures.all_submitted_s, "cpu_units": cpu, "memory_mib": memory,
+            "poll_seconds": bed.poll_seconds,
+            # Where the time goes: the worker's own CPU per submission, against its quota.
+            "worker_cpu_s_per_submission": round(cpu_used / submitted, 3) if submitted else None,
+            "worker_cpu_vcpu": round(cpu_used / wall, 3),
+            "worker_throttled_share": round(throttled / wall, 3),
+            "worker_memory_peak_mib": round(limits.memory_peak_mib(), 1),
+            "oom_kills": limits.oom_kills(), "load_average": load_average(),
+        }
+        log(f"worker at {cpu} CPU units / {memory} MiB: {result['submissions_per_min']} "
+            f"submissions/min, all {runs} submitted in {figures.all_submitted_s} s, "
+            f"{result['worker_cpu_s_per_submission']} CPU-s each, throttled "
+            f"{result['worker_throttled_share']} of the time, {result['errors']} errors")
+        return result
+    finally:
+        if bed is not None:
+            bed.close()
+        limits.remove()
+        database.stop()
+
+
+# --- the record -------------------------------------------------------------------------------
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The last line: the headline figures of each part measured."""
+    keys = {"single": ("runs_per_min", "capacity_step_per_min", "p95_s", "errors", "cpu_units",
+                       "memory_mib", "server_cpu_s_per_run", "database_cpu_s_per_run",
+                       "server_memory_peak_mib"),
+            "worker": ("submissions_per_min", "p95_s", "errors", "cpu_units", "memory_mib",
+                       "worker_cpu_s_per_submission", "worker_throttled_share")}
+    out: dict[str, Any] = {part: {k: results[part][k] for k in fields}
+                           for part, fields in keys.items() if part in results}
+    out["load_average"] = results["load_average"]
+    return out
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short steps, few runs: proves the "
+                        "machinery, records nothing")
+    parser.add_argument("--steps", help="runs a minute per step, comma-separated")
+    parser.add_argument("--step-seconds", type=float)
+    parser.add_argument("--worker-runs", type=int)
+    parser.add_argument("--parts", default="single,worker")
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        check_available()
+    except CgroupsUnavailable as error:
+        print(f"bench-capacity cannot hold processes to their task sizes: {error}", file=sys.stderr)
+        return 2
+    steps = tuple(float(s) for s in args.steps.split(",")) if args.steps else (
+        QUICK_STEPS if args.quick else STEPS)
+    step_seconds = args.step_seconds or (QUICK_STEP_SECONDS if args.quick else STEP_SECONDS)
+    worker_runs = args.worker_runs or (QUICK_WORKER_RUNS if args.quick else WORKER_RUNS)
+    parts = args.parts.split(",")
+    workdir = Path(tempfile.mkdtemp(prefix="capacity-bench-"))
+    began = time.monotonic()
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "quick": args.quick,
+        "niceness": os.nice(0), "load_average_at_start": load_average(),
+        "shape": SHAPE.describe(), "p95_limit_s": P95_LIMIT_S, "step_seconds": step_seconds,
+    }
+    log(f"capacity bench: steps {', '.join(f'{s:g}' for s in steps)} runs/min x {step_seconds:g} s, "
+        f"run shape: {SHAPE.describe()}; load average {results['load_average_at_start']}; "
+        f"logs in {workdir}")
+    if "single" in parts:
+        results["single"] = measure_single(workdir, steps, step_seconds)
+    if "worker" in parts:
+        results["worker"] = measure_worker(workdir, worker_runs)
+    results["load_average"] = load_average()
+    results["wall_s"] = round(time.monotonic() - began, 1)
+    if not args.quick and not args.no_record:
+        RESULTS.mkdir(exist_ok=True)
+        RECORD.write_text(json.dumps(results, indent=1) + "\n")
+        log(f"recorded in {RECORD.relative_to(RESULTS.parent.parent)}")
+    print(json.dumps(summary(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
