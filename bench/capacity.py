@@ -99,100 +99,155 @@ def declared_poll_seconds(evaluation: Any) -> float:
     return float(env.get("PREFECT_WORKER_QUERY_SECONDS", PREFECT_WORKER_QUERY_SECONDS.value()))
 
 
-def measure_single(workdir: Path, steps: tuple[float, ...], step_seconds: float) -> dict[str, Any]:
-    from testbed.databases import start_postgres
+def measure_server(mode: str, workdir: Path, steps: tuple[float, ...],
+                   step_seconds: float) -> dict[str, Any]:
+    """`single`: the `prefect-server` task. `ha`: `prefect-migrate` once, then each declared API
+    task (`prefect-api`) and the services task (`prefect-services`) on Redis, the calls spread
+    over the APIs in turn as the ALB does. Each process in its own task's limits."""
+    from testbed.databases import start_postgres, start_redis
     from testbed.prefect_worker import deploy
     from testbed.server_containers import (
-        container_launch, rds_master, server_evaluation, server_stack_name)
+        Endpoint, container_launch, find_container, rds_master, resolve_value_from, server_evaluation,
+        server_stack_name)
     from testbed.servers import MotoServer, spawn, stop, wait_for_http
 
-    evaluation = server_evaluation("single")
+    evaluation = server_evaluation(mode)
+    workdir = workdir / mode
+    workdir.mkdir()
     moto = MotoServer(workdir)
-    database = None
-    limits: Optional[TaskLimits] = None
-    database_group: Optional[TaskLimits] = None
-    process = None
+    database = redis = None
+    groups: dict[str, TaskLimits] = {}
+    processes: list[Any] = []
     try:
         stack = deploy(evaluation, moto, prefect_api_url=None)
         master = rds_master(stack.replayed)
         database = start_postgres(user="postgres", database="postgres", ssl=True)
         database.rds_database(master.user, master.password, master.database)
         # PostgreSQL unlimited, measured only: its CPU per run sizes the database class.
-        database_group = TaskLimits(f"capacity-{os.getpid()}-database", None, None).create()
+        database_group = TaskLimits(f"capacity-{os.getpid()}-{mode}-database", None, None).create()
+        groups["database"] = database_group
         database_group.adopt(database._process.pid)
-        launch = container_launch(
-            evaluation, stack.replayed, "prefect-server", home=workdir / "server-home",
-            endpoints={"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
-                       "PREFECT_SERVER_DATABASE_PORT": str(database.port)},
-            extra_env={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-        cpu, memory = task_size(launch.task_definition)
-        limits = TaskLimits(f"capacity-{os.getpid()}-server", cpu, memory).create()
+        endpoints: dict[str, Endpoint] = {"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
+                                          "PREFECT_SERVER_DATABASE_PORT": str(database.port)}
+        extra = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        if mode == "ha":
+            _, api_container = find_container(evaluation, "prefect-api")
+            (token,) = [item["valueFrom"] for item in stack.replayed.real(api_container)["secrets"]
+                        if item["name"] == "PREFECT_REDIS_MESSAGING_PASSWORD"]
+            redis = start_redis(resolve_value_from(stack.replayed, token), tls=True)
+            endpoints.update({"PREFECT_REDIS_MESSAGING_HOST": redis.host,
+                              "PREFECT_REDIS_MESSAGING_PORT": str(redis.port)})
+            extra["SSL_CERT_FILE"] = str(redis.ca_file)  # ElastiCache's CA, the image trusts it
+
+        def launch(container: str, home: str) -> Any:
+            return container_launch(evaluation, stack.replayed, container, home=workdir / home,
+                                    endpoints=endpoints, extra_env=extra)
+
+        if mode == "ha":  # migrate once, before the API tasks start (the declared dependsOn)
+            code, output = launch("prefect-migrate", "migrate-home").run(
+                workdir / "migrate.log", HEALTHY_WITHIN_S)
+            if code != 0:
+                raise RuntimeError(f"prefect-migrate exited {code}: {output[-1500:]}")
+            api_family = find_container(evaluation, "prefect-api")[0].inputs["family"]
+            api_count = next(int(r.inputs["desiredCount"])
+                             for r in evaluation.of_type("aws:ecs/service:Service")
+                             if r.inputs["taskDefinition"].rsplit("/", 1)[1].startswith(api_family + ":"))
+            roles = [(f"api-{i}", "prefect-api") for i in range(api_count)]
+            roles.append(("services", "prefect-services"))
+        else:
+            roles = [("server", "prefect-server")]
+        launches: dict[str, Any] = {}
         started = time.monotonic()
-        process = spawn(limits.wrap(launch.command), launch.env, workdir / "server.log")
-        wait_for_http(f"{launch.api_url}/health", HEALTHY_WITHIN_S, process)
+        for role, container in roles:
+            launches[role] = launch(container, f"{role}-home")
+            cpu, memory = task_size(launches[role].task_definition)
+            groups[role] = TaskLimits(f"capacity-{os.getpid()}-{mode}-{role}", cpu, memory).create()
+            processes.append(spawn(groups[role].wrap(launches[role].command), launches[role].env,
+                                   workdir / f"{role}.log"))
+        apis = [role for role, container in roles if container != "prefect-services"]
+        for role in apis:
+            wait_for_http(f"{launches[role].api_url}/health", HEALTHY_WITHIN_S,
+                          processes[list(launches).index(role)])
         healthy_s = round(time.monotonic() - started, 1)
-        log(f"single: {stack.evaluation.exports.get('serverMode')} server of "
-            f"{launch.task_definition.inputs['family']} at {cpu} CPU units / {memory} MiB "
-            f"healthy after {healthy_s} s (migrations included)")
+        cpu, memory = task_size(launches[apis[0]].task_definition)
+        log(f"{mode}: {', '.join(launches)} at {cpu} CPU units / {memory} MiB each, healthy after "
+            f"{healthy_s} s")
+        api_urls = [launches[role].api_url for role in apis]
         bootstrap = container_launch(evaluation, stack.replayed, "prefect-work-pool",
                                      home=workdir / "pool-home",
-                                     endpoints={"PREFECT_API_URL": launch.api_url})
+                                     endpoints={"PREFECT_API_URL": api_urls[0]})
         code, output = bootstrap.run(workdir / "work-pool.log", 300)
         if code != 0:
             raise RuntimeError(f"prefect-work-pool exited {code}: {output[-1500:]}")
         poll_seconds = declared_poll_seconds(evaluation)
-        figures = asyncio.run(ramp(launch.api_url, launch.env.get("PREFECT_SERVER_API_AUTH_STRING"),
-                                   stack.exports["workPoolName"], limits, database_group, steps,
-                                   step_seconds, poll_seconds))
-        figures.update({"stack": server_stack_name("single") or "dev", "cpu_units": cpu, "memory_mib": memory,
+        server_groups = {role: groups[role] for role in launches}
+        figures = asyncio.run(ramp(api_urls, launches[apis[0]].env.get("PREFECT_SERVER_API_AUTH_STRING"),
+                                   stack.exports["workPoolName"], server_groups, database_group,
+                                   steps, step_seconds, poll_seconds))
+        figures.update({"stack": server_stack_name(mode) or "dev", "cpu_units": cpu,
+                        "memory_mib": memory, "processes": list(launches),
                         "healthy_after_s": healthy_s, "poll_seconds": poll_seconds,
-                        "oom_kills": limits.oom_kills()})
-        if process.poll() is not None:
-            figures["notes"].append(f"the server exited with {process.returncode} during the ramp")
+                        "oom_kills": sum(g.oom_kills() for g in server_groups.values())})
+        for role, process in zip(launches, processes, strict=True):
+            if process.poll() is not None:
+                figures["notes"].append(f"{role} exited with {process.returncode} during the ramp")
         return figures
     finally:
-        if process is not None:
+        for process in processes:
             stop(process)
-        for group in (limits, database_group):
-            if group is not None:
-                group.remove()
-        if database is not None:
-            database.stop()
+        for group in groups.values():
+            group.remove()
+        for server in (redis, database):
+            if server is not None:
+                server.stop()
         moto.stop()
 
 
-async def ramp(api_url: str, auth_string: Optional[str], pool: str, limits: TaskLimits,
-               database: TaskLimits, steps: tuple[float, ...], step_seconds: float,
-               poll_seconds: float) -> dict[str, Any]:
+async def ramp(api_urls: list[str], auth_string: Optional[str], pool: str,
+               servers: dict[str, TaskLimits], database: TaskLimits, steps: tuple[float, ...],
+               step_seconds: float, poll_seconds: float) -> dict[str, Any]:
+    """The steps, each recording the server processes' CPU (summed) and memory (the largest
+    process's peak), and PostgreSQL's CPU."""
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    def total(read: str) -> dict[str, float]:
+        return {role: getattr(group, read)() for role, group in servers.items()}
 
     records: list[dict[str, Any]] = []
     capacity: Optional[dict[str, Any]] = None
-    with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string}):
-        load = FlowRunLoad(api_url, auth_string, pool, SHAPE, poll_seconds=poll_seconds)
+    with temporary_settings(updates={PREFECT_API_URL: api_urls[0],
+                                     PREFECT_API_AUTH_STRING: auth_string}):
+        load = FlowRunLoad(api_urls, auth_string, pool, SHAPE, poll_seconds=poll_seconds)
         try:
             await load.start()
             for rate in steps:
-                limits.reset_memory_peak()
-                cpu_before, throttled_before = limits.cpu_seconds(), limits.throttled_seconds()
+                for group in servers.values():
+                    group.reset_memory_peak()
+                cpu_before, throttled_before = total("cpu_seconds"), total("throttled_seconds")
                 database_before = database.cpu_seconds()
                 step = await load.step(rate, step_seconds)
-                cpu_used = limits.cpu_seconds() - cpu_before
+                cpu_by_role = {role: used - cpu_before[role]
+                               for role, used in total("cpu_seconds").items()}
+                cpu_used = sum(cpu_by_role.values())
+                throttled = max(after - throttled_before[role]
+                                for role, after in total("throttled_seconds").items())
                 database_used = database.cpu_seconds() - database_before
                 record = {
                     **asdict(step), "completed_per_min": step.completed_per_min,
                     "held": held(step, poll_seconds),
                     "server_cpu_vcpu": round(cpu_used / step.seconds, 3),
                     "server_cpu_s_per_run": round(cpu_used / step.completed, 3) if step.completed else None,
-                    "server_throttled_share": round(
-                        (limits.throttled_seconds() - throttled_before) / step.seconds, 3),
-                    "server_memory_peak_mib": round(limits.memory_peak_mib(), 1),
-                    "server_memory_mib": round(limits.memory_mib_now(), 1),
+                    "server_throttled_share": round(throttled / step.seconds, 3),
+                    "server_memory_peak_mib": round(max(total("memory_peak_mib").values()), 1),
+                    "server_memory_mib": round(max(total("memory_mib_now").values()), 1),
                     "database_cpu_vcpu": round(database_used / step.seconds, 3),
                     "database_cpu_s_per_run": (round(database_used / step.completed, 3)
                                                if step.completed else None),
                     "load_average": load_average(),
                 }
+                if len(servers) > 1:
+                    record["cpu_vcpu_by_process"] = {role: round(used / step.seconds, 3)
+                                                     for role, used in cpu_by_role.items()}
                 records.append(record)
                 log(f"  {rate:>5g} runs/min offered: {step.completed_per_min:>6.1f} completed/min, "
                     f"p50 {step.p50_s} s, p95 {step.p95_s} s, {step.errors} errors, "
@@ -285,9 +340,9 @@ def measure_worker(workdir: Path, runs: int) -> dict[str, Any]:
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     """The last line: the headline figures of each part measured."""
-    keys = {"single": ("runs_per_min", "capacity_step_per_min", "p95_s", "errors", "cpu_units",
-                       "memory_mib", "server_cpu_s_per_run", "database_cpu_s_per_run",
-                       "server_memory_peak_mib"),
+    server = ("runs_per_min", "capacity_step_per_min", "p95_s", "errors", "cpu_units", "memory_mib",
+              "server_cpu_s_per_run", "database_cpu_s_per_run", "server_memory_peak_mib")
+    keys = {"single": server, "ha": server,
             "worker": ("submissions_per_min", "p95_s", "errors", "cpu_units", "memory_mib",
                        "worker_cpu_s_per_submission", "worker_throttled_share")}
     out: dict[str, Any] = {part: {k: results[part][k] for k in fields}
@@ -330,8 +385,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     log(f"capacity bench: steps {', '.join(f'{s:g}' for s in steps)} runs/min x {step_seconds:g} s, "
         f"run shape: {SHAPE.describe()}; load average {results['load_average_at_start']}; "
         f"logs in {workdir}")
-    if "single" in parts:
-        results["single"] = measure_single(workdir, steps, step_seconds)
+    for mode in ("single", "ha"):
+        if mode in parts:
+            results[mode] = measure_server(mode, workdir, steps, step_seconds)
     if "worker" in parts:
         results["worker"] = measure_worker(workdir, worker_runs)
     results["load_average"] = load_average()

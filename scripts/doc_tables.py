@@ -161,40 +161,50 @@ NO_CAPACITY_RUN = "No run recorded yet: `make bench-capacity` (as root)."
 
 
 def capacity_table(path: Optional[Path] = None) -> str:
-    """The recorded ramp of the single server, then the worker's figures."""
+    """The recorded ramp of each server mode measured, then the worker's figures."""
     from tools.sizing import CAPACITY_RESULTS
 
     path = path or CAPACITY_RESULTS
     if not path.exists():
         return NO_CAPACITY_RUN
     run = json.loads(path.read_text())
-    single, worker = run["single"], run["worker"]
+    worker = run["worker"]
     lines = [
         f"Recorded {run['date']} on {run['cpus']} CPUs at nice {run['niceness']}, load average "
         f"{run['load_average_at_start'][0]:g} at the start and {run['load_average'][0]:g} at the end "
         f"(a shared machine: the figures are low bounds); {run['wall_s'] / 60:.0f} min in all. "
         f"A run: {_markdown(run['shape'])}. Steps of {run['step_seconds']:g} s; held = p95 "
         f"<= {run['p95_limit_s']:g} s, no error, no backlog.",
-        "",
-        f"**single** (`{single['stack']}`'s server task, {single['cpu_units']} CPU units / "
-        f"{single['memory_mib']} MiB, on PostgreSQL; healthy after {single['healthy_after_s']:g} s): "
-        f"**{_cell(single['runs_per_min'])} runs/min** held at the "
-        f"{_cell(single['capacity_step_per_min'])}/min step, p95 {_cell(single['p95_s'])} s, "
-        f"{single['errors']} errors; {single['task_runs_recorded']} of "
-        f"{single['task_runs_expected']} task runs recorded by the server.",
-        "",
-        "| offered /min | completed /min | p50 (s) | p95 (s) | errors | in flight at end "
-        "| server vCPU | server CPU-s /run | throttled | server MiB (peak) | database vCPU "
-        "| database CPU-s /run | held |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for step in single["steps"]:
-        cells = [step[k] for k in ("offered_per_min", "completed_per_min", "p50_s", "p95_s",
-                                   "errors", "in_flight_at_end", "server_cpu_vcpu",
-                                   "server_cpu_s_per_run", "server_throttled_share",
-                                   "server_memory_peak_mib", "database_cpu_vcpu",
-                                   "database_cpu_s_per_run")]
-        lines.append("| " + " | ".join(map(_cell, cells)) + f" | {'yes' if step['held'] else 'no'} |")
+    for mode in ("single", "ha"):
+        if mode not in run:
+            continue
+        server = run[mode]
+        verdict = (f"held at the {_cell(server['capacity_step_per_min'])}/min step"
+                   if server["held"] else "at best, no step held")
+        lines += [
+            "",
+            f"**{mode}** (`{server['stack']}`: {', '.join(server.get('processes', ['server']))} at "
+            f"{server['cpu_units']} CPU units / {server['memory_mib']} MiB each, on PostgreSQL; "
+            f"healthy after {server['healthy_after_s']:g} s): **{_cell(server['runs_per_min'])} "
+            f"runs/min** {verdict}, "
+            f"p95 {_cell(server['p95_s'])} s, {server['errors']} errors; "
+            f"{server['task_runs_recorded']} of {server['task_runs_expected']} task runs recorded "
+            f"by the server.",
+            "",
+            "| offered /min | completed /min | p50 (s) | p95 (s) | errors | in flight at end "
+            "| server vCPU | server CPU-s /run | throttled | server MiB (peak) | database vCPU "
+            "| database CPU-s /run | held |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for step in server["steps"]:
+            cells = [step[k] for k in ("offered_per_min", "completed_per_min", "p50_s", "p95_s",
+                                       "errors", "in_flight_at_end", "server_cpu_vcpu",
+                                       "server_cpu_s_per_run", "server_throttled_share",
+                                       "server_memory_peak_mib", "database_cpu_vcpu",
+                                       "database_cpu_s_per_run")]
+            lines.append("| " + " | ".join(map(_cell, cells))
+                         + f" | {'yes' if step['held'] else 'no'} |")
     lines += [
         "",
         f"**worker** (dev's worker task, {worker['cpu_units']} CPU units / {worker['memory_mib']} "
@@ -211,7 +221,7 @@ def capacity_table(path: Optional[Path] = None) -> str:
 
 def sizing_table(path: Optional[Path] = None) -> str:
     from tools.sizing import (CAPACITY_RESULTS, HEADROOM, PEAK_TO_AVERAGE, Measured,
-                              sizing_rows)
+                              beyond_the_stack, sizing_rows)
 
     measured = Measured.load(path or CAPACITY_RESULTS)
     if measured is None:
@@ -224,6 +234,8 @@ def sizing_table(path: Optional[Path] = None) -> str:
             "|---|---|---|---|---|---|---|"]
     for row in sizing_rows(measured):
         api_tasks = "1 (API + services)" if row.mode == "single" else f"{row.api_tasks} + services"
+        if beyond_the_stack(row):
+            api_tasks += " (more than serverApiCount allows: split the load)"
         rows.append(f"| {row.runs_per_day:,} | {row.peak_runs_per_min:g} | {row.mode} "
                     f"| {row.server_cpu} / {row.server_memory} | {api_tasks} | {row.database} "
                     f"| {row.workers} |")

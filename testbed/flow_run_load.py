@@ -90,9 +90,12 @@ def _now_iso() -> str:
 class FlowRunLoad:
     """The driver; `await start()`, `await step(rate, seconds)` per step, `await close()`."""
 
-    def __init__(self, api_url: str, auth_string: Optional[str], pool: str, shape: RunShape,
+    def __init__(self, api_urls: list[str], auth_string: Optional[str], pool: str, shape: RunShape,
                  poll_seconds: float = 10.0):
-        self.api_url = api_url.rstrip("/")
+        """Several `api_urls` (ha's API tasks) take the calls in turn, as a load balancer's
+        round robin does, and each run's websocket goes to the next one."""
+        self.api_urls = [url.rstrip("/") for url in api_urls]
+        self._turn = 0
         self.auth_string = auth_string
         self.pool = pool
         self.shape = shape
@@ -107,21 +110,25 @@ class FlowRunLoad:
         headers = {"Content-Type": "application/json"}
         if auth_string:
             headers["Authorization"] = "Basic " + base64.b64encode(auth_string.encode()).decode()
-        self.client = httpx.AsyncClient(base_url=self.api_url, headers=headers,
-                                        timeout=CALL_TIMEOUT_S,
-                                        limits=httpx.Limits(max_connections=200))
+        self.clients = [httpx.AsyncClient(base_url=url, headers=headers, timeout=CALL_TIMEOUT_S,
+                                          limits=httpx.Limits(max_connections=200))
+                        for url in self.api_urls]
         self.deployment_id = ""
         self.flow_id = ""
         self.worker_name = f"capacity-{uuid.uuid4().hex[:8]}"
 
     # --- calls ---------------------------------------------------------------------------------
 
+    def _next(self) -> int:
+        self._turn = (self._turn + 1) % len(self.api_urls)
+        return self._turn
+
     async def call(self, method: str, path: str, body: Any = None, what: str = "") -> Any:
         started = time.monotonic()
         error = None
         result = None
         try:
-            response = await self.client.request(method, path, json=body)
+            response = await self.clients[self._next()].request(method, path, json=body)
             if response.status_code >= 400:
                 error = f"HTTP {response.status_code}"
             elif response.content:
@@ -213,7 +220,7 @@ class FlowRunLoad:
         started = time.monotonic()
         try:
             # Its own websocket, as each flow-run container has; the client checks the version.
-            async with PrefectEventsClient(api_url=self.api_url) as events:
+            async with PrefectEventsClient(api_url=self.api_urls[self._next()]) as events:
                 self.calls.append(Call(started, time.monotonic() - started, "events connect"))
                 per_batch = max(1, self.shape.log_lines // self.shape.log_batches)
                 logged = 0
@@ -326,7 +333,8 @@ class FlowRunLoad:
         for task in [*self._background, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._background, *self._tasks, return_exceptions=True)
-        await self.client.aclose()
+        for client in self.clients:
+            await client.aclose()
 
     async def task_runs_recorded(self) -> int:
         """Task runs the server's recorder wrote for this deployment's flow (a check that the

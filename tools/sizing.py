@@ -9,7 +9,8 @@ its declared size. For a number of runs a day, each part is sized so that the bu
   the ramp: the server is throttled at its quota while the database idles), up to one vCPU: one
   `prefect server start` process serves the API on one event loop, so CPU past a core is not used.
   Beyond that, `ha`: API tasks of one vCPU each, the count rounded up (two at least: `ha` spreads
-  them across AZs). The `ha` rows are scaled from the single measurement, not measured.
+  them across AZs; more than `serverApiCount` accepts is past what one stack carries). The `ha`
+  rows are scaled from the single measurement, not measured.
 - **database:** PostgreSQL's CPU-seconds per run at the peak rate, against each RDS burstable
   class's baseline CPU (what it sustains without spending credits), the smallest that holds it;
   `ha` needs db.t4g.small at least (a micro instance's ~80 connections are too few, as the stack's
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from components.server_settings import MAX_API_TASKS, MIN_API_TASKS
+
 ROOT = Path(__file__).resolve().parent.parent
 CAPACITY_RESULTS = ROOT / "bench" / "results" / "capacity.json"
 
@@ -38,13 +41,12 @@ HEADROOM = 0.5
 # day carries about ten times the day's average rate (a day's runs spread over 24 hours, with
 # most hourly and daily schedules starting in the same few minutes).
 PEAK_TO_AVERAGE = 10.0
-RUNS_PER_DAY = (1_000, 5_000, 10_000, 25_000, 50_000, 100_000)
+RUNS_PER_DAY = (500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000)
 # One `prefect server start` process uses about one core (one event loop): a single server is
 # sized up to here, and past it `ha` adds API tasks of this size.
 MAX_USEFUL_SERVER_CPU = 1024
 SERVER_SIZES = (256, 512, 1024)
 MIN_SERVER_MEMORY_MIB = 1024  # the stack's floor for serverMemory
-HA_MIN_API_TASKS = 2
 HA_MIN_DATABASE = "db.t4g.small"
 # RDS burstable classes: vCPUs and the baseline share of each a class sustains without spending
 # CPU credits (the EC2 t4g figures RDS uses:
@@ -120,10 +122,15 @@ def size(runs_per_day: int, measured: Measured) -> Sizing:
             break
     if mode == "ha":
         per_task = measured.server_runs_per_min(cpu) * HEADROOM
-        api_tasks = max(HA_MIN_API_TASKS, math.ceil(peak / per_task))
+        api_tasks = max(MIN_API_TASKS, math.ceil(peak / per_task))
     workers = max(1, math.ceil(peak / (measured.worker_submissions_per_min * HEADROOM)))
     return Sizing(runs_per_day, round(peak, 1), mode, cpu, server_memory(cpu), api_tasks,
                   database_for(peak, measured.database_cpu_s_per_run, mode), workers)
+
+
+def beyond_the_stack(sizing: Sizing) -> bool:
+    """More API tasks than `serverApiCount` accepts: past what one stack's server carries."""
+    return sizing.api_tasks > MAX_API_TASKS
 
 
 def sizing_rows(measured: Measured) -> list[Sizing]:

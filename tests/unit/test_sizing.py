@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from components.server_settings import MAX_API_TASKS, MIN_API_TASKS
 from tools.sizing import (
-    DATABASE_BASELINES, HA_MIN_API_TASKS, HA_MIN_DATABASE, HEADROOM, MAX_USEFUL_SERVER_CPU,
-    PEAK_TO_AVERAGE, RUNS_PER_DAY, Measured, database_for, size, sizing_rows,
+    DATABASE_BASELINES, HA_MIN_DATABASE, HEADROOM, MAX_USEFUL_SERVER_CPU,
+    PEAK_TO_AVERAGE, RUNS_PER_DAY, Measured, beyond_the_stack, database_for, size, sizing_rows,
 )
 
 # 12 runs a minute at a quarter vCPU, 0.2 database CPU-s a run, 30 submissions a minute a worker.
@@ -41,9 +42,9 @@ def test_the_smallest_single_server_that_holds_the_peak_within_headroom():
 def test_past_one_vcpu_it_is_ha_with_enough_api_tasks():
     big = size(20_000, MEASURED)
     assert big.mode == "ha" and big.server_cpu == MAX_USEFUL_SERVER_CPU
-    assert big.api_tasks >= HA_MIN_API_TASKS
+    assert big.api_tasks >= MIN_API_TASKS
     assert big.api_tasks * 48 * HEADROOM >= peak(20_000)
-    assert (big.api_tasks - 1) * 48 * HEADROOM < peak(20_000) or big.api_tasks == HA_MIN_API_TASKS
+    assert (big.api_tasks - 1) * 48 * HEADROOM < peak(20_000) or big.api_tasks == MIN_API_TASKS
     assert [n for n, _, _ in DATABASE_BASELINES].index(big.database) >= [
         n for n, _, _ in DATABASE_BASELINES].index(HA_MIN_DATABASE)
 
@@ -83,3 +84,9 @@ def test_measured_figures_are_read_from_the_bench_record(tmp_path):
 @pytest.mark.parametrize("runs", RUNS_PER_DAY)
 def test_peak_is_the_stated_multiple_of_the_days_average(runs):
     assert size(runs, MEASURED).peak_runs_per_min == pytest.approx(peak(runs), abs=0.05)
+
+
+def test_more_api_tasks_than_the_stack_accepts_is_flagged():
+    assert not beyond_the_stack(size(20_000, MEASURED))
+    huge = size(1_000_000, MEASURED)
+    assert huge.api_tasks > MAX_API_TASKS and beyond_the_stack(huge)
