@@ -1,8 +1,9 @@
 """What the declared sizes carry: flow runs a minute on the `single` server, submissions a minute
 of one worker, each process held to its task's CPU and memory.
 
-    python -m bench.capacity [--quick] [--steps 5,10,20] [--step-seconds 120] [--no-record]
-    make bench-capacity      # the same, at nice -10, recording bench/results/capacity.json
+    python -m bench.capacity [--quick] [--parts single,ha,worker] [--steps 5,10,20]
+                             [--step-seconds 120] [--worker-runs 100] [--no-record]
+    make bench-capacity      # single and worker at nice -10, recording bench/results/capacity.json
 
 Needs root: each measured process runs inside cgroups equal to its task definition's `cpu` and
 `memory` (testbed/cgroups.py); without root it says so and exits 2.
@@ -26,25 +27,30 @@ The last line is one JSON object keyed by what was measured; the full record (st
 machine's load average, which skews every figure on a shared machine) goes to
 `bench/results/capacity.json` unless `--quick` or `--no-record`. `python -m scripts.doc_tables
 --write` makes the sizing table in docs/sizing.md from it. `--quick` proves the machinery in a few
-minutes (short steps, few runs): its figures are not capacity.
+minutes (short steps, few runs, the parts side by side): its figures are not capacity.
+`--parts single,ha,worker` adds `ha`: the first stack file with `prefectServer: ha`, migrated once,
+each declared API task and the services task in its own limits, on Redis (TLS, the stack's token),
+the calls spread over the APIs in turn as its load balancer does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from testbed.cgroups import CgroupsUnavailable, TaskLimits, check_available
-from testbed.flow_run_load import FlowRunLoad, RunShape, StepFigures
+from testbed.cgroups import CgroupsUnavailable, RssSampler, TaskLimits, check_available
+from testbed.flow_run_load import FlowRunLoad, RunShape, StepFigures, percentile
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RECORD = RESULTS / "capacity.json"
@@ -52,13 +58,16 @@ SHAPE = RunShape(task_runs=5, log_lines=20, log_batches=2)
 P95_LIMIT_S = 1.0
 STEP_SECONDS = 120.0  # a step is held for 2 minutes
 # Runs a minute offered at each step. A run of SHAPE costs the server about 0.9 CPU-seconds
-# (measured here, --quick), so a quarter vCPU tops out near 15 a minute and a vCPU near 60: the
+# (measured here), so a quarter vCPU tops out near 15 a minute and a vCPU near 60: the
 # steps bracket that, and the ramp stops at the first step not held (at most 7 x 2 min).
 STEPS = (5, 10, 15, 20, 30, 45, 60)
 QUICK_STEPS = (4, 8)
 QUICK_STEP_SECONDS = 15.0
 WORKER_RUNS = 100
 QUICK_WORKER_RUNS = 5
+# The stuck-Pending automation's threshold on the worker's bed: the stack's 10-minute floor, so a
+# slow submission is measured, not rescheduled and submitted twice.
+STUCK_PENDING_S = 600
 HEALTHY_WITHIN_S = 300  # a quarter vCPU needs ~35 s idle; minutes on a loaded 2-core machine
 DRAIN_S = 60.0
 
@@ -181,9 +190,10 @@ def measure_server(mode: str, workdir: Path, steps: tuple[float, ...],
             raise RuntimeError(f"prefect-work-pool exited {code}: {output[-1500:]}")
         poll_seconds = declared_poll_seconds(evaluation)
         server_groups = {role: groups[role] for role in launches}
-        figures = asyncio.run(ramp(api_urls, launches[apis[0]].env.get("PREFECT_SERVER_API_AUTH_STRING"),
-                                   stack.exports["workPoolName"], server_groups, database_group,
-                                   steps, step_seconds, poll_seconds))
+        with RssSampler(list(server_groups.values())):
+            figures = asyncio.run(ramp(api_urls, launches[apis[0]].env.get("PREFECT_SERVER_API_AUTH_STRING"),
+                                       stack.exports["workPoolName"], server_groups,
+                                       database_group, steps, step_seconds, poll_seconds))
         figures.update({"stack": server_stack_name(mode) or "dev", "cpu_units": cpu,
                         "memory_mib": memory, "processes": list(launches),
                         "healthy_after_s": healthy_s, "poll_seconds": poll_seconds,
@@ -239,6 +249,7 @@ async def ramp(api_urls: list[str], auth_string: Optional[str], pool: str,
                     "server_cpu_s_per_run": round(cpu_used / step.completed, 3) if step.completed else None,
                     "server_throttled_share": round(throttled / step.seconds, 3),
                     "server_memory_peak_mib": round(max(total("memory_peak_mib").values()), 1),
+                    "server_rss_peak_mib": round(max(g.rss_peak for g in servers.values()), 1),
                     "server_memory_mib": round(max(total("memory_mib_now").values()), 1),
                     "database_cpu_vcpu": round(database_used / step.seconds, 3),
                     "database_cpu_s_per_run": (round(database_used / step.completed, 3)
@@ -274,12 +285,46 @@ async def ramp(api_urls: list[str], auth_string: Optional[str], pool: str,
         "errors": best["errors"], "server_cpu_s_per_run": best["server_cpu_s_per_run"],
         "database_cpu_s_per_run": best["database_cpu_s_per_run"],
         "server_memory_peak_mib": max(r["server_memory_peak_mib"] for r in records),
+        "server_rss_peak_mib": max(r["server_rss_peak_mib"] for r in records),
         "task_runs_expected": completed * SHAPE.task_runs, "task_runs_recorded": recorded,
         "steps": records, "notes": [],
     }
 
 
 # --- worker -----------------------------------------------------------------------------------
+
+# A submission's phases, each from the first worker log line of a run starting with the text to
+# the first of the next (prefect-aws 0.7.12's ECS worker messages).
+PHASES = (
+    ("prepare (job configuration; waits behind the worker's other submissions)", "Worker '"),
+    ("task definition (ECS Describe/Register)", "Retrieving "),
+    ("RunTask (ECS)", "Creating ECS task run"),
+    ("report (Prefect API: state)", "Created ECS task"),
+    ("", "Flow run '"),
+)
+
+
+def submission_phases(log_paths: list[Path]) -> dict[str, Optional[float]]:
+    """Median seconds of each phase of a submission, from the workers' JSON log lines."""
+    from testbed.prefect_worker import json_log
+
+    marks: dict[str, dict[int, float]] = {}
+    for path in log_paths:
+        records, _ = json_log(path.read_text(errors="replace"))
+        for record in records:
+            run, message = record.get("flow_run_id"), str(record.get("message", ""))
+            if not run or "created" not in record:
+                continue
+            for index, (_, start) in enumerate(PHASES):
+                if message.startswith(start) and (index > 0 or "submitting flow run" in message):
+                    marks.setdefault(run, {}).setdefault(index, float(record["created"]))
+    phases: dict[str, Optional[float]] = {}
+    for index, (name, _) in enumerate(PHASES[:-1]):
+        spans = [m[index + 1] - m[index] for m in marks.values() if index in m and index + 1 in m]
+        median = percentile(spans, 0.5)
+        phases[name] = None if median is None else round(median, 3)
+    return phases
+
 
 def measure_worker(workdir: Path, runs: int) -> dict[str, Any]:
     from testbed.burst import Bed, postgres_database, run_burst
@@ -295,7 +340,7 @@ def measure_worker(workdir: Path, runs: int) -> dict[str, Any]:
     try:
         (workdir / "worker-bed").mkdir()
         bed = Bed(workdir / "worker-bed", poll_seconds=declared_poll_seconds(evaluation),
-                  prefect_env=env, launcher=limits.wrap)
+                  pending_seconds=STUCK_PENDING_S, prefect_env=env, launcher=limits.wrap)
         # From the release of the runs: the worker's start (imports, ~2 CPU-s) is not submission.
         at_release: dict[str, float] = {}
 
@@ -304,9 +349,11 @@ def measure_worker(workdir: Path, runs: int) -> dict[str, Any]:
             at_release.update(cpu=limits.cpu_seconds(), throttled=limits.throttled_seconds(),
                               wall=time.monotonic())
 
-        figures = run_burst(bed, "steady", runs=runs, workers=1, log=log, on_release=release)
+        with RssSampler([limits]):
+            figures = run_burst(bed, "steady", runs=runs, workers=1, log=log, on_release=release)
         wall = time.monotonic() - at_release["wall"]
         cpu_used = limits.cpu_seconds() - at_release["cpu"]
+        phases = submission_phases(sorted(bed.workdir.glob("worker-*/worker.log")))
         throttled = limits.throttled_seconds() - at_release["throttled"]
         submitted = runs - figures.lost
         rate = figures.run_task_rate
@@ -315,6 +362,8 @@ def measure_worker(workdir: Path, runs: int) -> dict[str, Any]:
                 round(submitted / figures.all_submitted_s * 60, 1) if figures.all_submitted_s else 0),
             "runs": runs, "p50_s": figures.p50_s, "p95_s": figures.p95_s,
             "errors": figures.lost + figures.crashed + figures.duplicated,
+            "lost": figures.lost, "crashed": figures.crashed, "duplicated": figures.duplicated,
+            "crash_reasons": figures.crash_reasons,
             "all_submitted_s": figures.all_submitted_s, "cpu_units": cpu, "memory_mib": memory,
             "poll_seconds": bed.poll_seconds,
             # Where the time goes: the worker's own CPU per submission, against its quota.
@@ -322,6 +371,8 @@ def measure_worker(workdir: Path, runs: int) -> dict[str, Any]:
             "worker_cpu_vcpu": round(cpu_used / wall, 3),
             "worker_throttled_share": round(throttled / wall, 3),
             "worker_memory_peak_mib": round(limits.memory_peak_mib(), 1),
+            "worker_rss_peak_mib": round(limits.rss_peak, 1),
+            "submission_phases_p50_s": phases,
             "oom_kills": limits.oom_kills(), "load_average": load_average(),
         }
         log(f"worker at {cpu} CPU units / {memory} MiB: {result['submissions_per_min']} "
@@ -341,10 +392,11 @@ def measure_worker(workdir: Path, runs: int) -> dict[str, Any]:
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     """The last line: the headline figures of each part measured."""
     server = ("runs_per_min", "capacity_step_per_min", "p95_s", "errors", "cpu_units", "memory_mib",
-              "server_cpu_s_per_run", "database_cpu_s_per_run", "server_memory_peak_mib")
+              "server_cpu_s_per_run", "database_cpu_s_per_run", "server_rss_peak_mib")
     keys = {"single": server, "ha": server,
             "worker": ("submissions_per_min", "p95_s", "errors", "cpu_units", "memory_mib",
-                       "worker_cpu_s_per_submission", "worker_throttled_share")}
+                       "worker_cpu_s_per_submission", "worker_throttled_share",
+                       "worker_rss_peak_mib")}
     out: dict[str, Any] = {part: {k: results[part][k] for k in fields}
                            for part, fields in keys.items() if part in results}
     out["load_average"] = results["load_average"]
@@ -385,11 +437,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     log(f"capacity bench: steps {', '.join(f'{s:g}' for s in steps)} runs/min x {step_seconds:g} s, "
         f"run shape: {SHAPE.describe()}; load average {results['load_average_at_start']}; "
         f"logs in {workdir}")
-    for mode in ("single", "ha"):
-        if mode in parts:
-            results[mode] = measure_server(mode, workdir, steps, step_seconds)
+    measurements: dict[str, Callable[[], dict[str, Any]]] = {
+        mode: functools.partial(measure_server, mode, workdir, steps, step_seconds)
+        for mode in ("single", "ha") if mode in parts}
     if "worker" in parts:
-        results["worker"] = measure_worker(workdir, worker_runs)
+        measurements["worker"] = functools.partial(measure_worker, workdir, worker_runs)
+    if args.quick:
+        # The parts side by side: --quick proves the machinery, and its figures are not capacity.
+        with ThreadPoolExecutor(len(measurements)) as pool:
+            futures = {part: pool.submit(measure) for part, measure in measurements.items()}
+            results.update({part: future.result() for part, future in futures.items()})
+    else:  # one at a time, so no part takes CPU from another
+        results.update({part: measure() for part, measure in measurements.items()})
     results["load_average"] = load_average()
     results["wall_s"] = round(time.monotonic() - began, 1)
     if not args.quick and not args.no_record:

@@ -179,7 +179,7 @@ NO_CAPACITY_RUN = "No run recorded yet: `make bench-capacity` (as root)."
 
 def capacity_table(path: Optional[Path] = None) -> str:
     """The recorded ramp of each server mode measured, then the worker's figures."""
-    from tools.sizing import CAPACITY_RESULTS
+    from tools.sizing import CAPACITY_RESULTS, cpu_bound_runs_per_min
 
     path = path or CAPACITY_RESULTS
     if not path.exists():
@@ -205,12 +205,14 @@ def capacity_table(path: Optional[Path] = None) -> str:
             f"{server['cpu_units']} CPU units / {server['memory_mib']} MiB each, on PostgreSQL; "
             f"healthy after {server['healthy_after_s']:g} s): **{_cell(server['runs_per_min'])} "
             f"runs/min** {verdict}, "
-            f"p95 {_cell(server['p95_s'])} s, {server['errors']} errors; "
+            f"p95 {_cell(server['p95_s'])} s, {server['errors']} errors; at the CPU a run cost, its "
+            f"quota would carry {_cell(cpu_bound_runs_per_min(server))} runs/min on a machine "
+            f"that gave it all of it; "
             f"{server['task_runs_recorded']} of {server['task_runs_expected']} task runs recorded "
             f"by the server.",
             "",
             "| offered /min | completed /min | p50 (s) | p95 (s) | errors | in flight at end "
-            "| server vCPU | server CPU-s /run | throttled | server MiB (peak) | database vCPU "
+            "| server vCPU | server CPU-s /run | throttled | server RSS MiB (peak) | database vCPU "
             "| database CPU-s /run | held |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
@@ -218,7 +220,7 @@ def capacity_table(path: Optional[Path] = None) -> str:
             cells = [step[k] for k in ("offered_per_min", "completed_per_min", "p50_s", "p95_s",
                                        "errors", "in_flight_at_end", "server_cpu_vcpu",
                                        "server_cpu_s_per_run", "server_throttled_share",
-                                       "server_memory_peak_mib", "database_cpu_vcpu",
+                                       "server_rss_peak_mib", "database_cpu_vcpu",
                                        "database_cpu_s_per_run")]
             lines.append("| " + " | ".join(map(_cell, cells))
                          + f" | {'yes' if step['held'] else 'no'} |")
@@ -228,17 +230,26 @@ def capacity_table(path: Optional[Path] = None) -> str:
         f"MiB, on moto): **{_cell(worker['submissions_per_min'])} submissions/min**, "
         f"{worker['runs']} runs released at once, all submitted in {_cell(worker['all_submitted_s'])} "
         f"s, pickup p50 {_cell(worker['p50_s'])} s / p95 {_cell(worker['p95_s'])} s, "
-        f"{worker['errors']} errors. Where its time went: {_cell(worker['worker_cpu_s_per_submission'])} "
-        f"CPU-s per submission, {_cell(worker['worker_cpu_vcpu'])} vCPU used on average, held back "
-        f"by its CPU quota {_cell(worker['worker_throttled_share'])} of the time, "
-        f"{_cell(worker['worker_memory_peak_mib'])} MiB peak.",
+        f"{worker['errors']} errors ({worker['lost']} lost, {worker['duplicated']} submitted twice, "
+        f"{worker['crashed']} crashed). Where its time went: "
+        f"{_cell(worker['worker_cpu_s_per_submission'])} CPU-s per submission, "
+        f"{_cell(worker['worker_cpu_vcpu'])} vCPU used on average, held back by its CPU quota "
+        f"{_cell(worker['worker_throttled_share'])} of the time, RSS peak "
+        f"{_cell(worker['worker_rss_peak_mib'])} MiB of its {worker['memory_mib']}; a submission's "
+        "phases (median s, from its log):",
+        "",
+        "| phase | median (s) |",
+        "|---|---|",
+        *(f"| {_markdown(name)} | {_cell(seconds)} |"
+          for name, seconds in worker["submission_phases_p50_s"].items()),
     ]
     return "\n".join(lines)
 
 
 def sizing_table(path: Optional[Path] = None) -> str:
+    from tools.mock_engine import project_defaults
     from tools.sizing import (CAPACITY_RESULTS, HEADROOM, PEAK_TO_AVERAGE, Measured,
-                              beyond_the_stack, sizing_rows)
+                              beyond_the_stack, default_verdicts, sizing_rows)
 
     measured = Measured.load(path or CAPACITY_RESULTS)
     if measured is None:
@@ -256,6 +267,13 @@ def sizing_table(path: Optional[Path] = None) -> str:
         rows.append(f"| {row.runs_per_day:,} | {row.peak_runs_per_min:g} | {row.mode} "
                     f"| {row.server_cpu} / {row.server_memory} | {api_tasks} | {row.database} "
                     f"| {row.workers} |")
+    rows += ["", "The defaults (`Pulumi.yaml`) by the same measurement and rules:", "",
+             "| keys | default | carries, at the headroom and peak above | memory |",
+             "|---|---|---|---|"]
+    verdicts = {None: "", True: f" (within {HEADROOM:.0%})", False: f" (above {HEADROOM:.0%})"}
+    rows += [f"| `{v.keys}` | {v.default} | {v.carries} "
+             f"| {v.memory}{verdicts[v.memory_within_headroom]} |"
+             for v in default_verdicts(measured, project_defaults())]
     return "\n".join(rows)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ class TaskLimits:
     cpu_units: Optional[int]
     memory_mib: Optional[int]
     _dirs: list[Path] = field(default_factory=list, repr=False)
+    rss_peak: float = 0.0  # MiB, the highest `sample_rss` saw since `reset_memory_peak`
 
     def create(self) -> "TaskLimits":
         check_available()
@@ -126,8 +128,19 @@ class TaskLimits:
     def memory_peak_mib(self) -> float:
         return int(self.read("memory", "memory.max_usage_in_bytes")) / MIB
 
+    def rss_mib(self) -> float:
+        """Anonymous memory of the group now (memory.stat total_rss): what a task's memory limit
+        must hold; usage_in_bytes also counts page cache, which the kernel reclaims first."""
+        stat = dict(line.split() for line in self.read("memory", "memory.stat").splitlines())
+        return int(stat.get("total_rss", 0)) / MIB
+
     def reset_memory_peak(self) -> None:
+        self.rss_peak = 0.0
         (self._dir("memory") / "memory.max_usage_in_bytes").write_text("0")
+
+    def sample_rss(self) -> None:
+        with contextlib.suppress(OSError):
+            self.rss_peak = max(self.rss_peak, self.rss_mib())
 
     def oom_kills(self) -> int:
         """OOM kills inside the group (memory.oom_control's oom_kill, on kernels that count it)."""
@@ -152,3 +165,26 @@ class TaskLimits:
                 except OSError:
                     time.sleep(0.1)
         self._dirs = []
+
+
+class RssSampler(threading.Thread):
+    """Samples each group's RSS every `interval` seconds, keeping its peak (`rss_peak`): the kernel
+    keeps a peak of usage with page cache only."""
+
+    def __init__(self, groups: list[TaskLimits], interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.groups, self.interval = groups, interval
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            for group in self.groups:
+                group.sample_rss()
+
+    def __enter__(self) -> "RssSampler":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.halt.set()
+        self.join(5)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from components.server_settings import MAX_API_TASKS, MIN_API_TASKS
+from components.config.server import MAX_API_TASKS, MIN_API_TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPACITY_RESULTS = ROOT / "bench" / "results" / "capacity.json"
@@ -69,6 +69,9 @@ class Measured:
     worker_submissions_per_min: float
     date: str
     load_average: list[float]
+    server_rss_peak_mib: float = 0.0
+    worker_cpu_units: int = 256
+    worker_rss_peak_mib: float = 0.0
 
     @classmethod
     def load(cls, path: Path = CAPACITY_RESULTS) -> Optional["Measured"]:
@@ -78,7 +81,9 @@ class Measured:
         single, worker = record["single"], record["worker"]
         return cls(int(single["cpu_units"]), float(single["runs_per_min"]),
                    float(single["database_cpu_s_per_run"]),
-                   float(worker["submissions_per_min"]), record["date"], record["load_average"])
+                   float(worker["submissions_per_min"]), record["date"], record["load_average"],
+                   float(single["server_rss_peak_mib"]), int(worker["cpu_units"]),
+                   float(worker["worker_rss_peak_mib"]))
 
     def server_runs_per_min(self, cpu_units: int) -> float:
         """What a server of `cpu_units` holds, scaled by the CPU it can use."""
@@ -135,3 +140,62 @@ def beyond_the_stack(sizing: Sizing) -> bool:
 
 def sizing_rows(measured: Measured) -> list[Sizing]:
     return [size(runs, measured) for runs in RUNS_PER_DAY]
+
+
+def runs_per_day(runs_per_min: float) -> int:
+    """The daily volume whose peak minute is `runs_per_min` at the headroom."""
+    return int(runs_per_min * HEADROOM * 24 * 60 / PEAK_TO_AVERAGE)
+
+
+def database_runs_per_min(database: str, cpu_s_per_run: float) -> float:
+    """Runs a minute a class's baseline CPU sustains at PostgreSQL's measured CPU per run."""
+    vcpus, baseline = next((v, b) for name, v, b in DATABASE_BASELINES if name == database)
+    return vcpus * baseline / cpu_s_per_run * 60
+
+
+@dataclass(frozen=True)
+class DefaultVerdict:
+    keys: str
+    default: str
+    carries: str
+    memory: str
+    # The process's measured RSS peak within HEADROOM of the memory (None: no memory to judge).
+    memory_within_headroom: Optional[bool] = None
+
+
+def within_headroom(rss_mib: float, memory_mib: int) -> bool:
+    return rss_mib <= memory_mib * HEADROOM
+
+
+def default_verdicts(measured: Measured, defaults: dict[str, Any]) -> list[DefaultVerdict]:
+    """What each default size carries by the measurement (`defaults`: Pulumi.yaml's)."""
+    server_cpu, server_memory = int(defaults["serverCpu"]), int(defaults["serverMemory"])
+    worker_cpu, worker_memory = int(defaults["workerCpu"]), int(defaults["workerMemory"])
+    database = str(defaults["serverDbInstanceClass"])
+    server_rate = measured.server_runs_per_min(server_cpu)
+    worker_rate = measured.worker_submissions_per_min * worker_cpu / measured.worker_cpu_units
+    database_rate = database_runs_per_min(database, measured.database_cpu_s_per_run)
+    return [
+        DefaultVerdict("serverCpu / serverMemory", f"{server_cpu} / {server_memory}",
+                       f"{server_rate:.1f} runs/min: {runs_per_day(server_rate):,} runs a day",
+                       f"RSS peak {measured.server_rss_peak_mib:.0f} MiB of {server_memory}",
+                       within_headroom(measured.server_rss_peak_mib, server_memory)),
+        DefaultVerdict("workerCpu / workerMemory", f"{worker_cpu} / {worker_memory}",
+                       f"{worker_rate:.1f} submissions/min: {runs_per_day(worker_rate):,} runs a day",
+                       f"RSS peak {measured.worker_rss_peak_mib:.0f} MiB of {worker_memory}",
+                       within_headroom(measured.worker_rss_peak_mib, worker_memory)),
+        DefaultVerdict("serverDbInstanceClass", database,
+                       f"{database_rate:.0f} runs/min at its baseline CPU: "
+                       f"{runs_per_day(database_rate):,} runs a day", "-"),
+    ]
+
+
+def cpu_bound_runs_per_min(server: dict[str, Any]) -> Optional[float]:
+    """What a recorded server's CPU quota would carry at the CPU a run cost it (all its processes'
+    quotas over their CPU-seconds a run): the rate on a machine that gives the processes all of
+    their quota. A busy machine gives less, so the held rate is lower."""
+    per_run = server.get("server_cpu_s_per_run")
+    if not per_run:
+        return None
+    processes = len(server.get("processes", ["server"]))
+    return round(processes * server["cpu_units"] / 1024 / per_run * 60, 1)

@@ -51,6 +51,22 @@ def test_the_bench_refuses_without_root_and_says_why(monkeypatch, capsys):
     assert "needs root" in capsys.readouterr().err
 
 
+def test_a_submissions_phases_are_read_from_the_workers_log_lines(tmp_path):
+    run = "c1fbdd50-3c64-4d84-ab8f-ecf8bb58c09e"
+    lines = [(100.0, f"Worker 'ECSWorker 1' submitting flow run '{run}'"),
+             (102.5, "Retrieving ECS task definition 'arn'..."),
+             (102.8, "Using ECS task definition 'arn'..."),
+             (103.0, "Creating ECS task run..."),
+             (103.25, "Created ECS task 'arn'"),
+             (104.0, f"Flow run '{run}' submitted to infrastructure")]
+    log = tmp_path / "worker.log"
+    log.write_text("\n".join(json.dumps({"created": at, "flow_run_id": run, "message": message})
+                             for at, message in lines) + "\nWorker 'x' started!\n")
+    phases = list(capacity.submission_phases([log]).values())
+    assert phases == [2.5, 0.5, 0.25, 0.75]
+    assert len(phases) == len(capacity.PHASES) - 1
+
+
 @AS_ROOT
 def test_a_process_in_its_groups_gets_its_cpu_quota_and_the_groups_go_away():
     limits = TaskLimits(f"test-{os.getpid()}", 256, 512).create()
@@ -87,9 +103,9 @@ def test_quick_mode_measures_the_single_server_and_a_worker_and_ends_with_one_js
     assert set(figures) == {"single", "worker", "load_average"}
     positive_numbers(figures["single"], ("runs_per_min", "p95_s", "cpu_units", "memory_mib",
                                          "server_cpu_s_per_run", "database_cpu_s_per_run",
-                                         "server_memory_peak_mib"))
+                                         "server_rss_peak_mib"))
     positive_numbers(figures["worker"], ("submissions_per_min", "p95_s", "cpu_units", "memory_mib",
-                                         "worker_cpu_s_per_submission"))
+                                         "worker_cpu_s_per_submission", "worker_rss_peak_mib"))
     for part in ("single", "worker"):
         assert figures[part]["errors"] == 0, figures
     assert len(figures["load_average"]) == 3

@@ -6,10 +6,12 @@ import json
 
 import pytest
 
-from components.server_settings import MAX_API_TASKS, MIN_API_TASKS
+from components.config.server import MAX_API_TASKS, MIN_API_TASKS
+from tools.mock_engine import project_defaults
 from tools.sizing import (
     DATABASE_BASELINES, HA_MIN_DATABASE, HEADROOM, MAX_USEFUL_SERVER_CPU,
-    PEAK_TO_AVERAGE, RUNS_PER_DAY, Measured, beyond_the_stack, database_for, size, sizing_rows,
+    PEAK_TO_AVERAGE, RUNS_PER_DAY, Measured, beyond_the_stack, database_for, default_verdicts,
+    cpu_bound_runs_per_min, runs_per_day, size, sizing_rows, within_headroom,
 )
 
 # 12 runs a minute at a quarter vCPU, 0.2 database CPU-s a run, 30 submissions a minute a worker.
@@ -75,10 +77,12 @@ def test_measured_figures_are_read_from_the_bench_record(tmp_path):
     assert Measured.load(record) is None
     record.write_text(json.dumps({
         "date": "2026-12-04", "load_average": [3.0, 2.0, 1.0],
-        "single": {"cpu_units": 256, "runs_per_min": 12.5, "database_cpu_s_per_run": 0.3},
-        "worker": {"submissions_per_min": 40.0}}))
+        "single": {"cpu_units": 256, "runs_per_min": 12.5, "database_cpu_s_per_run": 0.3,
+                   "server_rss_peak_mib": 210.0},
+        "worker": {"submissions_per_min": 40.0, "cpu_units": 256, "worker_rss_peak_mib": 300.0}}))
     measured = Measured.load(record)
-    assert measured == Measured(256, 12.5, 0.3, 40.0, "2026-12-04", [3.0, 2.0, 1.0])
+    assert measured == Measured(256, 12.5, 0.3, 40.0, "2026-12-04", [3.0, 2.0, 1.0], 210.0, 256,
+                                300.0)
 
 
 @pytest.mark.parametrize("runs", RUNS_PER_DAY)
@@ -90,3 +94,49 @@ def test_more_api_tasks_than_the_stack_accepts_is_flagged():
     assert not beyond_the_stack(size(20_000, MEASURED))
     huge = size(1_000_000, MEASURED)
     assert huge.api_tasks > MAX_API_TASKS and beyond_the_stack(huge)
+
+
+def test_each_default_size_is_judged_from_pulumi_yaml_and_the_measurement():
+    defaults = project_defaults()
+    verdicts = {v.keys: v for v in default_verdicts(MEASURED, defaults)}
+    assert set(verdicts) == {"serverCpu / serverMemory", "workerCpu / workerMemory",
+                             "serverDbInstanceClass"}
+    server = verdicts["serverCpu / serverMemory"]
+    assert server.default == f"{defaults['serverCpu']} / {defaults['serverMemory']}"
+    rate = MEASURED.server_runs_per_min(int(defaults["serverCpu"]))
+    assert server.carries.startswith(f"{rate:.1f} runs/min")
+    assert f"{runs_per_day(rate):,} runs a day" in server.carries
+    assert verdicts["serverDbInstanceClass"].default == defaults["serverDbInstanceClass"]
+
+
+def test_runs_per_day_is_the_peak_rate_undone():
+    assert runs_per_day(10) == int(10 * HEADROOM * 1440 / PEAK_TO_AVERAGE)
+    assert size(runs_per_day(10), MEASURED).peak_runs_per_min <= 10 * HEADROOM + 0.1
+
+
+def test_the_cpu_bound_rate_is_the_quota_over_the_cpu_a_run_cost():
+    single = {"cpu_units": 256, "server_cpu_s_per_run": 0.5}
+    assert cpu_bound_runs_per_min(single) == 30.0  # a quarter CPU-second a second, 0.5 a run
+    ha = {"cpu_units": 1024, "server_cpu_s_per_run": 2.0, "processes": ["api-0", "api-1", "services"]}
+    assert cpu_bound_runs_per_min(ha) == 90.0
+    assert cpu_bound_runs_per_min({"cpu_units": 256, "server_cpu_s_per_run": None}) is None
+
+
+def test_a_default_memory_is_judged_against_the_headroom():
+    assert within_headroom(200, 1024) and within_headroom(512, 1024)
+    assert not within_headroom(394, 512)
+    heavy = Measured(256, 12.0, 0.2, 30.0, "d", [1, 1, 1], server_rss_peak_mib=100,
+                     worker_rss_peak_mib=2000)
+    verdicts = {v.keys: v for v in default_verdicts(heavy, project_defaults())}
+    assert verdicts["serverCpu / serverMemory"].memory_within_headroom is True
+    assert verdicts["workerCpu / workerMemory"].memory_within_headroom is False
+    assert verdicts["serverDbInstanceClass"].memory_within_headroom is None
+
+
+def test_the_recorded_measurement_finds_every_default_memory_within_the_headroom():
+    """Pulumi.yaml's defaults hold what the recorded run measured, with the stated headroom."""
+    measured = Measured.load()
+    if measured is None:
+        pytest.skip("no capacity run recorded")
+    verdicts = default_verdicts(measured, project_defaults())
+    assert [v.keys for v in verdicts if v.memory_within_headroom is False] == []
