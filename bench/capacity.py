@@ -37,17 +37,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
-import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from testbed.cgroups import CgroupsUnavailable, RssSampler, TaskLimits, check_available
 from testbed.flow_run_load import FlowRunLoad, RunShape, StepFigures, percentile
@@ -61,8 +59,11 @@ STEP_SECONDS = 120.0  # a step is held for 2 minutes
 # (measured here), so a quarter vCPU tops out near 15 a minute and a vCPU near 60: the
 # steps bracket that, and the ramp stops at the first step not held (at most 7 x 2 min).
 STEPS = (5, 10, 15, 20, 30, 45, 60)
-QUICK_STEPS = (4, 8)
-QUICK_STEP_SECONDS = 15.0
+QUICK_STEPS = (6, 12)
+QUICK_STEP_SECONDS = 20.0
+# --quick polls every 2 s instead of the worker's declared interval, so that runs complete within
+# its short steps.
+QUICK_POLL_SECONDS = 2.0
 WORKER_RUNS = 100
 QUICK_WORKER_RUNS = 5
 # The stuck-Pending automation's threshold on the worker's bed: the stack's 10-minute floor, so a
@@ -108,8 +109,8 @@ def declared_poll_seconds(evaluation: Any) -> float:
     return float(env.get("PREFECT_WORKER_QUERY_SECONDS", PREFECT_WORKER_QUERY_SECONDS.value()))
 
 
-def measure_server(mode: str, workdir: Path, steps: tuple[float, ...],
-                   step_seconds: float) -> dict[str, Any]:
+def measure_server(mode: str, workdir: Path, steps: tuple[float, ...], step_seconds: float,
+                   poll_seconds: Optional[float] = None) -> dict[str, Any]:
     """`single`: the `prefect-server` task. `ha`: `prefect-migrate` once, then each declared API
     task (`prefect-api`) and the services task (`prefect-services`) on Redis, the calls spread
     over the APIs in turn as the ALB does. Each process in its own task's limits."""
@@ -188,7 +189,7 @@ def measure_server(mode: str, workdir: Path, steps: tuple[float, ...],
         code, output = bootstrap.run(workdir / "work-pool.log", 300)
         if code != 0:
             raise RuntimeError(f"prefect-work-pool exited {code}: {output[-1500:]}")
-        poll_seconds = declared_poll_seconds(evaluation)
+        poll_seconds = poll_seconds or declared_poll_seconds(evaluation)
         server_groups = {role: groups[role] for role in launches}
         with RssSampler(list(server_groups.values())):
             figures = asyncio.run(ramp(api_urls, launches[apis[0]].env.get("PREFECT_SERVER_API_AUTH_STRING"),
@@ -403,8 +404,21 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def side_by_side(argv: list[str], parts: list[str], workdir: Path) -> dict[str, Any]:
+    """Each part by `python -m bench.capacity <argv> --parts <part>` at once; their figures."""
+    argv = [a for i, a in enumerate(argv) if a != "--parts" and (i == 0 or argv[i - 1] != "--parts")
+            and not a.startswith("--parts=")]
+    outputs = {part: workdir / f"{part}.json" for part in parts}
+    processes = {part: subprocess.Popen([sys.executable, "-m", "bench.capacity", *argv,
+                                         "--parts", part, "--part-output", str(outputs[part])])
+                 for part in parts}
+    failed = [part for part, process in processes.items() if process.wait() != 0]
+    if failed:
+        raise RuntimeError(f"part(s) {', '.join(failed)} failed: see the output above")
+    results: dict[str, Any] = {}
+    for output in outputs.values():
+        results.update(json.loads(output.read_text()))
+    return results
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -416,6 +430,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--worker-runs", type=int)
     parser.add_argument("--parts", default="single,worker")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--part-output", type=Path, help=argparse.SUPPRESS)  # a side-by-side part
     args = parser.parse_args(argv)
     try:
         check_available()
@@ -437,18 +452,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     log(f"capacity bench: steps {', '.join(f'{s:g}' for s in steps)} runs/min x {step_seconds:g} s, "
         f"run shape: {SHAPE.describe()}; load average {results['load_average_at_start']}; "
         f"logs in {workdir}")
-    measurements: dict[str, Callable[[], dict[str, Any]]] = {
-        mode: functools.partial(measure_server, mode, workdir, steps, step_seconds)
-        for mode in ("single", "ha") if mode in parts}
-    if "worker" in parts:
-        measurements["worker"] = functools.partial(measure_worker, workdir, worker_runs)
-    if args.quick:
-        # The parts side by side: --quick proves the machinery, and its figures are not capacity.
-        with ThreadPoolExecutor(len(measurements)) as pool:
-            futures = {part: pool.submit(measure) for part, measure in measurements.items()}
-            results.update({part: future.result() for part, future in futures.items()})
+    if args.quick and len(parts) > 1:
+        # The parts side by side, each in a process of its own (the stack evaluations and boto3's
+        # default session are one per process): --quick proves the machinery, not capacity.
+        results.update(side_by_side(argv or sys.argv[1:], parts, workdir))
     else:  # one at a time, so no part takes CPU from another
-        results.update({part: measure() for part, measure in measurements.items()})
+        for part in parts:
+            results[part] = (measure_worker(workdir, worker_runs) if part == "worker"
+                             else measure_server(part, workdir, steps, step_seconds,
+                                                 QUICK_POLL_SECONDS if args.quick else None))
+    if args.part_output:
+        args.part_output.write_text(json.dumps({part: results[part] for part in parts}))
+        return 0
     results["load_average"] = load_average()
     results["wall_s"] = round(time.monotonic() - began, 1)
     if not args.quick and not args.no_record:
