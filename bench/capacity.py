@@ -4,6 +4,7 @@ of one worker, each process held to its task's CPU and memory.
     python -m bench.capacity [--quick] [--parts single,ha,worker] [--steps 5,10,20]
                              [--step-seconds 120] [--worker-runs 100] [--no-record]
     make bench-capacity      # single and worker at nice -10, recording bench/results/capacity.json
+    make bench-capacity CAPACITY_ARGS="--parts ha --merge"   # adds ha to the record
 
 Needs root: each measured process runs inside cgroups equal to its task definition's `cpu` and
 `memory` (testbed/cgroups.py); without root it says so and exits 2.
@@ -137,9 +138,10 @@ def measure_server(mode: str, workdir: Path, steps: tuple[float, ...], step_seco
         database_group = TaskLimits(f"capacity-{os.getpid()}-{mode}-database", None, None).create()
         groups["database"] = database_group
         database_group.adopt(database._process.pid)
-        endpoints: dict[str, Endpoint] = {"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
-                                          "PREFECT_SERVER_DATABASE_PORT": str(database.port)}
-        extra = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        database_endpoints: dict[str, Endpoint] = {
+            "PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
+            "PREFECT_SERVER_DATABASE_PORT": str(database.port)}
+        endpoints, extra = dict(database_endpoints), {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         if mode == "ha":
             _, api_container = find_container(evaluation, "prefect-api")
             (token,) = [item["valueFrom"] for item in stack.replayed.real(api_container)["secrets"]
@@ -154,11 +156,14 @@ def measure_server(mode: str, workdir: Path, steps: tuple[float, ...], step_seco
                                     endpoints=endpoints, extra_env=extra)
 
         if mode == "ha":  # migrate once, before the API tasks start (the declared dependsOn)
-            code, output = launch("prefect-migrate", "migrate-home").run(
-                workdir / "migrate.log", HEALTHY_WITHIN_S)
+            api_family = find_container(evaluation, "prefect-api")[0].inputs["family"]
+            migrate = container_launch(  # the database only, as the declared container has
+                evaluation, stack.replayed, "prefect-migrate", family=api_family,
+                home=workdir / "migrate-home", endpoints=database_endpoints,
+                extra_env={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+            code, output = migrate.run(workdir / "migrate.log", HEALTHY_WITHIN_S)
             if code != 0:
                 raise RuntimeError(f"prefect-migrate exited {code}: {output[-1500:]}")
-            api_family = find_container(evaluation, "prefect-api")[0].inputs["family"]
             api_count = next(int(r.inputs["desiredCount"])
                              for r in evaluation.of_type("aws:ecs/service:Service")
                              if r.inputs["taskDefinition"].rsplit("/", 1)[1].startswith(api_family + ":"))
@@ -276,6 +281,7 @@ async def ramp(api_urls: list[str], auth_string: Optional[str], pool: str,
             await load.drain(DRAIN_S)
             completed = len(load.completed_at)
             recorded = await load.task_runs_recorded()
+            log(f"  {recorded} of {completed * SHAPE.task_runs} task runs recorded by the server")
         finally:
             await load.close()
     best = capacity or max(records, key=lambda r: r["completed_per_min"])
@@ -430,6 +436,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--worker-runs", type=int)
     parser.add_argument("--parts", default="single,worker")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--merge", action="store_true", help="update only the parts measured in "
+                        "the existing record (each part states its own date and load)")
     parser.add_argument("--part-output", type=Path, help=argparse.SUPPRESS)  # a side-by-side part
     args = parser.parse_args(argv)
     try:
@@ -458,9 +466,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         results.update(side_by_side(argv or sys.argv[1:], parts, workdir))
     else:  # one at a time, so no part takes CPU from another
         for part in parts:
+            at_start = load_average()
             results[part] = (measure_worker(workdir, worker_runs) if part == "worker"
                              else measure_server(part, workdir, steps, step_seconds,
                                                  QUICK_POLL_SECONDS if args.quick else None))
+            results[part].update(date=time.strftime("%Y-%m-%d %H:%M"),
+                                 load_average_at_start=at_start, load_average_at_end=load_average())
     if args.part_output:
         args.part_output.write_text(json.dumps({part: results[part] for part in parts}))
         return 0
@@ -468,6 +479,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     results["wall_s"] = round(time.monotonic() - began, 1)
     if not args.quick and not args.no_record:
         RESULTS.mkdir(exist_ok=True)
+        if args.merge and RECORD.exists():
+            results = {**json.loads(RECORD.read_text()), **{part: results[part] for part in parts}}
         RECORD.write_text(json.dumps(results, indent=1) + "\n")
         log(f"recorded in {RECORD.relative_to(RESULTS.parent.parent)}")
     print(json.dumps(summary(results)))

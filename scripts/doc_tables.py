@@ -177,6 +177,14 @@ def burst_table(results: Path = BURST_RESULTS) -> str:
 NO_CAPACITY_RUN = "No run recorded yet: `make bench-capacity` (as root)."
 
 
+def _measured_at(part: dict[str, Any]) -> str:
+    """A part measured apart from the rest of the record (`--merge`) states its own time and load."""
+    if "date" not in part:
+        return ""
+    return (f"; measured {part['date']}, load average {part['load_average_at_start'][0]:g} to "
+            f"{part['load_average_at_end'][0]:g}")
+
+
 def capacity_table(path: Optional[Path] = None) -> str:
     """The recorded ramp of each server mode measured, then the worker's figures."""
     from tools.sizing import CAPACITY_RESULTS, cpu_bound_runs_per_min
@@ -203,7 +211,8 @@ def capacity_table(path: Optional[Path] = None) -> str:
             "",
             f"**{mode}** (`{server['stack']}`: {', '.join(server.get('processes', ['server']))} at "
             f"{server['cpu_units']} CPU units / {server['memory_mib']} MiB each, on PostgreSQL; "
-            f"healthy after {server['healthy_after_s']:g} s): **{_cell(server['runs_per_min'])} "
+            f"healthy after {server['healthy_after_s']:g} s{_measured_at(server)}): "
+            f"**{_cell(server['runs_per_min'])} "
             f"runs/min** {verdict}, "
             f"p95 {_cell(server['p95_s'])} s, {server['errors']} errors; at the CPU a run cost, its "
             f"quota would carry {_cell(cpu_bound_runs_per_min(server))} runs/min on a machine "
