@@ -10,7 +10,9 @@
   flow runs, from `tools.cost`;
 - `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
 - `capacity` and `sizing` (docs/sizing.md): the recorded `make bench-capacity` run
-  (`bench/results/capacity.json`) and the sizes `tools.sizing` derives from it.
+  (`bench/results/capacity.json`) and the sizes `tools.sizing` derives from it;
+- `destroy` (docs/self-hosted-server.md): what `pulumi destroy` leaves of each server stack's
+  database and what keeping it costs a month, from the stack files and `pricing/`.
 
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
@@ -35,6 +37,7 @@ COST_DOC = ROOT / "docs" / "cost.md"
 ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
 SIZING_DOC = ROOT / "docs" / "sizing.md"
+SERVER_DOC = ROOT / "docs" / "self-hosted-server.md"
 BURST_RESULTS = ROOT / "bench" / "results"
 
 
@@ -286,6 +289,34 @@ def sizing_table(path: Optional[Path] = None) -> str:
     return "\n".join(rows)
 
 
+def destroy_table() -> str:
+    """Per server stack (and a stack that turns a server on and says nothing more): what a
+    destroy keeps, and its monthly price while kept: the retained stack key, and the final
+    snapshot at most the allocated storage (a snapshot holds the data, not the allocation)."""
+    from tools.cost import PriceTable
+    from tools.mock_engine import PROJECT, load_stack_config, stack_names
+
+    prices = PriceTable.load()
+    key, gb = prices["kms_key_month"], prices["rds_backup_gb_month"]
+    rows = [f"Prices: {prices.region}, {prices.as_of} (`pricing/{prices.region}.json`): a KMS key "
+            f"${key:.2f} a month, snapshot and backup storage ${gb:.3f} per GB-month.", "",
+            "| stack | destroy keeps | stack key | $/month while kept, at most |", "|---|---|---|---|"]
+    configs = {"(a server, Pulumi.yaml's defaults)": load_stack_config()}
+    configs.update((stack, load_stack_config(stack)) for stack in stack_names())
+    for stack, config in configs.items():
+        values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{PROJECT}:")}
+        if stack in stack_names() and values["prefectServer"] == "none":
+            continue
+        storage = int(values["serverDbAllocatedStorageGb"])
+        if values["serverDbFinalSnapshot"] == "true":
+            kept = (f"final snapshot (≤ {storage} GB); automated backups for "
+                    f"{values['serverDbBackupRetentionDays']} days")
+            rows.append(f"| {stack} | {kept} | retained | ${key + storage * gb:.2f} |")
+        else:
+            rows.append(f"| {stack} | nothing | deleted after 30 days | $0.00 |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "config": (CONFIG_DOC, config_table),
     "exports": (CONFIG_DOC, exports_table),
@@ -296,6 +327,7 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "burst": (RUNS_DOC, burst_table),
     "capacity": (SIZING_DOC, capacity_table),
     "sizing": (SIZING_DOC, sizing_table),
+    "destroy": (SERVER_DOC, destroy_table),
 }
 
 
