@@ -16,22 +16,25 @@ Needs root: each measured process runs inside cgroups equal to its task definiti
   `prefect-work-pool` container creates the pool. Then flow runs are offered at each step's rate
   (testbed/flow_run_load.py: the whole life of a run as the worker and the flow drive it, shape
   `SHAPE`), and each step records runs completed a minute, p50/p95 API latency, errors and the
-  server's CPU (cpuacct) and memory (peak and at the end). A step is held when its p95 is at most
+  server's CPU (cpuacct) and memory (RSS sampled, its peak), and PostgreSQL's CPU (a measuring
+  group without limits). A step is held when its p95 is at most
   `P95_LIMIT_S`, it has no error, and no backlog builds (`backlog_limit`). Capacity is the highest
   step held for `STEP_SECONDS`; the ramp stops at the first step not held.
 - **worker:** the dev stack's declared worker container inside its task's limits, on moto and a
   Prefect server on PostgreSQL (testbed/burst.py, the steady scenario without faults): `WORKER_RUNS`
   runs released at once, submissions a minute from the RunTasks the worker made, and where its
-  time went (CPU used per submission, time held back by its CPU quota).
+  time went (CPU used per submission, time held back by its CPU quota, the median of each phase
+  of a submission from its log lines). The stuck-Pending threshold there is the stack's floor.
 
 The last line is one JSON object keyed by what was measured; the full record (steps, sizes, the
 machine's load average, which skews every figure on a shared machine) goes to
 `bench/results/capacity.json` unless `--quick` or `--no-record`. `python -m scripts.doc_tables
 --write` makes the sizing table in docs/sizing.md from it. `--quick` proves the machinery in a few
 minutes (short steps, few runs, the parts side by side): its figures are not capacity.
-`--parts single,ha,worker` adds `ha`: the first stack file with `prefectServer: ha`, migrated once,
-each declared API task and the services task in its own limits, on Redis (TLS, the stack's token),
-the calls spread over the APIs in turn as its load balancer does.
+`--parts ha` measures `ha` (`--merge` adds it to the record): the first stack file with
+`prefectServer: ha`, migrated once, each declared API task and the services task in its own
+limits, on Redis (TLS, the stack's token), the calls spread over the APIs in turn as its load
+balancer does.
 """
 
 from __future__ import annotations
