@@ -7,7 +7,7 @@ runs), does what the Fargate agent does:
 - reads the task definition the task names and the RunTask `overrides` moto kept;
 - starts its container as a local process: the override's command (or the definition's
   `entryPoint` + `command`), the definition's `environment` with the override's on top, and each
-  of `secrets` read from (moto's) Secrets Manager by its `valueFrom` (testbed/containers.py,
+  of `secrets` read from (moto's) Secrets Manager by its `valueFrom` (testbed/server_containers.py,
   `resolve_value_from`), in an empty working directory and home, as a fresh container has;
 - sends the task's state changes as ECS sends them to EventBridge (`ECS Task State Change`:
   PENDING, RUNNING, then STOPPED with the container's exit code), through moto's EventBridge, so
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from testbed.containers import resolve_value_from
+from testbed.server_containers import resolve_value_from
 from testbed.processes import Processes, signal_group, stop_group
 from testbed.replay import Replay
 from testbed.servers import BIN, spawn

@@ -9,8 +9,10 @@ every declared resource into moto (testbed/replay/), then starts the Prefect sid
   `pulumi up` does on the real one.
 - `single` / `ha`: PostgreSQL gets what RDS creates from the replayed instance (its master user,
   database and managed-secret password, TLS only), and for `ha` Redis gets the stack's AUTH token
-  (TLS only); then each declared server container runs as ECS starts it (testbed/containers.py):
-  `ha` migrates once, then its API and services tasks start; the worker task's pool bootstrap
+  (TLS only); then each declared server container runs as ECS starts it
+  (testbed/server_containers.py), the database verified against the local server's CA: the
+  server task's `prefect-migrate` first (in `ha`, the first API task's), then the server (`ha`:
+  its API and services tasks); the worker task's pool bootstrap
   creates the pool and the automation, and exits 0 before the worker starts (`dependsOn`).
 
 Then as many declared workers as the worker service's desired count, with their exact command,
@@ -29,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from components.config.credential import CREDENTIAL_KEYS
-from testbed.containers import (
+from components.server.migrate import CA_BUNDLE_ENV
+from testbed.server_containers import (
     ContainerLaunch, container_launch, desired_counts, find_container, rds_master,
     resolve_value_from,
 )
@@ -186,16 +189,21 @@ class Platform:
         self.deployed = self._replay(evaluation)
         master = rds_master(self.deployed.replayed)
         db.rds_database(master.user, master.password, master.database)
+        assert db.ca_file is not None
+        # The database verified against the local PostgreSQL's own CA, in place of the RDS root
+        # CAs the stack declares: the one TLS seam (components/server/migrate.py).
         database = {"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
-                    "PREFECT_SERVER_DATABASE_PORT": str(db.port)}
+                    "PREFECT_SERVER_DATABASE_PORT": str(db.port),
+                    CA_BUNDLE_ENV: db.ca_file.read_text()}
         endpoints, extra = dict(database), {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        main = "prefect-api" if self.mode == "ha" else "prefect-server"
+        self._migrate(database, self._family(main))
         if self.mode == "ha":
             cache = self._redis()
             endpoints.update({"PREFECT_REDIS_MESSAGING_HOST": cache.host,
                               "PREFECT_REDIS_MESSAGING_PORT": str(cache.port)})
             # The image trusts the public CAs that sign ElastiCache's certificate; here, Redis's.
             extra["SSL_CERT_FILE"] = str(cache.ca_file)
-            self._migrate(database)
             server, server_name = self._up_ha(endpoints, extra), "prefect-api-0"
         else:
             server = self._container("prefect-server", endpoints=endpoints, extra_env=extra)
@@ -232,12 +240,11 @@ class Platform:
         self.processes.add_server("redis", cache.pid, cache.stop)
         return cache
 
-    def _migrate(self, database: dict[str, str]) -> None:
-        """The first API task's `prefect-migrate`, to exit 0 (`dependsOn: SUCCESS`); the other
-        tasks' would find the schema at head (tests/integration/test_server_ha_on_postgres.py
-        runs them all at once)."""
-        migrate = self._container("prefect-migrate", family=self._family("prefect-api"),
-                                  endpoints=database,
+    def _migrate(self, database: dict[str, str], family: str) -> None:
+        """The server (`ha`: the first API) task's `prefect-migrate`, to exit 0 (`dependsOn:
+        SUCCESS`); in `ha` the other tasks' would find the schema at head
+        (tests/integration/test_server_ha_on_postgres.py runs them all at once)."""
+        migrate = self._container("prefect-migrate", family=family, endpoints=database,
                                   extra_env={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
         process = self.processes.add("prefect-migrate", migrate.start(
             self._log("prefect-migrate"), new_session=True))

@@ -144,8 +144,6 @@ class PrefectServer:
 
     def __init__(self, workdir: Path, extra_env: Optional[dict[str, str]] = None,
                  new_session: bool = False, wait: bool = True):
-        self.port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.home = Path(tempfile.mkdtemp(prefix="prefect-home-", dir=workdir))
         self.log_path = workdir / "prefect-server.log"
         self.env = {
@@ -157,20 +155,36 @@ class PrefectServer:
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
             **(extra_env or {}),
         }
-        self.process = spawn(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            self.env, self.log_path, new_session=new_session)
+        self._new_session = new_session
+        self._start()
         if wait:
             self.wait_healthy()
 
+    def _start(self) -> None:
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.process = spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                              "--port", str(self.port)], self.env, self.log_path,
+                             new_session=self._new_session)
+
     def wait_healthy(self, timeout: float = 240) -> None:
         """Until /api/health answers: ~10 s on a quiet machine; minutes on a 2-core one shared
-        with other test runs. Stopped, not left running, when it answers too late."""
-        try:
-            wait_for_http(f"{self.api_url}/health", timeout, self.process)
-        except BaseException:
-            stop(self.process)
-            raise
+        with other test runs. Stopped, not left running, when it answers too late. A free port
+        can be taken by another process before the server binds it: a server that exits while
+        starting gets one more port (a new `process`)."""
+        for attempt in (1, 2):
+            try:
+                wait_for_http(f"{self.api_url}/health", timeout, self.process)
+                return
+            except RuntimeError as exited:
+                stop(self.process)
+                log = self.log_path.read_text(errors="replace")[-2000:]
+                if attempt == 2:
+                    raise RuntimeError(f"{exited}; its log ends: {log}") from None
+                self._start()
+            except BaseException:
+                stop(self.process)  # not left running when it answers too late
+                raise
 
     def client_env(self) -> dict[str, str]:
         """What a Prefect client (CLI, worker, flow) needs to reach this server."""

@@ -3,7 +3,7 @@
 The stack is replayed into moto (RDS, ElastiCache, secrets, the cluster). PostgreSQL gets the RDS
 instance's master user, database and managed-secret password (TLS only); Redis gets the AUTH
 token of the stack's secret and serves TLS only, as ElastiCache with in-transit encryption. Every
-process is a declared container started as ECS would (testbed/containers.py), in the order
+process is a declared container started as ECS would (testbed/server_containers.py), in the order
 the declarations promise:
 
 1. each task's `prefect-migrate` first, all at once as ECS starts the services' tasks together
@@ -20,6 +20,7 @@ task run.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import subprocess
@@ -30,17 +31,18 @@ from typing import Any
 
 import pytest
 
-from components.server.server import MIGRATE_SCRIPT
+from components.server.server import MIGRATE_PROGRAM
+from components.server.migrate import CA_BUNDLE_ENV
 from testbed.databases import start_redis
-from testbed.prefect_worker import api, basic_auth, deploy, wait_for, workers
-from testbed.containers import (
-    container_launch, desired_counts, find_container, rds_master, resolve_value_from,
+from testbed.prefect_worker import api, deploy, wait_for, workers
+from testbed.server_containers import (
+    container_launch, find_container, rds_master, resolve_value_from, server_evaluation,
 )
-from tests.support.server_evaluations import server_evaluation
 from testbed.servers import BIN, free_port, stop, wait_for_http
 
 pytestmark = pytest.mark.slow
 
+SERVICE = "aws:ecs/service:Service"
 MIGRATE_WITHIN_S = 300  # three serialized upgrades; measured 8 s + 2 x 4 s idle, 80 s loaded
 HEALTHY_WITHIN_S = 240  # one API alone: ~10 s idle, 49 s at load 10 on 2 cores
 ONLINE_WITHIN_S = 240  # ~2 s idle; the worker imports prefect-aws first (90 s was short at load 10)
@@ -57,6 +59,12 @@ BEGIN
 END $$;
 CREATE EVENT TRIGGER record_ddl ON ddl_command_end EXECUTE FUNCTION ddl_audit.record();
 """
+
+
+def declared_desired_counts(evaluation) -> dict[str, int]:
+    """Task definition family -> the desired count of the service that runs it."""
+    return {s.inputs["taskDefinition"].rsplit("/", 1)[1].rsplit(":", 1)[0]:
+            int(s.inputs["desiredCount"]) for s in evaluation.of_type(SERVICE)}
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +100,10 @@ def redis(stack, families):
 
 def launch(stack, postgres_server, name: str, family: str, home: Path, redis=None,
            **endpoints: str):
+    # The test PostgreSQL's own CA in place of the RDS root CAs: the one TLS seam.
     db = {"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
-          "PREFECT_SERVER_DATABASE_PORT": str(postgres_server.port)}
+          "PREFECT_SERVER_DATABASE_PORT": str(postgres_server.port),
+          CA_BUNDLE_ENV: postgres_server.ca_file.read_text()}
     cache = {} if redis is None else {"PREFECT_REDIS_MESSAGING_HOST": redis.host,
                                       "PREFECT_REDIS_MESSAGING_PORT": str(redis.port)}
     extra = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -114,7 +124,7 @@ SELECT count(*) FILTER (WHERE wait_event = 'advisory') > 0
 FROM pg_stat_activity WHERE datname = '{database}'
 """
 # Whether the declared migration would wait for the lock inside a statement (see DEADLOCK).
-BLOCKING_LOCK_WAIT = "SELECT pg_advisory_lock($1)" in MIGRATE_SCRIPT
+BLOCKING_LOCK_WAIT = "SELECT pg_advisory_lock($1)" in MIGRATE_PROGRAM
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +133,7 @@ def migrations(stack, families, database, postgres_server, tmp_path_factory):
     API task and one for the services task. If they deadlock, the ones still waiting for the lock
     are stopped by PID (ECS would leave them hanging, and their tasks would never start), so the
     holder finishes and the tests after this one still have a migrated database."""
-    desired = desired_counts(stack.evaluation)
+    desired = declared_desired_counts(stack.evaluation)
     runs = []
     for role in ("api", "services"):
         for index in range(desired[families[role]]):
@@ -169,7 +179,7 @@ def test_each_ha_task_runs_its_migration_first_and_starts_only_on_its_success(st
 def test_the_declared_migration_never_waits_for_its_lock_inside_a_statement():
     # A blocking pg_advisory_lock() deadlocks with the holder's CREATE INDEX CONCURRENTLY (see
     # DEADLOCK); the declared script polls pg_try_advisory_lock() between idle sleeps instead.
-    assert not BLOCKING_LOCK_WAIT and "pg_try_advisory_lock($1)" in MIGRATE_SCRIPT
+    assert not BLOCKING_LOCK_WAIT and "pg_try_advisory_lock($1)" in MIGRATE_PROGRAM
 
 
 def test_concurrent_migrations_all_succeed_serialized_and_change_the_schema_once(
@@ -199,7 +209,7 @@ def servers(stack, families, migrations, redis, postgres_server, tmp_path_factor
     started = []
     try:
         apis = []
-        for index in range(desired_counts(stack.evaluation)[families["api"]]):
+        for index in range(declared_desired_counts(stack.evaluation)[families["api"]]):
             home = tmp_path_factory.mktemp(f"api-{index}")
             api_launch = launch(stack, postgres_server, "prefect-api", families["api"], home,
                                 redis)
@@ -223,9 +233,13 @@ def servers(stack, families, migrations, redis, postgres_server, tmp_path_factor
             stop(process)
 
 
+def basic(auth: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
 def test_both_apis_serve_the_same_database_and_the_services_process_stays_up(servers):
     (first, *_), (second, *_) = servers["apis"]
-    auth = basic_auth(first.env["PREFECT_SERVER_API_AUTH_STRING"])
+    auth = basic(first.env["PREFECT_SERVER_API_AUTH_STRING"])
     for api_launch in (first, second):
         assert "--no-services" in api_launch.command[-1]
         assert api(api_launch.api_url, "GET", "/ready") == {"message": "OK"}
@@ -258,7 +272,7 @@ def worker_fleet(stack, families, servers, moto_server, postgres_server, tmp_pat
                            "PREFECT_WORKER_WEBSERVER_PORT": str(free_port())})
             started.append((worker, worker.start(home / "worker.log"), home / "worker.log"))
         pool = stack.exports["workPoolName"]
-        auth = basic_auth(apis[0][0].env["PREFECT_SERVER_API_AUTH_STRING"])
+        auth = basic(apis[0][0].env["PREFECT_SERVER_API_AUTH_STRING"])
 
         def both_online():
             online = [w for w in workers(apis[0][0].api_url, pool, headers=auth)
@@ -286,7 +300,7 @@ def test_the_pool_bootstrap_created_the_pool_with_the_declared_template(worker_f
     (first, *_), _ = servers["apis"]
     assert "work pool created" in worker_fleet["log"]
     pool = api(first.api_url, "GET", f"/work_pools/{worker_fleet['pool']}",
-               headers=basic_auth(first.env["PREFECT_SERVER_API_AUTH_STRING"]))
+               headers=basic(first.env["PREFECT_SERVER_API_AUTH_STRING"]))
     assert pool["type"] == "ecs"
     assert "prefect_api_auth_string_secret_arn" in pool["base_job_template"]["variables"][
         "properties"]
@@ -304,7 +318,7 @@ def test_the_pool_bootstrap_created_the_stuck_run_automation_on_the_ha_server(
         "PREFECT_AUTOMATION_JSON"])["name"]
     (automation,) = api(first.api_url, "POST", "/automations/filter",
                         {"automations": {"name": {"any_": [name]}}},
-                        headers=basic_auth(first.env["PREFECT_SERVER_API_AUTH_STRING"]))
+                        headers=basic(first.env["PREFECT_SERVER_API_AUTH_STRING"]))
     assert automation["enabled"] is True
     assert automation["trigger"]["match_related"]["prefect.resource.name"] == worker_fleet["pool"]
 
@@ -312,7 +326,7 @@ def test_the_pool_bootstrap_created_the_stuck_run_automation_on_the_ha_server(
 @pytest.fixture(scope="module")
 def submitted(worker_fleet, servers, moto_server):
     apis = [a for a, *_ in servers["apis"]]
-    auth = basic_auth(apis[0].env["PREFECT_SERVER_API_AUTH_STRING"])
+    auth = basic(apis[0].env["PREFECT_SERVER_API_AUTH_STRING"])
     runs = [create_run(apis[i % len(apis)].api_url, worker_fleet["pool"], auth, f"ha-{i}")
             for i in range(RUNS)]
 
@@ -369,7 +383,7 @@ def test_a_flow_runs_task_run_events_reach_the_services_and_every_api_reads_it(s
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     run_id = result.stdout.split("FLOW_RUN")[-1].split()[0]
-    auth = basic_auth(auth_string)
+    auth = basic(auth_string)
     assert api(first.api_url, "GET", f"/flow_runs/{run_id}", headers=auth)["state"]["type"] \
         == "COMPLETED"
 

@@ -16,8 +16,7 @@ import pytest
 
 from testbed.eventpattern import matches
 from testbed.prefect_worker import deploy
-from testbed.containers import rds_master
-from tests.support.server_evaluations import server_evaluation
+from testbed.server_containers import rds_master, server_evaluation
 
 pytestmark = pytest.mark.slow
 

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 from components.server.composition import SERVER_EXPORTS as STACK_SERVER_EXPORTS
-from tests.support.harness import (
-    PROJECT, Evaluation, evaluate, load_stack_config, stack_file_values, stack_names,
-    with_credentials,
-)
+from tests.support.harness import Evaluation, load_stack_config, with_credentials
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 SERVICE = "aws:ecs/service:Service"
@@ -45,17 +41,3 @@ def environment(container: dict[str, Any]) -> dict[str, str]:
 
 def secrets(container: dict[str, Any]) -> dict[str, str]:
     return {s["name"]: s["valueFrom"] for s in container.get("secrets", [])}
-
-
-@cache
-def server_evaluation(mode: str) -> Evaluation:
-    """The first stack file whose `prefectServer` is `mode`, evaluated; without one, the dev stack
-    with `prefectServer` set to it (what `pulumi config set prefectServer <mode>` makes)."""
-    for stack in stack_names():
-        if str(stack_file_values(stack).get("prefectServer", "none")) == mode:
-            return evaluate(with_credentials(load_stack_config(stack)), stack=stack)
-    config = load_stack_config("dev")
-    config[f"{PROJECT}:prefectServer"] = mode
-    if mode == "ha":  # the stack refuses ha on a micro database (too few connections)
-        config[f"{PROJECT}:serverDbInstanceClass"] = "db.t4g.small"
-    return evaluate(with_credentials(config), stack="dev")

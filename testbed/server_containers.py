@@ -12,7 +12,13 @@ caller and refused if the declared container has no such setting:
 - the listening address: `--host 0.0.0.0` becomes 127.0.0.1 and the port a free one, since the
   task's own network namespace is this machine's loopback here;
 - PREFECT_HOME and HOME are an empty directory, as a fresh container's are, and PATH finds the
-  `prefect` the image would have.
+  `prefect` the image would have; the database CA file (on the task's /tmp volume) is written
+  there too;
+- the `ha` install step (requirements-server-ha.txt) is left out, the test venv holding exactly
+  those versions, unless the caller keeps it (`keep_install`) to test the install itself.
+
+The database's CA is the one seam for TLS: a test passes its own CA's PEM text as the endpoint
+`DATABASE_CA_BUNDLE`, in place of the RDS root CAs the stack declares.
 
 Nothing else of the process's environment leaks in (no `os.environ`), so a setting the stack
 forgets is missing here too: that is what lets a test see the server fall back to SQLite.
@@ -28,12 +34,16 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from tools.mock_engine import Declared, Evaluation
 from testbed.replay import Replay
 from testbed.servers import BIN, _default_sigint, free_port, spawn, stop
+from tools.mock_engine import (
+    PROJECT, Declared, Evaluation, evaluate, load_stack_config, read_yaml, stack_file, stack_names,
+    with_credentials,
+)
 
 # arn:aws:secretsmanager:region:account:secret:name-AbCdEf[:json-key:version-stage:version-id]
 # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/secrets-envvar-secrets-manager.html)
@@ -174,7 +184,7 @@ class TimedProcess:
         self._reader.start()
 
     def _read(self) -> None:
-        assert self.process.stdout is not None
+        assert self.process.stdout is not None  # started with stdout=PIPE
         for raw in self.process.stdout:
             self.lines.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
 
@@ -232,13 +242,14 @@ def _real_template(replayed: Replay, name: str, value: str) -> str:
 
 def _image_installs(name: str, env: dict[str, str]) -> None:
     """The Prefect image's entrypoint pip-installs `EXTRA_PIP_PACKAGES`, and the `ha` commands
-    install `SERVER_EXTRA_PACKAGES` onto the PREFECT_HOME volume, before Prefect runs; here the
-    venv must already hold exactly those versions, or the process would run other code than
-    the task would."""
-    from components.server.server import EXTRA_PACKAGES_ENV
+    install requirements-server-ha.txt (`SERVER_REQUIREMENTS`) onto the PREFECT_HOME volume,
+    before Prefect runs; here the test venv must already hold exactly those versions, or the
+    process would run other code than the task would."""
+    from components.server.server import REQUIREMENTS_ENV
 
-    requirements = [*env.get("EXTRA_PIP_PACKAGES", "").split(),
-                    *env.get(EXTRA_PACKAGES_ENV, "").split()]
+    pinned = [line.split()[0] for line in env.get(REQUIREMENTS_ENV, "").splitlines()
+              if "==" in line and not line.lstrip().startswith("#")]
+    requirements = [*env.get("EXTRA_PIP_PACKAGES", "").split(), *pinned]
     for requirement in requirements:
         package, _, version = requirement.partition("==")
         try:
@@ -246,15 +257,15 @@ def _image_installs(name: str, env: dict[str, str]) -> None:
         except importlib.metadata.PackageNotFoundError:
             installed = None
         if not version or installed != version:
-            raise AssertionError(f"{name}: the image would install {requirement!r}; this "
+            raise AssertionError(f"{name}: the image would install {requirement!r}; the test "
                                  f"venv has {package} {installed} (pin it in "
                                  f"requirements-dev.txt)")
 
 
 def _installed_already(command: list[str]) -> list[str]:
-    """The command without its install step (components/server/server.py EXTRA_PACKAGES_INSTALL):
-    the packages are in the venv already (`_image_installs` checks the versions), and PyPI is
-    not for a local process to reach."""
+    """The command without its install step (components/server/server.py EXTRA_PACKAGES_INSTALL): the
+    packages are in the test venv already (`_image_installs` checks the versions), and PyPI is
+    not for a test to reach."""
     from components.server.server import EXTRA_PACKAGES_INSTALL
 
     return [arg.replace(EXTRA_PACKAGES_INSTALL, "") for arg in command]
@@ -264,7 +275,8 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
                      family: Optional[str] = None,
                      endpoints: Optional[dict[str, Endpoint]] = None,
                      aws_env: Optional[dict[str, str]] = None,
-                     extra_env: Optional[dict[str, str]] = None) -> ContainerLaunch:
+                     extra_env: Optional[dict[str, str]] = None,
+                     keep_install: bool = False) -> ContainerLaunch:
     """The named container's exact process: entryPoint + command, environment, and secrets
     resolved from moto, with only the endpoints and the listening address made local.
 
@@ -290,9 +302,14 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
     if clashes:
         raise AssertionError(f"extra_env would replace what {name!r} declares: {clashes}")
     port = free_port()
-    command, named_port = _listen_locally(_installed_already(
-        [*(container.get("entryPoint") or []), *(container.get("command") or [])]), port)
+    declared_command = [*(container.get("entryPoint") or []), *(container.get("command") or [])]
+    command, named_port = _listen_locally(
+        declared_command if keep_install else _installed_already(declared_command), port)
     home.mkdir(parents=True, exist_ok=True)
+    from components.server.migrate import CA_FILE_ENV
+
+    if CA_FILE_ENV in env:  # a file on the task's /tmp volume: this container's own here
+        env[CA_FILE_ENV] = str(home / Path(env[CA_FILE_ENV]).name)
     env.update({
         # A fresh container: an empty home, and the `prefect` the image would have on PATH.
         "PREFECT_HOME": str(home),
@@ -308,6 +325,29 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
         env["PREFECT_SERVER_API_PORT"] = str(port)
     return ContainerLaunch(name, command, env, declared_env, secret_names, port, definition,
                            container)
+
+
+def server_stack_name(mode: str) -> Optional[str]:
+    """The first stack file whose `prefectServer` is `mode`."""
+    for stack in stack_names():
+        values = (read_yaml(stack_file(stack)) or {}).get("config", {})
+        if str(values.get(f"{PROJECT}:prefectServer", "none")) == mode:
+            return stack
+    return None
+
+
+@cache
+def server_evaluation(mode: str) -> Evaluation:
+    """The first stack file whose `prefectServer` is `mode`, evaluated; without one, the dev stack
+    with `prefectServer` set to it (what `pulumi config set prefectServer <mode>` makes)."""
+    stack = server_stack_name(mode)
+    if stack is not None:
+        return evaluate(with_credentials(load_stack_config(stack)), stack=stack)
+    config = load_stack_config("dev")
+    config[f"{PROJECT}:prefectServer"] = mode
+    if mode == "ha":  # the stack refuses ha on a micro database (too few connections)
+        config[f"{PROJECT}:serverDbInstanceClass"] = "db.t4g.small"
+    return evaluate(with_credentials(config), stack="dev")
 
 
 @dataclass
