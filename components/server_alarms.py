@@ -5,7 +5,8 @@
 - Load balancer, when there is one (AWS/ApplicationELB): any unhealthy target (readiness
   `/api/ready` failing: database down or its password rotated under a running task), target 5xx
   responses, and 5xx answered by the ALB itself (no healthy target).
-- Redis (ha, AWS/ElastiCache): engine CPU and memory above 80%.
+- Redis (ha, AWS/ElastiCache): engine CPU above 80%, memory above 75% of `maxmemory`
+  (`REDIS_MEMORY_HIGH_PERCENT`).
 
 Without a load balancer (`single`, internal) the server task's health is its container health
 check: ECS replaces an unhealthy task, and the service events rule of components/alarms.py reports
@@ -24,6 +25,11 @@ from components.database import max_connections
 
 PERIOD_SECONDS = 60
 CPU_HIGH_PERCENT = 80
+# DatabaseMemoryUsagePercentage is used memory over `maxmemory`. Prefect's streams and leases have no
+# TTL, and ElastiCache's default policy (volatile-lru) evicts only keys with one, so at 100% Redis
+# refuses writes and the server's messaging stops: warn with a quarter of the room left, earlier
+# than a CPU alarm would, since memory does not come back by itself.
+REDIS_MEMORY_HIGH_PERCENT = 75
 FREE_STORAGE_LOW_SHARE = 0.2
 CONNECTIONS_HIGH_SHARE = 0.8
 TARGET_5XX_PER_MINUTE = 5
@@ -85,9 +91,10 @@ class ServerAlarms(pulumi.ComponentResource):
             self.alarms += [
                 self._alarm("redis-cpu-high", "Prefect Redis engine CPU above 80%",
                             "AWS/ElastiCache", "EngineCPUUtilization", redis, CPU_HIGH_PERCENT),
-                self._alarm("redis-memory-high", "Prefect Redis memory above 80%",
+                self._alarm("redis-memory-high",
+                            f"Prefect Redis memory above {REDIS_MEMORY_HIGH_PERCENT}% of maxmemory",
                             "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", redis,
-                            CPU_HIGH_PERCENT),
+                            REDIS_MEMORY_HIGH_PERCENT),
             ]
         self.register_outputs({"alarm_names": [a.name for a in self.alarms]})
 

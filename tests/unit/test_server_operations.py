@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from components.database import max_connections
+from components.server_alarms import CPU_HIGH_PERCENT, REDIS_MEMORY_HIGH_PERCENT
 from components.server_rotation import UPDATE_SERVICE, rotation_pattern
 from testbed.eventpattern import matches
 from tests.support.harness import is_secret_input, policy, server_stack_names
@@ -176,6 +177,11 @@ def test_server_alarms_watch_database_load_balancer_and_redis(evaluated, stack):
     assert storage["threshold"] == db["allocatedStorage"] * 1024 ** 3 * 0.2
     assert alarms["server-alarms-db-connections-high"]["threshold"] == int(
         0.8 * max_connections(db["instanceClass"]))
+    if stack == "selfhosted-prod":
+        memory = alarms["server-alarms-redis-memory-high"]
+        assert memory["metricName"] == "DatabaseMemoryUsagePercentage"
+        assert memory["threshold"] == REDIS_MEMORY_HIGH_PERCENT != CPU_HIGH_PERCENT
+        assert alarms["server-alarms-redis-cpu-high"]["threshold"] == CPU_HIGH_PERCENT
 
 
 def test_max_connections_follow_rds_formula():
