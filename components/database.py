@@ -8,6 +8,11 @@
   asyncpg connects encrypted with no TLS setting at all (docs/self-hosted-server.md).
 - Automated backups kept `backup_retention_days`; deletion protection and a final snapshot where
   the stack says so; Multi-AZ in `ha`.
+- Observability (checkov CKV_AWS_129/118/353): the `postgresql` and `upgrade` logs exported to
+  CloudWatch Logs (`LOG_EXPORTS`; RDS creates `/aws/rds/instance/<id>/<log>`), Enhanced
+  Monitoring every `MONITORING_INTERVAL_SECONDS` through a role only RDS monitoring may assume,
+  and Performance Insights (7 days, the free tier, on the stack key) where the instance class
+  offers it (`performance_insights_available`).
 - The master password: RDS's managed master secret (`manage_master_user_password`). RDS creates
   the password; it never passes through Pulumi, the state or a task environment. The server gets
   it through ECS `secrets` as one JSON key: `valueFrom: <secret_arn>:password::` into
@@ -24,6 +29,7 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.iam import AwsContext
 from components.network import clients_only_security_group
 
 ENGINE_MAJOR = "17"
@@ -34,6 +40,22 @@ MASTER_USER = "prefect"
 # The driver Prefect builds its connection URL with. Without PREFECT_SERVER_DATABASE_DRIVER the
 # other split settings are ignored and the server silently uses SQLite in the container.
 DRIVER = "postgresql+asyncpg"
+LOG_EXPORTS = ("postgresql", "upgrade")
+MONITORING_INTERVAL_SECONDS = 60
+MONITORING_SERVICE = "monitoring.rds.amazonaws.com"
+MONITORING_POLICY = "policy/service-role/AmazonRDSEnhancedMonitoringRole"
+# Performance Insights keeps 7 days free; longer retention is billed per vCPU-month.
+PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7
+# Classes RDS offers no Performance Insights on (RDS User Guide, "Amazon RDS DB engine, Region,
+# and instance class support for Performance Insights"): the smallest burstable ones.
+NO_PERFORMANCE_INSIGHTS = frozenset(f"db.{family}.{size}" for family in ("t2", "t3", "t4g")
+                                    for size in ("micro", "small"))
+
+
+def performance_insights_available(instance_class: str) -> bool:
+    return instance_class not in NO_PERFORMANCE_INSIGHTS
+
+
 # UTC; backups before the maintenance window, both outside European and American working hours.
 BACKUP_WINDOW = "03:00-03:30"
 MAINTENANCE_WINDOW = "sun:04:00-sun:04:30"
@@ -61,6 +83,8 @@ class DatabaseArgs:
     # The stack key (components/stack_key.py): encrypts the storage, its snapshots and the
     # managed master secret.
     kms_key_arn: pulumi.Input[str]
+    # The account and partition: the monitoring role's trust and managed policy.
+    context: AwsContext
 
 
 class PrefectDatabase(pulumi.ComponentResource):
@@ -100,6 +124,30 @@ class PrefectDatabase(pulumi.ComponentResource):
             vpc_id=args.vpc_id, client_security_group_id=args.client_security_group_id,
             tags={**tags, "Name": f"{name}-db"}, opts=child,
         )
+        monitoring_role = aws.iam.Role(
+            f"{name}-monitoring-role",
+            description="prefect-ecs-worker: RDS Enhanced Monitoring of the Prefect database",
+            assume_role_policy=pulumi.Output.json_dumps({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Service": MONITORING_SERVICE},
+                    "Action": "sts:AssumeRole",
+                    # Confused deputy: only on behalf of this account.
+                    "Condition": {"StringEquals": {"aws:SourceAccount": args.context.account_id}},
+                }],
+            }),
+            tags=tags,
+            opts=child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-monitoring-managed",
+            role=monitoring_role.name,
+            policy_arn=pulumi.Output.format("arn:{0}:iam::aws:{1}", args.context.partition,
+                                            MONITORING_POLICY),
+            opts=pulumi.ResourceOptions(parent=monitoring_role),
+        )
+        insights = performance_insights_available(args.instance_class)
         self.instance = aws.rds.Instance(
             f"{name}-instance",
             identifier=args.identifier,
@@ -126,6 +174,13 @@ class PrefectDatabase(pulumi.ComponentResource):
             backup_window=BACKUP_WINDOW,
             maintenance_window=MAINTENANCE_WINDOW,
             copy_tags_to_snapshot=True,
+            enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
+            monitoring_interval=MONITORING_INTERVAL_SECONDS,
+            monitoring_role_arn=monitoring_role.arn,
+            performance_insights_enabled=insights,
+            performance_insights_kms_key_id=args.kms_key_arn if insights else None,
+            performance_insights_retention_period=(PERFORMANCE_INSIGHTS_RETENTION_DAYS
+                                                   if insights else None),
             deletion_protection=args.deletion_protection,
             skip_final_snapshot=not args.final_snapshot,
             final_snapshot_identifier=f"{args.identifier}-final" if args.final_snapshot else None,

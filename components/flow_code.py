@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
+from components.access_logs import S3_PREFIX
 from components.flow_code_settings import (
     CODE_PREFIX, RESULTS_PREFIX, FlowCodeSettings, default_bucket_name,
 )
@@ -54,6 +55,10 @@ class FlowCodeArgs:
     tags: Mapping[str, str]
     # A customer-managed key for the repository and the bucket; None: AWS-managed aws/ecr, aws/s3.
     kms_key_arn: Optional[pulumi.Input[str]] = None
+    # The stack's access-log bucket (components/access_logs.py): a created bucket's S3 server
+    # access logs go there, under `s3/<bucket>/`, once its policy lets S3 logging write.
+    access_log_bucket: Optional[pulumi.Input[str]] = None
+    access_log_ready: Optional[pulumi.Resource] = None
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -343,6 +348,16 @@ class FlowCode(pulumi.ComponentResource):
             f"{self._name}-bucket-policy", bucket=bucket, policy=policy_document(statements),
             # S3 checks a new policy against the public access block: put the block first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]))
+        if args.access_log_bucket is not None:
+            # Who read or wrote which object, and from where (CIS AWS 3.6 / checkov CKV_AWS_18).
+            # Server access logs rather than CloudTrail data events: delivery is free (only the
+            # log bucket's storage), where data events cost $0.10 per 100,000 requests.
+            aws.s3.BucketLogging(
+                f"{self._name}-bucket-logging", bucket=bucket,
+                target_bucket=args.access_log_bucket,
+                target_prefix=pulumi.Output.concat(S3_PREFIX, "/", bucket, "/"),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                    r for r in (args.access_log_ready,) if r is not None]))
 
     # -- for the stack ------------------------------------------------------------------------
 

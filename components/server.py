@@ -61,8 +61,10 @@ start, and PyPI must be reachable through the NAT). A team that builds its own i
 prefect-redis sets `serverImage` to it; the install is then a few seconds of redundant download.
 
 ECS Exec is on for the server (single) or API (ha) service only, with a task role that allows the
-four `ssmmessages` actions and nothing else; `make ui` opens a port forward through it
-(`scripts/server_ui.py`). Everything else keeps exec off.
+four `ssmmessages` actions, writing the cluster's exec log group and decrypting with the stack key
+(the session's data channel), and nothing else; `make ui` opens a port forward through it
+(`scripts/server_ui.py`). Everything else keeps exec off. Who may open a session, and what it
+can read, is in docs/self-hosted-server.md ("ECS Exec").
 """
 
 from __future__ import annotations
@@ -198,6 +200,8 @@ class ServerArgs:
     cluster_arn: pulumi.Input[str]
     cluster_name: str
     log_group_name: str
+    # Where the cluster logs ECS Exec sessions (components/worker.py); the exec task role writes it.
+    exec_log_group_name: str
     image: str
     cpu: int
     memory: int
@@ -290,9 +294,13 @@ class PrefectServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self.execution_role),
         )
         # Prefect itself makes no AWS call: the tasks get a role only for ECS Exec (make ui).
+        # The cluster logs every session to an encrypted group and encrypts its data channel
+        # with the stack key (components/worker.py); the agent in the task does both with this
+        # role (Amazon ECS Developer Guide, "ECS Exec": IAM permissions for logging and KMS).
         self.task_role = None
         if args.exec_enabled:
             self.task_role = self._role("task", "ECS Exec into the Prefect server (make ui)")
+            exec_logs = ctx.arn("logs", f"log-group:{args.exec_log_group_name}")
             aws.iam.RolePolicy(
                 f"{name}-task-exec",
                 role=self.task_role.name,
@@ -307,6 +315,25 @@ class PrefectServer(pulumi.ComponentResource):
                     # Authorization Reference lists no resource type), so "*" is the only value.
                     # The role belongs to the server tasks alone, so only they open channels.
                     "Resource": "*",
+                }, {
+                    "Sid": "LogExecSessions",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams",
+                               "logs:PutLogEvents"],
+                    # Stream names are the session ids, known only when a session opens.
+                    "Resource": pulumi.Output.concat(exec_logs, ":*"),
+                }, {
+                    "Sid": "FindTheExecLogGroup",
+                    "Effect": "Allow",
+                    "Action": "logs:DescribeLogGroups",
+                    # AWS: DescribeLogGroups lists groups and supports no resource-level
+                    # permission (the ECS Developer Guide's ECS Exec policy uses "*" too).
+                    "Resource": "*",
+                }, {
+                    "Sid": "DecryptExecSessions",
+                    "Effect": "Allow",
+                    "Action": "kms:Decrypt",
+                    "Resource": args.kms_key_arn,
                 }]),
                 opts=pulumi.ResourceOptions(parent=self.task_role),
             )

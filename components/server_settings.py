@@ -82,6 +82,7 @@ class ServerSettings:
     db_deletion_protection: bool
     db_final_snapshot: bool
     redis_node_type: str
+    lb_deletion_protection: bool
 
     @property
     def enabled(self) -> bool:
@@ -123,6 +124,7 @@ def parse_server(reader: "_Reader", *, availability_zone_count: int,
     retention = reader.integer("serverDbBackupRetentionDays")
     deletion_protection = reader.boolean("serverDbDeletionProtection")
     final_snapshot = reader.boolean("serverDbFinalSnapshot")
+    lb_deletion_protection = reader.boolean("serverLbDeletionProtection")
     redis_node_type = reader.string("serverRedisNodeType")
 
     def settings() -> ServerSettings:
@@ -133,6 +135,7 @@ def parse_server(reader: "_Reader", *, availability_zone_count: int,
             db_instance_class=db_class, db_allocated_storage_gb=storage,
             db_backup_retention_days=retention, db_deletion_protection=deletion_protection,
             db_final_snapshot=final_snapshot, redis_node_type=redis_node_type,
+            lb_deletion_protection=lb_deletion_protection,
         )
 
     if mode == "none":

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import pulumi
 
+from components.access_logs import AccessLogs
 from components.database import DatabaseArgs, PrefectDatabase
 from components.network import Network
 from components.redis import PrefectRedis, RedisArgs
@@ -126,8 +127,8 @@ class ServerStack:
         }
 
 
-def build_server_stores(settings: Settings, network: Network,
-                        key_arn: pulumi.Input[str]) -> ServerStores:
+def build_server_stores(settings: Settings, network: Network, key_arn: pulumi.Input[str],
+                        context: AwsContext) -> ServerStores:
     server, tags, prefix = settings.server, settings.tags, settings.prefix
     assert network.server_security_group is not None, "the network was built without a server"
     server_sg = network.server_security_group.id
@@ -144,6 +145,7 @@ def build_server_stores(settings: Settings, network: Network,
         multi_az=server.ha,
         tags=tags,
         kms_key_arn=key_arn,
+        context=context,
     ))
     redis = PrefectRedis("server-redis", RedisArgs(
         identifier=physical_name(prefix, "redis", 40),
@@ -158,8 +160,10 @@ def build_server_stores(settings: Settings, network: Network,
 
 
 def build_server(settings: Settings, network: Network, secret: PrefectSecret,
-                 stores: ServerStores, context: AwsContext, cluster_arn: pulumi.Input[str],
-                 cluster_name: str, log_group_name: str, topic_arn: pulumi.Input[str],
+                 stores: ServerStores, access_logs: Optional[AccessLogs], context: AwsContext,
+                 cluster_arn: pulumi.Input[str],
+                 cluster_name: str, log_group_name: str, exec_log_group_name: str,
+                 topic_arn: pulumi.Input[str],
                  key_arn: pulumi.Input[str]) -> ServerStack:
     """The rest of the server, once the stack key's policy is in place (`key_arn` after it)."""
     server, tags, prefix = settings.server, settings.tags, settings.prefix
@@ -170,7 +174,10 @@ def build_server(settings: Settings, network: Network, secret: PrefectSecret,
         prefix=prefix,
         public=server.public,
         vpc_id=network.vpc_id,
-        vpc_cidr=settings.vpc_cidr,
+        internal_client_security_group_ids={
+            "worker": network.worker_security_group.id,
+            "flow runs": network.flow_run_security_group.id,
+            "server": server_sg},
         subnet_ids=network.public_subnet_ids if server.public else network.worker_subnet_ids,
         server_security_group_id=server_sg,
         port=SERVER_PORT,
@@ -179,7 +186,10 @@ def build_server(settings: Settings, network: Network, secret: PrefectSecret,
         hosted_zone_id=server.hosted_zone_id,
         certificate_arn=server.certificate_arn,
         tags=tags,
-    )) if server.load_balanced else None
+        access_log_bucket=access_logs.bucket.bucket,
+        access_log_ready=access_logs.policy,
+        deletion_protection=server.lb_deletion_protection,
+    )) if server.load_balanced and access_logs is not None else None
     prefect_server = PrefectServer("server", ServerArgs(
         mode=server.mode,
         prefix=prefix,
@@ -187,6 +197,7 @@ def build_server(settings: Settings, network: Network, secret: PrefectSecret,
         cluster_arn=cluster_arn,
         cluster_name=cluster_name,
         log_group_name=log_group_name,
+        exec_log_group_name=exec_log_group_name,
         image=server.image,
         cpu=server.cpu,
         memory=server.memory,
@@ -219,6 +230,8 @@ def build_server(settings: Settings, network: Network, secret: PrefectSecret,
         cluster_arn=cluster_arn,
         service_arns={role: s.arn for role, s in prefect_server.services.items()},
         tags=tags,
+        log_retention_days=settings.log_retention_days,
+        kms_key_arn=key_arn,
     ))
     alarms = ServerAlarms("server-alarms", ServerAlarmsArgs(
         prefix=prefix,

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import pulumi
 
+from components.access_logs import AccessLogs, AccessLogsArgs
 from components.alarms import AlarmsArgs, WorkerAlarms, key_statements as alarm_key_statements
 from components.ecs_events import EcsEvents, EcsEventsArgs
 from components.flow_code import FlowCode, FlowCodeArgs
@@ -17,14 +18,15 @@ from components.run_recovery import StuckRunAutomation, StuckRunAutomationArgs, 
 from components.scaling import ScalingArgs, WorkerScaling
 from components.pool_bootstrap import bootstrap_container
 from components.secret import PrefectSecret, PrefectSecretArgs
+from components.server_rotation import execution_log_group_name
 from components.server_stack import (SERVER_EXPORTS, ServerStack, build_server,
                                      build_server_stores)
 from components.settings import SERVER_PORT, Settings
-from components.stack_key import (StackKey, StackKeyArgs, logs_statement,
-                                  secrets_manager_statements)
+from components.stack_key import (StackKey, StackKeyArgs, exec_sessions_statement,
+                                  logs_statement, secrets_manager_statements)
 from components.vpc_hardening import VpcHardening, VpcHardeningArgs, flow_log_group_name
 from components.work_pool import WorkPool, WorkPoolArgs
-from components.worker import PrefectWorker, WorkerArgs
+from components.worker import PrefectWorker, WorkerArgs, exec_log_group_name
 
 
 # Every stack output and what it is for: the README's exports table and the test of which outputs
@@ -166,13 +168,17 @@ def build_stack(settings: Settings) -> Stack:
     ))
     flow_logs = settings.existing_vpc is None and hardening.vpc_flow_logs
     # The server's database and Redis hold secrets on the stack key: declared before its policy.
-    stores = build_server_stores(settings, network, key.arn) if self_hosted else None
+    stores = (build_server_stores(settings, network, key.arn, key.context) if self_hosted
+              else None)
+    exec_logs = exec_log_group_name(settings.prefix)
     key.set_policy([
         *(secrets_manager_statements(key.context, [iam.execution_role.arn,
                                                    iam.flow_run_execution_role.arn], secret.arn)
           if secret.created else []),
-        logs_statement(key.context, [log_group_name, *(
-            [flow_log_group_name(settings.prefix)] if flow_logs else [])]),
+        logs_statement(key.context, [log_group_name, exec_logs, *(
+            [flow_log_group_name(settings.prefix)] if flow_logs else []), *(
+            [execution_log_group_name(settings.prefix)] if self_hosted else [])]),
+        exec_sessions_statement(key.context),
         *alarm_key_statements(key.context),
         *(stores.key_statements(key.context) if stores else []),
     ])
@@ -181,9 +187,16 @@ def build_stack(settings: Settings) -> Stack:
         flow_log_retention_days=hardening.vpc_flow_log_retention_days,
         kms_key_arn=key.arn_after_policy, tags=tags,
     )) if settings.existing_vpc is None else None
+    # One bucket for the server ALB's and the flow-code bucket's access logs, when either exists.
+    access_logs = AccessLogs("access-logs", AccessLogsArgs(
+        prefix=settings.prefix, context=iam.context,
+        retention_days=settings.log_retention_days, tags=tags,
+    )) if settings.flow_code.bucket.mode == "create" or settings.server.load_balanced else None
     flow_code = FlowCode("flow-code", FlowCodeArgs(
         settings.flow_code, settings.prefix, iam.context, iam.flow_run_execution_role.name,
-        iam.flow_run_execution_role.arn, iam.flow_run_task_role.name, tags))
+        iam.flow_run_execution_role.arn, iam.flow_run_task_role.name, tags,
+        access_log_bucket=access_logs.bucket.bucket if access_logs else None,
+        access_log_ready=access_logs.policy if access_logs else None))
     # Named up front, as IAM does, so the pool and the events rule exist before the worker polls.
     cluster_arn = iam.context.arn("ecs", f"cluster/{cluster_name}")
     flow_runs = FlowRunDefaults(
@@ -258,13 +271,15 @@ def build_stack(settings: Settings) -> Stack:
         container_insights=settings.operations.container_insights,
         autoscaling=settings.operations.autoscaling,
         log_kms_key_arn=key.arn_after_policy,
+        exec_log_group_name=exec_logs,
         pool_bootstrap=pool_bootstrap,
     ), pulumi.ResourceOptions(depends_on=[events, *([work_pool] if work_pool else [])]))
     alarms, scaling = build_operations(settings, iam, worker,
                                        dead_letter_queue_name=events.dead_letter_queue.name,
                                        key_arn=key.arn_after_policy)
-    server = build_server(settings, network, secret, stores, iam.context, worker.cluster.arn,
-                          cluster_name, log_group_name, alarms.topic.arn,
+    server = build_server(settings, network, secret, stores, access_logs, iam.context,
+                          worker.cluster.arn,
+                          cluster_name, log_group_name, exec_logs, alarms.topic.arn,
                           key.arn_after_policy) if stores else None
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
                  alarms, scaling, key, vpc_hardening, flow_code, stuck_runs, server)

@@ -40,12 +40,15 @@ def flow_code_part(evaluation: Evaluation) -> list[Declared]:
     """The flow-code component's resources and the two roles it grants to, in declaration order
     (every stack file is replayed whole in tests/test_moto_replay.py)."""
     roles = ("iam-flow-run-execution", "iam-flow-run-task")
-    return [r for r in evaluation.resources if r.name.startswith("flow-code") or r.name in roles]
+    # The access-log bucket receives the flow-code bucket's server access logs.
+    return [r for r in evaluation.resources
+            if r.name.startswith(("flow-code", "access-logs")) or r.name in roles]
 
 
 def subset(evaluation: Evaluation, *types: str) -> list[Declared]:
-    """The resources of these types, in declaration order, as copies a test may break."""
-    return [copy.deepcopy(r) for r in evaluation.resources if r.type in types]
+    """The flow-code resources of these types, in declaration order, as copies a test may break."""
+    return [copy.deepcopy(r) for r in evaluation.resources
+            if r.type in types and r.name.startswith("flow-code")]
 
 
 @pytest.mark.slow

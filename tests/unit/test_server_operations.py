@@ -66,13 +66,28 @@ def test_database_redis_and_their_secrets_are_on_the_stack_key(evaluated, stack)
         ["elasticache.us-east-1.amazonaws.com"] if tokens else [])]
 
 
-def test_exec_role_allows_the_four_ssmmessages_actions_and_nothing_else(evaluated):
+def test_exec_role_opens_channels_logs_its_sessions_and_decrypts_them_and_nothing_else(
+        evaluated):
     evaluation = evaluated("selfhosted-dev")
-    (statement,) = policy(evaluation.one(ROLE_POLICY, "server-task-exec"))["Statement"]
-    assert sorted(statement["Action"]) == [
+    statements = {s["Sid"]: s for s in policy(
+        evaluation.one(ROLE_POLICY, "server-task-exec"))["Statement"]}
+    assert set(statements) == {"EcsExecChannels", "LogExecSessions", "FindTheExecLogGroup",
+                               "DecryptExecSessions"}
+    channels = statements["EcsExecChannels"]
+    assert sorted(channels["Action"]) == [
         "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
         "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"]
-    assert statement["Resource"] == "*"
+    assert channels["Resource"] == "*"
+    cluster = evaluation.one("aws:ecs/cluster:Cluster").inputs
+    exec_config = cluster["configuration"]["executeCommandConfiguration"]
+    group = exec_config["logConfiguration"]["cloudWatchLogGroupName"]
+    assert statements["LogExecSessions"]["Resource"] == (
+        f"arn:aws:logs:us-east-1:123456789012:log-group:{group}:*")
+    assert sorted(statements["LogExecSessions"]["Action"]) == [
+        "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    assert statements["DecryptExecSessions"] == {
+        "Sid": "DecryptExecSessions", "Effect": "Allow", "Action": "kms:Decrypt",
+        "Resource": exec_config["kmsKeyId"]}
     task = evaluation.one("aws:ecs/taskDefinition:TaskDefinition", "server-server-task").inputs
     role = evaluation.one("aws:iam/role:Role", "server-task")
     assert task["taskRoleArn"] == role.outputs["arn"]
@@ -80,6 +95,31 @@ def test_exec_role_allows_the_four_ssmmessages_actions_and_nothing_else(evaluate
     others = [t for t in evaluation.of_type("aws:ecs/taskDefinition:TaskDefinition")
               if t.name != "server-server-task"]
     assert all(t.inputs.get("taskRoleArn") != role.outputs["arn"] for t in others)
+
+
+@pytest.mark.parametrize("stack", ["dev", *server_stack_names()])
+def test_the_cluster_logs_exec_sessions_to_an_encrypted_group_and_encrypts_their_channel(
+        evaluated, stack):
+    evaluation = evaluated(stack)
+    key_arn = evaluation.exports["stackKeyArn"]
+    exec_config = evaluation.one("aws:ecs/cluster:Cluster").inputs["configuration"][
+        "executeCommandConfiguration"]
+    assert exec_config["logging"] == "OVERRIDE" and exec_config["kmsKeyId"] == key_arn
+    log = exec_config["logConfiguration"]
+    assert log["cloudWatchEncryptionEnabled"] is True
+    group = next(g.inputs for g in evaluation.of_type("aws:cloudwatch/logGroup:LogGroup")
+                 if g.inputs["name"] == log["cloudWatchLogGroupName"])
+    assert group["kmsKeyId"] == key_arn
+    key_policy = policy(evaluation.one("aws:kms/keyPolicy:KeyPolicy"))
+    statements = {s["Sid"]: s for s in key_policy["Statement"]}
+    logs_groups = statements["CloudWatchLogsUsesKeyForTheseLogGroups"]["Condition"][
+        "ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
+    assert (f"arn:aws:logs:us-east-1:123456789012:log-group:{group['name']}"
+            in logs_groups)
+    sessions = statements["EcsExecSessionsWithIam"]
+    assert sessions["Condition"] == {"StringLike": {
+        "kms:EncryptionContext:aws:ssm:SessionId": "*"}}
+    assert sorted(sessions["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
 
 
 def test_every_wildcard_resource_in_the_server_code_says_why():
@@ -148,7 +188,18 @@ def test_a_rotation_of_the_database_secret_redeploys_every_server_service(evalua
                  if t.name == "server-rotation-target"]
     assert target.inputs["arn"] == evaluation.exports["serverRedeployStateMachineArn"]
 
-    (update,) = policy(evaluation.one(ROLE_POLICY, "server-rotation-machine-policy"))["Statement"]
+    statements = {s["Sid"]: s for s in policy(
+        evaluation.one(ROLE_POLICY, "server-rotation-machine-policy"))["Statement"]}
+    assert set(statements) == {"RedeployServerServices", "DeliverExecutionLogs", "SendTraces"}
+    update = statements["RedeployServerServices"]
+    # Execution history to the stack key's group, and X-Ray traces (CKV_AWS_285/284).
+    assert machine["tracingConfiguration"] == {"enabled": True}
+    logging = machine["loggingConfiguration"]
+    assert (logging["level"], logging["includeExecutionData"]) == ("ALL", True)
+    group = evaluation.one("aws:cloudwatch/logGroup:LogGroup", "server-rotation-logs")
+    assert logging["logDestination"] == group.outputs["arn"] + ":*"
+    assert group.inputs["kmsKeyId"] == evaluation.exports["stackKeyArn"]
+    assert group.inputs["name"].startswith("/aws/vendedlogs/states/")
     assert update["Action"] == "ecs:UpdateService"
     assert sorted(update["Resource"]) == sorted(s.outputs["arn"] for s in services.values())
     (start,) = policy(evaluation.one(ROLE_POLICY, "server-rotation-events-policy"))["Statement"]

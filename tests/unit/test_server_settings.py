@@ -150,11 +150,13 @@ def test_every_new_key_has_a_bad_value_case():
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     server_keys = {k for k in declared if k == "prefectServer" or k.startswith("server")}
     covered = {case[2] for case in BAD_SERVER_CONFIGS}
-    boolean = {"serverDbDeletionProtection", "serverDbFinalSnapshot"}  # test_server_database
+    boolean = {"serverDbDeletionProtection", "serverDbFinalSnapshot",
+               "serverLbDeletionProtection"}  # test_server_database
     assert server_keys - covered == boolean
 
 
-@pytest.mark.parametrize("key", ["serverDbDeletionProtection", "serverDbFinalSnapshot"])
+@pytest.mark.parametrize("key", ["serverDbDeletionProtection", "serverDbFinalSnapshot",
+                                 "serverLbDeletionProtection"])
 def test_boolean_server_keys_refuse_anything_but_true_or_false(key):
     message, mocks = refused(single(**{key: "yes"}))
     assert f"{PROJECT}:{key} = \"yes\" is not valid: true or false" in message
