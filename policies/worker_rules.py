@@ -35,6 +35,7 @@ KEY_POLICY = "aws:kms/keyPolicy:KeyPolicy"
 VPC = "aws:ec2/vpc:Vpc"
 DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+DB_INSTANCE = "aws:rds/instance:Instance"
 POLICY_DOCUMENT_PROPS = {
     "aws:iam/rolePolicy:RolePolicy": ("policy",),
     "aws:iam/policy:Policy": ("policy",),
@@ -50,7 +51,7 @@ DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 # KMS actions that use a key's material; granting them is granting the data it protects.
 KMS_DATA_ACTIONS = re.compile(r"^(\*|kms:\*|kms:(Decrypt|Encrypt|ReEncrypt|GenerateDataKey)\w*\*?)$")
 LOGS_CONTEXT = "kms:EncryptionContext:aws:logs:arn"
-# Session Manager's context on an ECS Exec session's data key (components/stack_key.py).
+# Session Manager's context on an ECS Exec session's data key (components/platform/stack_key.py).
 SSM_SESSION_CONTEXT = "kms:EncryptionContext:aws:ssm:SessionId"
 # ECS actions whose IAM resource is the task definition they register (Service Authorization
 # Reference: RegisterTaskDefinition -> task-definition).
@@ -68,7 +69,7 @@ def image_tag(image: str) -> tuple[str, str | None, str]:
 
 
 def image_is_pinned(image: str) -> bool:
-    """The one image-pinning rule, of the config check (components/settings.py) and of this pack:
+    """The one image-pinning rule, of the config check (components/config/validators.py) and of this pack:
     a digest, or a tag that does not say latest in any case or place (latest, 3-latest, LATEST
     all move under a running service)."""
     _, tag, digest = image_tag(image)
@@ -362,6 +363,24 @@ def prefect_server_never_on_sqlite(type_: str, props: Props) -> list[str]:
     return violations
 
 
+def prod_database_kept(resources: Sequence[tuple[str, Props]]) -> list[str]:
+    """A database tagged environment=prod keeps deletion protection and a final snapshot: a
+    `pulumi destroy` or a replacement must not take its data with it."""
+    violations = []
+    for type_, props in resources:
+        tags = props.get("tags") or {}
+        if type_ != DB_INSTANCE or tags.get("environment") != "prod":
+            continue
+        name = props.get("identifier") or "(unnamed)"
+        if not props.get("deletionProtection"):
+            violations.append(f"prod database {name} has no deletion protection: set "
+                              "serverDbDeletionProtection true")
+        if props.get("skipFinalSnapshot", True):
+            violations.append(f"prod database {name} skips its final snapshot: set "
+                              "serverDbFinalSnapshot true")
+    return violations
+
+
 IAM_TYPES = tuple(POLICY_DOCUMENT_PROPS)
 RESOURCE_RULES: tuple[ResourceRule, ...] = (
     ResourceRule("no-secret-in-container-environment",
@@ -413,6 +432,9 @@ STACK_RULES: tuple[StackRule, ...] = (
     StackRule("vpc-default-security-group-declared",
               "A VPC the stack creates has its default security group declared (and closed).",
               vpc_default_security_group_declared),
+    StackRule("prod-database-kept",
+              "A database tagged environment=prod has deletion protection and a final snapshot.",
+              prod_database_kept),
 )
 
 

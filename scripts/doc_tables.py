@@ -1,11 +1,15 @@
 """The documentation's tables, generated from their one source so that none can drift:
 
 - `config` (docs/configuration.md): Pulumi.yaml's keys, types, defaults and descriptions;
-- `exports` (docs/configuration.md): `components.stack.EXPORTS`, the spec the test of the outputs also reads;
+- `exports` (docs/configuration.md): `components.composition.EXPORTS`, the spec the test of the outputs also reads;
 - `components` (README.md): each component class, its file and its module docstring's first line;
+- `modules` (docs/architecture.md): each package and module of components/, its docstring's first
+  paragraph;
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
 - `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
-- `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`).
+- `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
+- `destroy` (docs/self-hosted-server.md): what `pulumi destroy` leaves of each server stack's
+  database and what keeping it costs a month, from the stack files and `pricing/`.
 
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
@@ -27,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 COST_DOC = ROOT / "docs" / "cost.md"
+ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
+SERVER_DOC = ROOT / "docs" / "self-hosted-server.md"
 BURST_RESULTS = ROOT / "bench" / "results"
 
 
@@ -64,7 +70,7 @@ def config_table(project_file: Path = ROOT / "Pulumi.yaml") -> str:
 
 
 def exports_table() -> str:
-    from components.stack import EXPORTS
+    from components.composition import EXPORTS
 
     rows = ["| output | what it is |", "|---|---|"]
     rows += [f"| `{key}` | {_markdown(description)} |" for key, description in EXPORTS.items()]
@@ -73,7 +79,7 @@ def exports_table() -> str:
 
 def components_table() -> str:
     rows = ["| component | file | what it creates, and why |", "|---|---|---|"]
-    for path in sorted((ROOT / "components").glob("*.py")):
+    for path in sorted((ROOT / "components").rglob("*.py")):
         tree = ast.parse(path.read_text())
         # Component resources, and the dynamic resource of the work pool.
         classes = [node.name for node in tree.body if isinstance(node, ast.ClassDef)
@@ -82,7 +88,21 @@ def components_table() -> str:
         docstring = ast.get_docstring(tree) or ""
         summary = docstring.split("\n\n")[0]
         for name in classes:
-            rows.append(f"| `{name}` | `components/{path.name}` | {_markdown(summary)} |")
+            rows.append(f"| `{name}` | `{path.relative_to(ROOT)}` | {_markdown(summary)} |")
+    return "\n".join(rows)
+
+
+def modules_table() -> str:
+    """Each package of components/ with its modules under it, in the order a reader meets them:
+    the composition, config, then what the worker, the server and both stand on."""
+    rows = ["| module | what it holds |", "|---|---|"]
+    for path in sorted((ROOT / "components").rglob("*.py"),
+                       key=lambda p: (p.parent != ROOT / "components", p.parent.name,
+                                      p.name != "__init__.py", p.name)):
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        module = path.parent if path.name == "__init__.py" else path
+        name = f"**`{module.relative_to(ROOT)}/`**" if module.is_dir() else f"`{module.relative_to(ROOT)}`"
+        rows.append(f"| {name} | {_markdown(docstring.split(chr(10) * 2)[0])} |")
     return "\n".join(rows)
 
 
@@ -145,13 +165,43 @@ def burst_table(results: Path = BURST_RESULTS) -> str:
     return "\n".join(lines).strip() or "No run recorded yet: `make bench-burst BURST_ARGS=--record`."
 
 
+def destroy_table() -> str:
+    """Per server stack (and a stack that turns a server on and says nothing more): what a
+    destroy keeps, and its monthly price while kept: the retained stack key, and the final
+    snapshot at most the allocated storage (a snapshot holds the data, not the allocation)."""
+    from tools.cost import PriceTable
+    from tools.mock_engine import PROJECT, load_stack_config, stack_names
+
+    prices = PriceTable.load()
+    key, gb = prices["kms_key_month"], prices["rds_backup_gb_month"]
+    rows = [f"Prices: {prices.region}, {prices.as_of} (`pricing/{prices.region}.json`): a KMS key "
+            f"${key:.2f} a month, snapshot and backup storage ${gb:.3f} per GB-month.", "",
+            "| stack | destroy keeps | stack key | $/month while kept, at most |", "|---|---|---|---|"]
+    configs = {"(a server, Pulumi.yaml's defaults)": load_stack_config()}
+    configs.update((stack, load_stack_config(stack)) for stack in stack_names())
+    for stack, config in configs.items():
+        values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{PROJECT}:")}
+        if stack in stack_names() and values["prefectServer"] == "none":
+            continue
+        storage = int(values["serverDbAllocatedStorageGb"])
+        if values["serverDbFinalSnapshot"] == "true":
+            kept = (f"final snapshot (≤ {storage} GB); automated backups for "
+                    f"{values['serverDbBackupRetentionDays']} days")
+            rows.append(f"| {stack} | {kept} | retained | ${key + storage * gb:.2f} |")
+        else:
+            rows.append(f"| {stack} | nothing | deleted after 30 days | $0.00 |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "config": (CONFIG_DOC, config_table),
     "exports": (CONFIG_DOC, exports_table),
     "components": (README, components_table),
+    "modules": (ARCHITECTURE_DOC, modules_table),
     "verify": (README, verify_table),
     "cost": (COST_DOC, cost_table),
     "burst": (RUNS_DOC, burst_table),
+    "destroy": (SERVER_DOC, destroy_table),
 }
 
 

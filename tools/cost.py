@@ -317,7 +317,7 @@ def add_flow_code(resources: Sequence[Resource], prices: PriceTable, add: Any) -
     usage the price table assumes (an adopted repository or bucket is not the stack's cost)."""
     add("ECR flow images stored", len(_of(resources, ECR_REPOSITORY))
         * prices.assume("ecr_gb_per_repository"), "GB-month", "ecr_storage_gb_month")
-    # The stack's access-log bucket (components/access_logs.py) receives the others' logs.
+    # The stack's access-log bucket (components/platform/access_logs.py) receives the others' logs.
     log_buckets = {str(b.get("targetBucket")) for b in _of(resources, S3_LOGGING)} | {
         str((lb.get("accessLogs") or {}).get("bucket")) for lb in _of(resources, LOAD_BALANCER)
         if lb.get("accessLogs")}

@@ -22,9 +22,9 @@ from typing import Any, Iterable, Optional
 import pulumi
 import yaml
 
-from components.settings import NAMESPACE as PROJECT
-from components.settings import API_KEY, SECRET_VALUE_KEYS
-from components.prefect_api import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
+from components.config.reader import NAMESPACE as PROJECT
+from components.config.credential import API_KEY, SECRET_VALUE_KEYS
+from components.prefect.api import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
@@ -288,6 +288,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "aws:secretsmanager/getRandomPassword:getRandomPassword":
             length = int(args.args.get("passwordLength", 32))
             return {"id": "aws", "randomPassword": GENERATED_PASSWORD[:length]}
+        if args.token == "aws:rds/getInstances:getInstances":
+            # A stack about to be deployed: no database of its identifier exists yet.
+            return {"id": REGION, "instanceIdentifiers": [], "instanceArns": []}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test",
                     "userId": "AIDATEST"}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from components.database import max_connections
-from components.server_alarms import CPU_HIGH_PERCENT, REDIS_MEMORY_HIGH_PERCENT
-from components.server_rotation import UPDATE_SERVICE, rotation_pattern
+from components.server.database import max_connections
+from components.server.alarms import CPU_HIGH_PERCENT, REDIS_MEMORY_HIGH_PERCENT
+from components.server.rotation_redeploy import UPDATE_SERVICE, rotation_pattern
 from testbed.eventpattern import matches
 from tests.support.harness import is_secret_input, policy, server_stack_names
 from tools.cost import PriceTable, estimate, items_by_name
@@ -123,8 +123,8 @@ def test_the_cluster_logs_exec_sessions_to_an_encrypted_group_and_encrypts_their
 
 
 def test_every_wildcard_resource_in_the_server_code_says_why():
-    for path in ("components/server.py", "components/server_rotation.py",
-                 "components/server_stack.py"):
+    for path in ("components/server/server.py", "components/server/rotation_redeploy.py",
+                 "components/server/composition.py"):
         lines = (ROOT / path).read_text().splitlines()
         for number, line in enumerate(lines):
             if '"Resource": "*"' in line:

@@ -9,10 +9,10 @@ from typing import get_args
 
 import pytest
 
-from components.server_settings import (
+from components.config.server import (
     SERVER_ACCESS, SERVER_MODES, ServerAccess, ServerMode, physical_name,
 )
-from components.settings import ConfigError
+from components.config.reader import ConfigError
 from tests.support.harness import (
     PROJECT, TEST_API_KEY, RecordingMocks, evaluate, load_stack_config, stack_file_values,
     with_credentials, worker_only_stack_names,
@@ -122,6 +122,44 @@ BAD_SERVER_CONFIGS = [
      "serverRedisNodeType", '"cache.x1.huge"', "an ElastiCache node type"),
     ("vpc-too-small-for-three-tiers", single(natGateways="single", availabilityZoneCount="6"),
      "availabilityZoneCount", "6", "3 subnet tier(s)"),
+    # serverDbRestoreSnapshot: RDS's identifier rules, the stack's region, instance snapshots only.
+    ("restore-snapshot-in-another-region",
+     single(serverDbRestoreSnapshot="arn:aws:rds:eu-west-1:123456789012:snapshot:prod-db-final"),
+     "serverDbRestoreSnapshot", '"arn:aws:rds:eu-west-1:123456789012:snapshot:prod-db-final"',
+     "a snapshot in the stack's region us-east-1 (aws:region)"),
+    ("restore-snapshot-starting-with-a-digit", single(serverDbRestoreSnapshot="1-db-final"),
+     "serverDbRestoreSnapshot", '"1-db-final"', "starting with a letter"),
+    ("restore-snapshot-double-hyphen", single(serverDbRestoreSnapshot="prod--final"),
+     "serverDbRestoreSnapshot", '"prod--final"', "no double or trailing hyphen"),
+    ("restore-snapshot-trailing-hyphen", single(serverDbRestoreSnapshot="prod-final-"),
+     "serverDbRestoreSnapshot", '"prod-final-"', "no double or trailing hyphen"),
+    ("restore-snapshot-underscore", single(serverDbRestoreSnapshot="prod_final"),
+     "serverDbRestoreSnapshot", '"prod_final"', "letters, digits and hyphens"),
+    ("restore-snapshot-too-long", single(serverDbRestoreSnapshot="a" * 256),
+     "serverDbRestoreSnapshot", json.dumps("a" * 256), "1-255 letters"),
+    ("restore-snapshot-arn-malformed-name",
+     single(serverDbRestoreSnapshot="arn:aws:rds:us-east-1:123456789012:snapshot:prod_final"),
+     "serverDbRestoreSnapshot", '"arn:aws:rds:us-east-1:123456789012:snapshot:prod_final"',
+     "arn:aws:rds:<region>:<account>:snapshot:<name>"),
+    ("restore-snapshot-arn-short-account",
+     single(serverDbRestoreSnapshot="arn:aws:rds:us-east-1:1234:snapshot:prod-final"),
+     "serverDbRestoreSnapshot", '"arn:aws:rds:us-east-1:1234:snapshot:prod-final"',
+     "arn:aws:rds:<region>:<account>:snapshot:<name>"),
+    ("restore-cluster-snapshot",
+     single(serverDbRestoreSnapshot="arn:aws:rds:us-east-1:123456789012:cluster-snapshot:c1"),
+     "serverDbRestoreSnapshot", '"arn:aws:rds:us-east-1:123456789012:cluster-snapshot:c1"',
+     "a DB instance snapshot"),
+    ("restore-snapshot-without-server", with_credentials(load_stack_config("dev"),
+                                                         serverDbRestoreSnapshot="prod-final"),
+     "serverDbRestoreSnapshot", '"prod-final"', "only with prefectServer single or ha"),
+    ("restore-replaces-another-snapshot",
+     single(serverDbRestoreSnapshot="prod-final", serverDbRestoreReplaces="prod-final-2"),
+     "serverDbRestoreReplaces", '"prod-final-2"', "the same value as serverDbRestoreSnapshot"),
+    ("restore-replaces-without-a-restore", single(serverDbRestoreReplaces="prod-final"),
+     "serverDbRestoreReplaces", '"prod-final"', "the same value as serverDbRestoreSnapshot"),
+    ("restore-replaces-without-server", with_credentials(load_stack_config("dev"),
+                                                         serverDbRestoreReplaces="prod-final"),
+     "serverDbRestoreReplaces", '"prod-final"', "only with prefectServer single or ha"),
 ]
 
 
