@@ -10,7 +10,7 @@ import pulumi
 from components.platform.access_logs import AccessLogs, AccessLogsArgs
 from components.worker.alarms import AlarmsArgs, WorkerAlarms, key_statements as alarm_key_statements
 from components.worker.ecs_events import EcsEvents, EcsEventsArgs
-from components.platform.flow_code import FlowCode, FlowCodeArgs
+from components.platform.flow_code import FlowCode, FlowCodeArgs, created_bucket_name
 from components.worker.iam import IamArgs, WorkerIam
 from components.prefect.job_template import FlowRunDefaults
 from components.platform.network import Network, NetworkArgs
@@ -191,10 +191,13 @@ def compose_stack(settings: Settings) -> Stack:
         kms_key_arn=key.arn_after_policy, tags=tags,
     )) if settings.existing_vpc is None else None
     # One bucket for the server ALB's and the flow-code bucket's access logs, when either exists.
+    flow_code_bucket = settings.flow_code.bucket.mode == "create"
     access_logs = AccessLogs("access-logs", AccessLogsArgs(
         prefix=settings.prefix, context=iam.context,
         retention_days=settings.log_retention_days, tags=tags,
-    )) if settings.flow_code.bucket.mode == "create" or settings.server.load_balanced else None
+        s3_sources=[created_bucket_name(settings.flow_code, settings.prefix, iam.context)]
+        if flow_code_bucket else [],
+    )) if flow_code_bucket or settings.server.load_balanced else None
     flow_code = FlowCode("flow-code", FlowCodeArgs(
         settings.flow_code, settings.prefix, iam.context, iam.flow_run_execution_role.name,
         iam.flow_run_execution_role.arn, iam.flow_run_task_role.name, tags,

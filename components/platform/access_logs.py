@@ -10,7 +10,7 @@ access logs, in one private bucket per stack (`<project>-<stack>-logs-<account>`
   bucket policy, not by ACL), TLS only, and objects expire after `retention_days`.
 - The policy lets each service write its own prefix only, for this account: ELB (`alb/`, as the
   region's ELB account, or the log-delivery service in regions opened since August 2022) and S3
-  logging (`s3/`, from this account's buckets).
+  logging (`s3/<bucket>/`, from that bucket only).
 
 The bucket does not log itself (a log bucket logging into itself loops), is not versioned (logs
 are written once and expire) and not replicated: docs/hardening.md lists those findings.
@@ -19,7 +19,7 @@ are written once and expire) and not replicated: docs/hardening.md lists those f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -65,6 +65,8 @@ class AccessLogsArgs:
     context: AwsContext
     retention_days: int
     tags: Mapping[str, str]
+    # The buckets whose S3 server access logs come here (each under `s3/<bucket>/`).
+    s3_sources: Sequence[pulumi.Input[str]] = ()
 
 
 class AccessLogs(pulumi.ComponentResource):
@@ -113,7 +115,9 @@ class AccessLogs(pulumi.ComponentResource):
                 {
                     "Sid": "DenyInsecureTransport",
                     "Effect": "Deny",
-                    "Principal": "*",
+                    # The same as "*" for AWS (IAM User Guide, "Principal": anonymous users
+                    # included); moto's PutBucketLogging reads every principal as an object.
+                    "Principal": {"AWS": "*"},
                     "Action": "s3:*",
                     "Resource": everything,
                     "Condition": {"Bool": {"aws:SecureTransport": "false"}},
@@ -127,15 +131,22 @@ class AccessLogs(pulumi.ComponentResource):
                     "Resource": pulumi.Output.format("{0}/{1}/AWSLogs/{2}/*", bucket_arn,
                                                      ALB_PREFIX, ctx.account_id),
                 },
-                {
-                    "Sid": "S3DeliversServerAccessLogs",
+                *({
+                    "Sid": f"S3DeliversServerAccessLogs{index}",
                     "Effect": "Allow",
                     "Principal": {"Service": S3_LOGGING_SERVICE},
                     "Action": "s3:PutObject",
-                    "Resource": pulumi.Output.format("{0}/{1}/*", bucket_arn, S3_PREFIX),
-                    # Confused deputy: only this account's buckets log here.
-                    "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id}},
-                },
+                    # Each source bucket writes its own prefix only (S3 User Guide, "Permissions
+                    # for log delivery": the bucket policy grant).
+                    "Resource": pulumi.Output.format("{0}/{1}/{2}/*", bucket_arn, S3_PREFIX,
+                                                     source),
+                    # Confused deputy: only that bucket, of this account.
+                    "Condition": {
+                        "StringEquals": {"aws:SourceAccount": ctx.account_id},
+                        "ArnLike": {"aws:SourceArn": pulumi.Output.format(
+                            "arn:{0}:s3:::{1}", ctx.partition, source)},
+                    },
+                } for index, source in enumerate(args.s3_sources)),
             ]),
             # S3 checks a new policy against the public access block: put the block first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]))

@@ -61,6 +61,14 @@ class FlowCodeArgs:
     access_log_ready: Optional[pulumi.Resource] = None
 
 
+def created_bucket_name(settings: FlowCodeSettings, prefix: str,
+                        ctx: AwsContext) -> pulumi.Input[str]:
+    """The name of the bucket the stack creates (`flowCodeBucket: create`): `flowCodeBucketName`,
+    or `<project>-<stack>-flows-<account>`."""
+    return settings.bucket.name or ctx.account_id.apply(
+        lambda account: default_bucket_name(prefix, account))
+
+
 def split_image(image: str) -> tuple[str, str]:
     """`name:tag` -> (name, ":tag"); `name@sha256:...` -> (name, "@sha256:...")."""
     name, at, digest = image.partition("@")
@@ -211,8 +219,7 @@ class FlowCode(pulumi.ComponentResource):
         args, ctx, settings = self._args, self._args.context, self._args.settings.bucket
         child = pulumi.ResourceOptions(parent=self)
         if settings.mode == "create":
-            bucket_name: pulumi.Input[str] = settings.name or ctx.account_id.apply(
-                lambda account: default_bucket_name(args.prefix, account))
+            bucket_name = created_bucket_name(args.settings, args.prefix, ctx)
             self.bucket = aws.s3.Bucket(
                 f"{self._name}-bucket", bucket=bucket_name, tags=dict(args.tags), opts=child)
             self.bucket_name = self.bucket.bucket

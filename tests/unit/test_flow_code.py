@@ -155,10 +155,12 @@ def test_the_flow_code_bucket_logs_its_requests_to_the_stacks_log_bucket(evaluat
     assert logging["targetPrefix"] == f"s3/{name}/"
     statements = {s["Sid"]: s for s in json.loads(evaluation.one(
         BUCKET_POLICY, "access-logs-policy").inputs["policy"])["Statement"]}
-    delivery = statements["S3DeliversServerAccessLogs"]
+    delivery = statements["S3DeliversServerAccessLogs0"]
     assert delivery["Principal"] == {"Service": "logging.s3.amazonaws.com"}
-    assert delivery["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
-    assert delivery["Resource"] == f"arn:aws:s3:::{log_bucket}/s3/*"
+    assert delivery["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT},
+                                     "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{name}"}}
+    assert delivery["Resource"] == f"arn:aws:s3:::{log_bucket}/s3/{name}/*"
+    assert [s for s in statements if s.startswith("S3Delivers")] == ["S3DeliversServerAccessLogs0"]
 
 
 def test_bucket_refuses_anything_but_tls(evaluated):
