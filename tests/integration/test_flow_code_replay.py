@@ -80,7 +80,10 @@ def test_repository_and_bucket_are_stored_as_declared(moto, published):
     assert rules["expire-results"]["Expiration"] == {"Days": 45}
     assert rules["expire-results"]["Filter"] == {"Prefix": "results/"}
     assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(
-        replayed.real(published.one(BUCKET_POLICY).inputs["policy"]))
+        replayed.real(published.one(BUCKET_POLICY, "flow-code-bucket-policy").inputs["policy"]))
+    # Its server access logs go to the stack's access-log bucket, under its own prefix.
+    logging = s3.get_bucket_logging(Bucket=bucket)["LoggingEnabled"]
+    assert logging["TargetPrefix"] == f"s3/{bucket}/" and logging["TargetBucket"] != bucket
     assert s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"] == [
         {"ObjectOwnership": "BucketOwnerEnforced"}]
 
