@@ -21,6 +21,8 @@ and concurrency limit, then does the same for the stack's stuck-Pending automati
   then keeps the oldest and deletes the others (two copies would act on one run twice), so one
   remains. It travels as JSON in `PREFECT_AUTOMATION_JSON` (~2 KB).
 - The credential comes through `secrets` (`PREFECT_API_AUTH_STRING`), as for the worker.
+- The stack's server has CSRF protection on: the script fetches a token for its own client id
+  first (`GET /csrf-token`) and sends it on every change, as Prefect's client does.
 
 The script only uses the standard library and httpx, which every Prefect image has; it can be run
 as is against any server (`python -c "$SCRIPT"` with the environment below).
@@ -42,7 +44,7 @@ MEMORY_RESERVATION = 128
 WAIT_SECONDS = 900
 
 SCRIPT = r'''
-import base64, gzip, json, os, sys, time
+import base64, gzip, json, os, sys, time, uuid
 from urllib.parse import quote
 import httpx
 
@@ -169,7 +171,20 @@ def upsert_automation(client):
         log("INFO", "automation matches the stack's declaration",
             automation=automation["name"], id=kept["id"])
 
+def csrf_headers(client):
+    # A server with CSRF protection on (the stack's own: PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED)
+    # refuses POST/PUT/PATCH/DELETE without a token issued to a client id, as Prefect's own
+    # client fetches it; 422 (protection off) or 404 (older server, Prefect Cloud): none needed.
+    client_id = str(uuid.uuid4())
+    issued = request(client, "GET", "/csrf-token", params={"client": client_id})
+    if issued.status_code in (404, 422):
+        return {}
+    if issued.status_code != 200:
+        fail("fetching a CSRF token failed", issued)
+    return {"Prefect-Csrf-Token": issued.json()["token"], "Prefect-Csrf-Client": client_id}
+
 with httpx.Client(base_url=api, auth=auth, timeout=30) as client:
+    client.headers.update(csrf_headers(client))
     found = request(client, "POST", "/work_pools/filter", json=query)
     if found.status_code != 200:
         fail("listing work pools failed", found, work_pool=name)

@@ -7,7 +7,13 @@ secrets (only its schedule can change), and a password that never rotates is the
 So each successful rotation starts new server tasks, which read the new password:
 
 - An EventBridge rule matches Secrets Manager's `RotationSucceeded` event (delivered by CloudTrail
-  as "AWS Service Event via CloudTrail"; service events need no trail) for the managed secret only.
+  as "AWS Service Event via CloudTrail"; service events need no trail) for the server's two
+  database secrets only: RDS's managed master secret, and the server role's secret
+  (components/server/database.py), should a rotation function be attached to it.
+- The server role's password needs no rotation function of its own: every task's
+  `prefect-migrate` sets the role's password to the secret's current value before the server
+  starts, so `put-secret-value` and a run of this state machine rotate it
+  (docs/self-hosted-server.md).
 - Its target is a Step Functions state machine (STANDARD; a few executions a month cost nothing
   measurable) whose states call ECS `UpdateService` with `forceNewDeployment` on each server
   service, through the AWS SDK integration: no Lambda function, no code to patch.
@@ -45,15 +51,15 @@ def execution_log_group_name(prefix: str) -> str:
     return f"/aws/vendedlogs/states/{prefix}-server-redeploy"
 
 
-def rotation_pattern(secret_arn: str) -> dict[str, Any]:
-    """Secrets Manager's RotationSucceeded service event for this one secret."""
+def rotation_pattern(secret_arns: list[str]) -> dict[str, Any]:
+    """Secrets Manager's RotationSucceeded service event for these secrets."""
     return {
         "source": ["aws.secretsmanager"],
         "detail-type": ["AWS Service Event via CloudTrail"],
         "detail": {
             "eventSource": ["secretsmanager.amazonaws.com"],
             "eventName": ["RotationSucceeded"],
-            "additionalEventData": {"SecretId": [secret_arn]},
+            "additionalEventData": {"SecretId": list(secret_arns)},
         },
     }
 
@@ -87,7 +93,8 @@ def redeploy_definition(cluster_arn: str, services: Mapping[str, str]) -> dict[s
 class RotationArgs:
     prefix: str
     context: AwsContext
-    secret_arn: pulumi.Input[str]
+    # The secrets whose rotation redeploys the server (the database's master and server role).
+    secret_arns: list[pulumi.Input[str]]
     cluster_arn: pulumi.Input[str]
     # role -> ECS service ARN
     service_arns: Mapping[str, pulumi.Input[str]]
@@ -178,8 +185,8 @@ class RotationRedeploy(pulumi.ComponentResource):
             f"{name}-rule",
             name=f"{args.prefix}-db-password-rotated",
             description="The Prefect server's database password rotated: redeploy the server",
-            event_pattern=pulumi.Output.from_input(args.secret_arn).apply(
-                lambda arn: json.dumps(rotation_pattern(arn))),
+            event_pattern=pulumi.Output.all(*args.secret_arns).apply(
+                lambda arns: json.dumps(rotation_pattern(list(arns)))),
             tags=tags, opts=child)
         aws.cloudwatch.EventTarget(
             f"{name}-target",

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from components.server.server import MIGRATE_SCRIPT
+from components.server.migrate import CA_BUNDLE_ENV
 from testbed.databases import start_redis
 from testbed.prefect_worker import api, deploy, wait_for, workers
 from tests.support.server_containers import (
@@ -99,8 +100,10 @@ def redis(stack, families):
 
 def launch(stack, postgres_server, name: str, family: str, home: Path, redis=None,
            **endpoints: str):
+    # The test PostgreSQL's own CA in place of the RDS root CAs: the one TLS seam.
     db = {"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
-          "PREFECT_SERVER_DATABASE_PORT": str(postgres_server.port)}
+          "PREFECT_SERVER_DATABASE_PORT": str(postgres_server.port),
+          CA_BUNDLE_ENV: postgres_server.ca_file.read_text()}
     cache = {} if redis is None else {"PREFECT_REDIS_MESSAGING_HOST": redis.host,
                                       "PREFECT_REDIS_MESSAGING_PORT": str(redis.port)}
     extra = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

@@ -32,7 +32,8 @@ def test_server_execution_role_reads_exactly_its_secrets(evaluated, stack):
     evaluation = evaluated(stack)
     statement, decrypt = policy(evaluation.one(ROLE_POLICY, "server-execution-secrets"))[
         "Statement"]
-    expected = [evaluation.exports["serverDbSecretArn"], evaluation.exports["credentialSecretArn"]]
+    expected = [evaluation.exports["serverDbSecretArn"], evaluation.exports["serverDbAppSecretArn"],
+                evaluation.exports["credentialSecretArn"]]
     redis = evaluation.of_type("aws:secretsmanager/secret:Secret")
     expected += [r.outputs["arn"] for r in redis if r.name == "server-redis-token"]
     assert statement["Action"] == "secretsmanager:GetSecretValue"
@@ -60,7 +61,10 @@ def test_database_redis_and_their_secrets_are_on_the_stack_key(evaluated, stack)
     tokens = [r.outputs["arn"] for r in evaluation.of_type("aws:secretsmanager/secret:Secret")
               if r.name == "server-redis-token"]
     assert secrets["kms:EncryptionContext:SecretARN"] == [
-        evaluation.exports["serverDbSecretArn"], *tokens]
+        evaluation.exports["serverDbSecretArn"], evaluation.exports["serverDbAppSecretArn"], *tokens]
+    (app_secret,) = [r.inputs for r in evaluation.of_type("aws:secretsmanager/secret:Secret")
+                     if r.name == "server-db-app-secret"]
+    assert app_secret["kmsKeyId"] == key
     storage = statements["ServerStorageViaRdsAndElastiCache"]["Condition"]["StringEquals"]
     assert storage["kms:ViaService"] == ["rds.us-east-1.amazonaws.com", *(
         ["elasticache.us-east-1.amazonaws.com"] if tokens else [])]
@@ -164,13 +168,15 @@ def _event(secret_arn: str, name: str = "RotationSucceeded") -> dict:
 
 
 @pytest.mark.parametrize("stack", server_stack_names())
-def test_a_rotation_of_the_database_secret_redeploys_every_server_service(evaluated, stack):
+def test_a_rotation_of_either_database_secret_redeploys_every_server_service(evaluated, stack):
     evaluation = evaluated(stack)
-    secret = evaluation.exports["serverDbSecretArn"]
+    secret, app_secret = (evaluation.exports["serverDbSecretArn"],
+                          evaluation.exports["serverDbAppSecretArn"])
+    assert secret != app_secret
     rule = evaluation.one("aws:cloudwatch/eventRule:EventRule", "server-rotation-rule").inputs
     pattern = json.loads(rule["eventPattern"])
-    assert pattern == rotation_pattern(secret)
-    assert matches(pattern, _event(secret))
+    assert pattern == rotation_pattern([secret, app_secret])
+    assert matches(pattern, _event(secret)) and matches(pattern, _event(app_secret))
     assert not matches(pattern, _event(secret, "RotationFailed"))
     assert not matches(pattern, _event(evaluation.exports["credentialSecretArn"]))
 
