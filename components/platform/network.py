@@ -19,6 +19,12 @@ import pulumi_awsx as awsx
 from components.config.network import ExistingVpc, NatGateways, subnet_mask
 from components.config.reader import NAMESPACE
 
+# The ports the stack opens, each written once: the data stores' engines listen on their
+# defaults, and everything else the tasks reach is HTTPS.
+HTTPS_PORT = 443
+POSTGRESQL_PORT = 5432
+REDIS_PORT = 6379
+
 NAT_STRATEGIES = {
     "none": awsx.ec2.NatGatewayStrategy.NONE,
     "single": awsx.ec2.NatGatewayStrategy.SINGLE,
@@ -114,7 +120,7 @@ class Network(pulumi.ComponentResource):
                 f"{name}-server-https-out",
                 security_group_id=self.server_security_group.id,
                 cidr_ipv4=ANYWHERE_V4,
-                ip_protocol="tcp", from_port=443, to_port=443,
+                ip_protocol="tcp", from_port=HTTPS_PORT, to_port=HTTPS_PORT,
                 description="HTTPS out: image, AWS APIs, PyPI",
                 tags=dict(args.tags),
                 opts=pulumi.ResourceOptions(parent=self.server_security_group),
@@ -123,7 +129,7 @@ class Network(pulumi.ComponentResource):
                 description="Prefect server API", protocol="tcp", from_port=args.server_port,
                 to_port=args.server_port, security_groups=[self.server_security_group.id]))
 
-        worker_ports = sorted({443, *args.worker_egress_ports})
+        worker_ports = sorted({HTTPS_PORT, *args.worker_egress_ports})
         self.worker_security_group = self._no_ingress_group(
             name, args, "worker",
             "Prefect worker: no inbound; outbound HTTPS to AWS APIs and Prefect",

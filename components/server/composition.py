@@ -70,9 +70,9 @@ class ServerStores:
         secret_arns = [self.database.master_secret_arn, self.database.app_secret_arn,
                        *([self.redis.token_secret_arn] if self.redis else [])]
         root = pulumi.Output.format("arn:{0}:iam::{1}:root", ctx.partition, ctx.account_id)
-        services = [pulumi.Output.format("rds.{0}.amazonaws.com", ctx.region)]
+        services = [ctx.service_host("rds")]
         if self.redis:
-            services.append(pulumi.Output.format("elasticache.{0}.amazonaws.com", ctx.region))
+            services.append(ctx.service_host("elasticache"))
         return [
             {
                 "Sid": "ServerSecretsViaSecretsManagerWithIam",
@@ -82,8 +82,7 @@ class ServerStores:
                 # AWS: in a key policy "*" is this key; the condition pins service and secrets.
                 "Resource": "*",
                 "Condition": {"StringEquals": {
-                    "kms:ViaService": pulumi.Output.format("secretsmanager.{0}.amazonaws.com",
-                                                          ctx.region),
+                    "kms:ViaService": ctx.service_host("secretsmanager"),
                     "kms:EncryptionContext:SecretARN": secret_arns}},
             },
             {

@@ -56,13 +56,13 @@ import pulumi
 import pulumi_aws as aws
 
 from components.platform.aws import AwsContext
-from components.platform.network import clients_only_security_group
+from components.config.reader import NAMESPACE
 from components.config.server import RESTORED_FROM_TAG
+from components.platform.network import POSTGRESQL_PORT, clients_only_security_group
 from components.worker.secret import RECOVERY_WINDOW_DAYS, generated_password
 
 ENGINE_MAJOR = "17"
 PARAMETER_GROUP_FAMILY = f"postgres{ENGINE_MAJOR}"
-PORT = 5432
 DATABASE_NAME = "prefect"
 MASTER_USER = "prefect"
 # The role the server connects as: owner of DATABASE_NAME, nothing more (created by prefect-migrate).
@@ -150,7 +150,7 @@ class PrefectDatabase(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DatabaseArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:PrefectDatabase", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:PrefectDatabase", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
@@ -175,7 +175,7 @@ class PrefectDatabase(pulumi.ComponentResource):
         self.security_group = clients_only_security_group(
             f"{name}-sg",
             description="Prefect server database: PostgreSQL from the server tasks only",
-            rule_description="PostgreSQL from the Prefect server", port=PORT,
+            rule_description="PostgreSQL from the Prefect server", port=POSTGRESQL_PORT,
             vpc_id=args.vpc_id, client_security_group_id=args.client_security_group_id,
             tags={**tags, "Name": f"{name}-db"}, opts=child,
         )
@@ -234,7 +234,7 @@ class PrefectDatabase(pulumi.ComponentResource):
             username=MASTER_USER,
             manage_master_user_password=True,
             master_user_secret_kms_key_id=args.kms_key_arn,
-            port=PORT,
+            port=POSTGRESQL_PORT,
             db_subnet_group_name=subnet_group.name,
             parameter_group_name=parameters.name,
             vpc_security_group_ids=[self.security_group.id],

@@ -121,7 +121,7 @@ def trust(env: Mapping[str, str]) -> ssl.SSLContext:
 
 
 async def connect(env: Any, user: str, password: str, context: ssl.SSLContext) -> Any:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     deadline = time.monotonic() + CONNECT_WAIT_SECONDS
     while True:
@@ -138,6 +138,19 @@ async def connect(env: Any, user: str, password: str, context: ssl.SSLContext) -
                 raise
             log("INFO", "waiting for the database", reason=type(exc).__name__)
             await asyncio.sleep(5)
+
+
+async def take_lock(connection: Any, wait_seconds: float = MIGRATION_LOCK_WAIT_SECONDS) -> bool:
+    """Polled, never waited for inside a statement: a session blocked in pg_advisory_lock() holds
+    a snapshot, and the upgrade's CREATE INDEX CONCURRENTLY waits for every older snapshot, so a
+    blocking wait deadlocks with the holder's own upgrade. Between tries this session is idle, in
+    no transaction."""
+    deadline = time.monotonic() + wait_seconds
+    while not await connection.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(LOCK_POLL_SECONDS)
+    return True
 
 
 async def hand_over(master: Any, role: str, password: str, database: str) -> None:
@@ -169,17 +182,10 @@ async def main() -> int:
                      f"({CA_BUNDLE_ENV}); refusing to connect", reason=str(exc))
         return 1
     try:
-        # Polled, never waited for inside a statement: a session blocked in pg_advisory_lock()
-        # holds a snapshot, and the upgrade's CREATE INDEX CONCURRENTLY waits for every older
-        # snapshot, so a blocking wait deadlocks with the holder's own upgrade. Between tries
-        # this session is idle, in no transaction.
         log("INFO", "waiting for the migration lock")
-        deadline = time.monotonic() + MIGRATION_LOCK_WAIT_SECONDS
-        while not await master.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK):
-            if time.monotonic() > deadline:
-                log("ERROR", "the migration lock stayed taken", waited_s=MIGRATION_LOCK_WAIT_SECONDS)
-                return 1
-            await asyncio.sleep(LOCK_POLL_SECONDS)
+        if not await take_lock(master):
+            log("ERROR", "the migration lock stayed taken", waited_s=MIGRATION_LOCK_WAIT_SECONDS)
+            return 1
         try:
             await hand_over(master, role, env["PREFECT_SERVER_DATABASE_PASSWORD"],
                             env["PREFECT_SERVER_DATABASE_NAME"])

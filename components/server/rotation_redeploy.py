@@ -38,10 +38,10 @@ from typing import Any, Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.platform.aws import AwsContext, policy_document
+from components.config.reader import NAMESPACE
+from components.platform.aws import (EVENTBRIDGE, STEP_FUNCTIONS, AwsContext, policy_document,
+                                     service_trust_policy)
 
-EVENTS = "events.amazonaws.com"
-STATES = "states.amazonaws.com"
 UPDATE_SERVICE = "arn:aws:states:::aws-sdk:ecs:updateService"
 
 
@@ -111,14 +111,14 @@ class RotationRedeploy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RotationArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:RotationRedeploy", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:RotationRedeploy", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
         machine_role = aws.iam.Role(
             f"{name}-machine-role",
-            description="prefect-ecs-worker: redeploys the Prefect server after a rotation",
-            assume_role_policy=_trust(STATES, args.context.account_id),
+            description=f"{NAMESPACE}: redeploys the Prefect server after a rotation",
+            assume_role_policy=service_trust_policy(STEP_FUNCTIONS, args.context.account_id),
             tags=tags, opts=child)
         aws.iam.RolePolicy(
             f"{name}-machine-policy",
@@ -168,8 +168,8 @@ class RotationRedeploy(pulumi.ComponentResource):
 
         events_role = aws.iam.Role(
             f"{name}-events-role",
-            description="prefect-ecs-worker: EventBridge starts the server redeploy",
-            assume_role_policy=_trust(EVENTS, args.context.account_id),
+            description=f"{NAMESPACE}: EventBridge starts the server redeploy",
+            assume_role_policy=service_trust_policy(EVENTBRIDGE, args.context.account_id),
             tags=tags, opts=child)
         aws.iam.RolePolicy(
             f"{name}-events-policy",
@@ -197,15 +197,3 @@ class RotationRedeploy(pulumi.ComponentResource):
 
         self.register_outputs({"state_machine_arn": self.state_machine.arn,
                                "rule_name": self.rule.name})
-
-
-def _trust(service: str, account_id: pulumi.Input[str]) -> pulumi.Output[str]:
-    return pulumi.Output.json_dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Service": service},
-            "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-        }],
-    })

@@ -15,12 +15,12 @@ Migrations run exactly once before a new server, API or services process starts,
 the only place the RDS master password goes. Every task (single and ha) has a first,
 non-essential container `prefect-migrate` (same image) and its main container waits for it to exit
 0 (`dependsOn` condition `SUCCESS`); main containers never migrate on start. `prefect-migrate` runs
-`MIGRATE_SCRIPT` (components/server/migrate.py): under a PostgreSQL advisory lock taken as the
+`MIGRATE_PROGRAM` (components/server/migrate.py): under a PostgreSQL advisory lock taken as the
 master user, it gives the database to the server's own role (components/server/database.py
 `SERVER_USER`; created, or its password set to the secret's current value) and runs
 `prefect server database upgrade -y` as that role. Tasks that start together are serialized; a
 failed migration stops the task (the main container never starts) and the deployment circuit
-breaker rolls back. To test it on real processes: run `MIGRATE_SCRIPT` (the container's command)
+breaker rolls back. To test it on real processes: run `MIGRATE_PROGRAM` (the container's command)
 two or three times at once with the container's environment against one empty PostgreSQL; all
 must exit 0, then an API with migrations off must come up.
 
@@ -84,16 +84,18 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.server.database import DATABASE_NAME, DRIVER, MASTER_USER, PORT as DB_PORT
-from components.server.database import SERVER_USER, password_value_from, rds_ca_bundle
 from components.server import migrate as server_migrate
-from components.server.migrate import (CA_BUNDLE_ENV, CA_FILE_ENV, MASTER_PASSWORD_ENV,
-                                       MASTER_USER_ENV)
-from components.platform.aws import TASK_EXECUTION_POLICY, AwsContext, assume_role_policy, policy_document
-from components.server.redis import PORT as REDIS_PORT
+from components.server.migrate import CA_BUNDLE_ENV, CA_FILE_ENV, MASTER_PASSWORD_ENV, MASTER_USER_ENV
+from components.config.reader import NAMESPACE
+from components.platform.network import POSTGRESQL_PORT as DB_PORT, REDIS_PORT
+from components.server.database import DATABASE_NAME, DRIVER, MASTER_USER, SERVER_USER
+from components.server.database import password_value_from, rds_ca_bundle
+from components.platform.aws import (ECS_TASKS, TASK_EXECUTION_POLICY, AwsContext, policy_document,
+                                     service_trust_policy)
 from components.config.server import ServerMode
-from components.worker.worker import (JSON_LOGGING_ENVIRONMENT, PREFECT_HOME,
-                               fargate_task_definition, read_only_root)
+from components.platform.fargate import (JSON_LOGGING_ENVIRONMENT, PREFECT_HOME, awslogs,
+                                         fargate_service, fargate_task_definition,
+                                         http_health_check, read_only_root)
 
 SERVER_CONTAINER = "prefect-server"
 API_CONTAINER = "prefect-api"
@@ -107,10 +109,7 @@ KEEPALIVE_TIMEOUT_SECONDS = 75
 MIGRATE_MEMORY_RESERVATION = 256
 STOP_TIMEOUT_SECONDS = 60
 
-HEALTH_CHECK_COMMAND = (
-    "python -c \"import sys, urllib.request; sys.exit(urllib.request.urlopen("
-    "'http://localhost:4200/api/health', timeout=4).status != 200)\""
-)
+HEALTH_PATH = "/api/health"
 
 MULTI_PROCESS_SETTINGS = (
     ("PREFECT_MESSAGING_BROKER", "prefect_redis.messaging"),
@@ -150,8 +149,9 @@ EXTRA_PACKAGES_INSTALL = (
     'export PYTHONPATH="$PREFECT_HOME/python"; '
 )
 
-# The prefect-migrate container's program (components/server/migrate.py), run as `python -c`.
-MIGRATE_SCRIPT = Path(server_migrate.__file__).read_text()
+# The prefect-migrate container's program (components/server/migrate.py), a module of its own
+# (linted, type-checked, unit-tested), sent as text and run as `python -c`.
+MIGRATE_PROGRAM = Path(server_migrate.__file__).read_text()
 
 
 def server_requirements() -> str:
@@ -222,7 +222,7 @@ class PrefectServer(pulumi.ComponentResource):
     exec_container: str
 
     def __init__(self, name: str, args: ServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:PrefectServer", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:PrefectServer", name, None, opts)
         self._name, self._args = name, args
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
@@ -265,8 +265,7 @@ class PrefectServer(pulumi.ComponentResource):
                 "Effect": "Allow",
                 "Action": "kms:Decrypt",
                 "Resource": args.kms_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": pulumi.Output.format(
-                    "secretsmanager.{0}.amazonaws.com", ctx.region)}},
+                "Condition": {"StringEquals": {"kms:ViaService": ctx.service_host("secretsmanager")}},
             }]),
             opts=pulumi.ResourceOptions(parent=self.execution_role),
         )
@@ -425,11 +424,7 @@ class PrefectServer(pulumi.ComponentResource):
         return secrets
 
     def _log_configuration(self, prefix: str) -> dict[str, Any]:
-        return {"logDriver": "awslogs", "options": {
-            "awslogs-group": self._args.log_group_name,
-            "awslogs-region": self._args.context.region,
-            "awslogs-stream-prefix": prefix,
-        }}
+        return awslogs(self._args.log_group_name, self._args.context.region, prefix)
 
     def _main_container(self, role: str, memory: int) -> dict[str, Any]:
         command = {
@@ -459,12 +454,9 @@ class PrefectServer(pulumi.ComponentResource):
         else:
             container["portMappings"] = [{"containerPort": self._args.port, "protocol": "tcp",
                                           "name": "prefect-api"}]
-            container["healthCheck"] = {
-                "command": ["CMD-SHELL", HEALTH_CHECK_COMMAND],
-                "interval": 30, "timeout": 5, "retries": 3,
-                # The prefect-redis install (ha) and the UI build at start.
-                "startPeriod": 180,
-            }
+            # The prefect-redis install (ha) and the UI build at start.
+            container["healthCheck"] = http_health_check(self._args.port, HEALTH_PATH,
+                                                         start_period=180)
             container["memory" if role == SERVER_CONTAINER else "memoryReservation"] = memory
         container["dependsOn"] = [{"containerName": MIGRATE_CONTAINER, "condition": "SUCCESS"}]
         return container
@@ -474,7 +466,7 @@ class PrefectServer(pulumi.ComponentResource):
             "name": MIGRATE_CONTAINER,
             "image": self._args.image,
             "essential": False,
-            "command": ["python", "-c", MIGRATE_SCRIPT],
+            "command": ["python", "-c", MIGRATE_PROGRAM],
             "memoryReservation": MIGRATE_MEMORY_RESERVATION,
             "environment": self._environment(MIGRATE_CONTAINER),
             "secrets": self._secrets(MIGRATE_CONTAINER),
@@ -487,8 +479,8 @@ class PrefectServer(pulumi.ComponentResource):
     def _role(self, role: str, description: str) -> aws.iam.Role:
         return aws.iam.Role(
             f"{self._name}-{role}",
-            description=f"prefect-ecs-worker: {description}",
-            assume_role_policy=assume_role_policy(self._args.context.account_id),
+            description=f"{NAMESPACE}: {description}",
+            assume_role_policy=service_trust_policy(ECS_TASKS, self._args.context.account_id),
             tags=dict(self._args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -510,24 +502,22 @@ class PrefectServer(pulumi.ComponentResource):
         # The API tasks roll: half stay up while new ones start.
         rolling = role == "api"
         load_balanced = load_balanced_container is not None and args.target_group_arn is not None
-        service = aws.ecs.Service(
+        service = fargate_service(
             f"{name}-{role}-service",
-            name=f"{args.prefix}-server" + ("" if role == "server" else f"-{role}"),
+            service_name=f"{args.prefix}-server" + ("" if role == "server" else f"-{role}"),
             cluster=args.cluster_arn,
             task_definition=task_definition.arn,
             desired_count=desired,
-            capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(
-                capacity_provider=args.capacity_provider, weight=1, base=0)],
-            platform_version="LATEST",
-            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
-                subnets=args.subnet_ids,
-                security_groups=[args.security_group_id],
-                assign_public_ip=args.assign_public_ip,
-            ),
-            deployment_minimum_healthy_percent=50 if rolling else 0,
-            deployment_maximum_percent=200 if rolling else 100,
-            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
-                enable=True, rollback=True),
+            capacity_provider=args.capacity_provider,
+            subnets=args.subnet_ids,
+            security_groups=[args.security_group_id],
+            assign_public_ip=args.assign_public_ip,
+            minimum_healthy_percent=50 if rolling else 0,
+            maximum_percent=200 if rolling else 100,
+            enable_execute_command=exec_enabled,
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=list(args.depends_on) if load_balanced else None),
             service_registries=aws.ecs.ServiceServiceRegistriesArgs(
                 registry_arn=registry.arn) if registry is not None else None,
             load_balancers=[aws.ecs.ServiceLoadBalancerArgs(
@@ -536,13 +526,6 @@ class PrefectServer(pulumi.ComponentResource):
                 container_port=args.port,
             )] if load_balanced else None,
             health_check_grace_period_seconds=240 if load_balanced else None,
-            enable_execute_command=exec_enabled,
-            enable_ecs_managed_tags=True,
-            propagate_tags="SERVICE",
-            wait_for_steady_state=True,
-            tags=tags,
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=list(args.depends_on) if load_balanced else None),
         )
         self.task_definitions[role] = task_definition
         self.services[role] = service

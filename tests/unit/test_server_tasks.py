@@ -21,7 +21,7 @@ from components.server.server import REQUIREMENTS_ENV, server_requirements
 from components.config.server import PREFECT_VERSION
 from tests.support.harness import (
     WORK_POOL, WORKER_TASK, Evaluation, evaluate, pool_template, project_defaults,
-    server_stack_names, worker_container,
+    server_stack_names, stack_settings, worker_container,
 )
 from tests.support.server_evaluations import (
     SERVICE, TASK_DEFINITION, all_containers, containers, environment, secrets, server_config,
@@ -75,7 +75,9 @@ def test_no_secret_in_any_environment_and_none_in_the_definitions(evaluated, sta
     evaluation = evaluated(stack)
     for key, container in all_containers(evaluation).items():
         assert not [name for name in environment(container) if SECRET_NAME.search(name)], key
-    for task in evaluation.of_type(TASK_DEFINITION):
+    tasks = evaluation.of_type(TASK_DEFINITION)
+    assert tasks
+    for task in tasks:
         assert GENERATED_PASSWORD[:16] not in task.inputs["containerDefinitions"]
         assert isinstance(task.inputs["containerDefinitions"], str)  # never a secret Output
 
@@ -127,7 +129,9 @@ def test_ui_keepalive_health_and_logs_of_each_api_process(evaluated, stack):
         assert KEEPALIVE_TIMEOUT_SECONDS > LB_IDLE_TIMEOUT_SECONDS
         assert "/api/health" in container["healthCheck"]["command"][1]
         assert container["portMappings"][0]["containerPort"] == 4200
-    for lb in evaluation.of_type("aws:lb/loadBalancer:LoadBalancer"):
+    lbs = evaluation.of_type("aws:lb/loadBalancer:LoadBalancer")
+    assert bool(lbs) == stack_settings(stack).server.load_balanced
+    for lb in lbs:
         assert lb.inputs["idleTimeout"] == LB_IDLE_TIMEOUT_SECONDS
 
 
@@ -257,7 +261,9 @@ def test_the_upserted_template_is_the_one_template_with_the_stacks_defaults(eval
 
 @pytest.mark.parametrize("stack", server_stack_names())
 def test_task_definitions_stay_far_below_the_ecs_size_limit(evaluated, stack):
-    for task in evaluated(stack).of_type(TASK_DEFINITION):
+    tasks = evaluated(stack).of_type(TASK_DEFINITION)
+    assert tasks
+    for task in tasks:
         size = len(task.inputs["containerDefinitions"].encode())
         assert size < TASK_DEFINITION_LIMIT / 2, (task.name, size)
 
@@ -273,7 +279,9 @@ def test_template_encoding_round_trips_and_is_stable():
 @pytest.mark.parametrize("stack", server_stack_names())
 def test_every_server_container_runs_read_only_writing_only_to_its_task_volumes(evaluated, stack):
     evaluation = evaluated(stack)
-    for definition in evaluation.of_type(TASK_DEFINITION):
+    definitions = evaluation.of_type(TASK_DEFINITION)
+    assert definitions
+    for definition in definitions:
         volumes = {v["name"] for v in definition.inputs["volumes"]}
         for container in json.loads(definition.inputs["containerDefinitions"]):
             assert container["readonlyRootFilesystem"] is True, container["name"]
