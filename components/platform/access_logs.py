@@ -24,6 +24,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.config.reader import NAMESPACE
 from components.platform.aws import AwsContext, policy_document
 
 ALB_PREFIX = "alb"
@@ -76,7 +77,7 @@ class AccessLogs(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AccessLogsArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:AccessLogs", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:AccessLogs", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         ctx = args.context
         self.bucket = aws.s3.Bucket(
@@ -128,6 +129,8 @@ class AccessLogs(pulumi.ComponentResource):
                     "Principal": pulumi.Output.all(ctx.region, ctx.partition).apply(
                         lambda values: elb_principal(values[0], values[1])),
                     "Action": "s3:PutObject",
+                    # AWS: ELB names each log object by date and load balancer under
+                    # AWSLogs/<account>/, known only when it writes; the prefix pins the account.
                     "Resource": pulumi.Output.format("{0}/{1}/AWSLogs/{2}/*", bucket_arn,
                                                      ALB_PREFIX, ctx.account_id),
                 },
@@ -136,8 +139,8 @@ class AccessLogs(pulumi.ComponentResource):
                     "Effect": "Allow",
                     "Principal": {"Service": S3_LOGGING_SERVICE},
                     "Action": "s3:PutObject",
-                    # Each source bucket writes its own prefix only (S3 User Guide, "Permissions
-                    # for log delivery": the bucket policy grant).
+                    # AWS: S3 names each log object by time when it delivers; each source bucket
+                    # writes its own prefix only (S3 User Guide, "Permissions for log delivery").
                     "Resource": pulumi.Output.format("{0}/{1}/{2}/*", bucket_arn, S3_PREFIX,
                                                      source),
                     # Confused deputy: only that bucket, of this account.

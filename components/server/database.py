@@ -181,7 +181,7 @@ class PrefectDatabase(pulumi.ComponentResource):
         )
         monitoring_role = aws.iam.Role(
             f"{name}-monitoring-role",
-            description="prefect-ecs-worker: RDS Enhanced Monitoring of the Prefect database",
+            description=f"{NAMESPACE}: RDS Enhanced Monitoring of the Prefect database",
             assume_role_policy=pulumi.Output.json_dumps({
                 "Version": "2012-10-17",
                 "Statement": [{

@@ -1,5 +1,5 @@
 """checkov on every stack file: each stack's evaluated resources as a Terraform plan
-(tools/scan.py), scanned with checkov's terraform_plan framework. Every failed check must be in
+(scripts/scan.py), scanned with checkov's terraform_plan framework. Every failed check must be in
 docs/hardening.md's triage table (its one home), and every row of that table must still be needed.
 
 checkov lives in its own virtualenv (`.venv-scan/`, made here on first use with the pinned
@@ -21,7 +21,7 @@ import pytest
 
 from tests.support.harness import ROOT, stack_names
 from tools.mock_engine import evaluate_stack
-from tools.scan import plan, snake, terraform_type, terraform_values
+from scripts.scan import plan, snake, terraform_type, terraform_values
 
 pytestmark = pytest.mark.slow
 

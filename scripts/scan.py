@@ -9,7 +9,7 @@ name) becomes a configuration `references` entry, so checkov's graph checks see 
 policy or an encryption configuration belongs to. Components and awsx's VPC (whose children the
 mocks never see) are left out.
 
-    python -m tools.scan STACK [--out plan.json]      # write the plan
+    python -m scripts.scan STACK [--out plan.json]      # write the plan
     checkov -f plan.json --framework terraform_plan   # scan it (tests/tooling/test_scan.py)
 
 The findings the stacks keep on purpose, each with its reason, are in `TRIAGE` (one home; the
