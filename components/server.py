@@ -3,16 +3,16 @@
 Modes (`prefectServer`):
 
 - `single`: one service, one task, container `prefect-server` running
-  `prefect server start --host 0.0.0.0`: API, UI and background services in one process, with
-  migrations on start. Deployments stop the old task before starting the new one (minimum 0,
+  `prefect server start --host 0.0.0.0`: API, UI and background services in one process, after
+  `prefect-migrate` (below) migrated the database. Deployments stop the old task before starting the new one (minimum 0,
   maximum 100 percent), so two schedulers never overlap and two processes never migrate at once.
 - `ha`: an API service of `serverApiCount` tasks spread across AZs (container `prefect-api`,
   `prefect server start --host 0.0.0.0 --no-services`, `PREFECT_SERVER_DATABASE_MIGRATE_ON_START`
   false) and a services service of one task (container `prefect-services`,
   `prefect server services start`), both on Redis for every multi-process setting.
 
-Migrations in `ha` run exactly once before a new API or services process starts. Every `ha` task
-has a first, non-essential container `prefect-migrate` (same image, same database settings) and
+Migrations run exactly once before a new server, API or services process starts. Every server
+task has a first, non-essential container `prefect-migrate` (same image, same database settings) and
 its main container waits for it to exit 0 (`dependsOn` condition `SUCCESS`). `prefect-migrate`
 runs `MIGRATE_SCRIPT`: it takes a PostgreSQL advisory lock on its own connection, polling
 `pg_try_advisory_lock(MIGRATION_LOCK)` every 2 s (never a blocking `pg_advisory_lock()`: a
@@ -93,9 +93,28 @@ KEEPALIVE_TIMEOUT_SECONDS = 75
 MIGRATE_MEMORY_RESERVATION = 256
 # Any constant shared by every migrating task; "prefect" in ASCII.
 MIGRATION_LOCK = 0x70726566656374
-# How long a task's prefect-migrate waits for another task's migration before its task fails (the
-# deployment circuit breaker then rolls back): an upgrade takes 8 s idle, about 80 s loaded.
-MIGRATION_LOCK_WAIT_SECONDS = 900
+# The longest migration the ECS limits let finish (docs/self-hosted-server.md, "Upgrades"):
+# measured here in seconds on 10,000 runs and 100,000 events (bench/results/upgrade.json), but
+# Prefect's issues report 30+ minutes on large event tables (PrefectHQ/prefect#17844, #18263).
+# Nothing else may give up sooner:
+# - the migration runs in its own container, so no health check runs meanwhile (the main
+#   container starts, and its health check's start period begins, only on its SUCCESS);
+# - no `startTimeout` on prefect-migrate: the ECS agent applies none to a SUCCESS dependency when
+#   it is unset (aws/amazon-ecs-agent agent/engine/dependencygraph/graph.go,
+#   hasDependencyTimedOut), and Fargate accepts at most 120 s;
+# - a task waiting for another task's migration waits longer than the bound
+#   (MIGRATION_LOCK_WAIT_SECONDS), so it never fails (and counts against the circuit breaker)
+#   while the first one still migrates;
+# - a load-balanced service ignores its health checks for the lock wait plus the start period.
+MIGRATION_BOUND_SECONDS = 3600
+# How long a task's prefect-migrate waits for another task's migration before its task fails
+# (the deployment circuit breaker then rolls back): the bound, and 10 minutes for that task's
+# own start.
+MIGRATION_LOCK_WAIT_SECONDS = MIGRATION_BOUND_SECONDS + 600
+# The main container's health check: its first failures are ignored this long after it starts
+# (the prefect-redis install in ha, the UI build).
+HEALTH_CHECK_START_PERIOD_SECONDS = 180
+HEALTH_CHECK_GRACE_SECONDS = MIGRATION_LOCK_WAIT_SECONDS + HEALTH_CHECK_START_PERIOD_SECONDS
 STOP_TIMEOUT_SECONDS = 60
 
 HEALTH_CHECK_COMMAND = (
@@ -184,6 +203,22 @@ sys.exit(asyncio.run(main()))
 ''' % (MIGRATION_LOCK, MIGRATION_LOCK_WAIT_SECONDS)
 
 
+def retention_environment(events_days: int, flow_run_days: int) -> list[tuple[str, str]]:
+    """Prefect 3.9.1's retention settings (prefect/settings/models/server/services.py and
+    events.py) as ISO 8601 durations: the events period is a plain pydantic timedelta, which
+    refuses a number of seconds in a string ("259200" stops the server at start), so both take
+    `P<n>D`. Events older than `events_days` and, unless `flow_run_days` is 0, finished flow runs
+    older than it with their task runs and logs are deleted by the DB vacuum service (it loops
+    hourly)."""
+    env = [("PREFECT_SERVER_EVENTS_RETENTION_PERIOD", f"P{events_days}D")]
+    if flow_run_days:
+        env += [("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", "events,flow_runs"),
+                ("PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD", f"P{flow_run_days}D")]
+    else:
+        env.append(("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", "events"))
+    return env
+
+
 @dataclass(frozen=True)
 class RedisEndpoint:
     host: pulumi.Input[str]
@@ -226,6 +261,10 @@ class ServerArgs:
     # encrypted with it; the key policy lets principals IAM grants decrypt them only through
     # Secrets Manager (components/server_stack.py), and the execution role is granted here.
     kms_key_arn: pulumi.Input[str]
+    # Retention, for the process that runs Prefect's services (DB vacuum): events, and finished
+    # flow runs with their task runs and logs (0: kept forever).
+    events_retention_days: int
+    flow_run_retention_days: int
     # What a load-balanced service needs first (the listeners that use its target group).
     depends_on: Sequence[pulumi.Resource] = ()
 
@@ -332,13 +371,14 @@ class PrefectServer(pulumi.ComponentResource):
         )
 
         self.task_definitions, self.services = {}, {}
+        main_memory = args.memory - MIGRATE_MEMORY_RESERVATION
         if args.mode == "single":
-            self._service("server", [self._main_container(SERVER_CONTAINER, args.memory)],
+            self._service("server", [self._main_container(SERVER_CONTAINER, main_memory),
+                                     self._migrate_container()],
                           desired=1, registry=registry, exec_enabled=args.exec_enabled,
                           load_balanced_container=SERVER_CONTAINER)
             self.exec_service, self.exec_container = self.services["server"], SERVER_CONTAINER
         else:
-            main_memory = args.memory - MIGRATE_MEMORY_RESERVATION
             self._service("api", [self._main_container(API_CONTAINER, main_memory),
                                   self._migrate_container()],
                           desired=args.api_count, registry=registry,
@@ -364,8 +404,8 @@ class PrefectServer(pulumi.ComponentResource):
             ("PREFECT_SERVER_DATABASE_PORT", str(DB_PORT)),
             ("PREFECT_SERVER_DATABASE_USER", MASTER_USER),
             ("PREFECT_SERVER_DATABASE_NAME", DATABASE_NAME),
-            ("PREFECT_SERVER_DATABASE_MIGRATE_ON_START",
-             "true" if role == SERVER_CONTAINER else "false"),
+            # prefect-migrate migrates, before the main container starts.
+            ("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "false"),
             # The image's default (~/.prefect, where the UI build is copied) is on the read-only
             # root; this is a task volume.
             ("PREFECT_HOME", PREFECT_HOME),
@@ -379,6 +419,9 @@ class PrefectServer(pulumi.ComponentResource):
             ]
         if role == SERVICES_CONTAINER:
             env.append(("PREFECT_UI_ENABLED", "false"))
+        if role in (SERVER_CONTAINER, SERVICES_CONTAINER):
+            env += retention_environment(args.events_retention_days,
+                                         args.flow_run_retention_days)
         if args.redis is not None and role != MIGRATE_CONTAINER:
             env += [
                 *MULTI_PROCESS_SETTINGS,
@@ -441,13 +484,12 @@ class PrefectServer(pulumi.ComponentResource):
             container["healthCheck"] = {
                 "command": ["CMD-SHELL", HEALTH_CHECK_COMMAND],
                 "interval": 30, "timeout": 5, "retries": 3,
-                # Migrations (single), the prefect-redis install (ha) and the UI build at start.
-                "startPeriod": 180,
+                # The prefect-redis install (ha) and the UI build at start; the migration ran
+                # before, in prefect-migrate.
+                "startPeriod": HEALTH_CHECK_START_PERIOD_SECONDS,
             }
             container["memory" if role == SERVER_CONTAINER else "memoryReservation"] = memory
-        if role != SERVER_CONTAINER:
-            container["dependsOn"] = [{"containerName": MIGRATE_CONTAINER,
-                                       "condition": "SUCCESS"}]
+        container["dependsOn"] = [{"containerName": MIGRATE_CONTAINER, "condition": "SUCCESS"}]
         return container
 
     def _migrate_container(self) -> dict[str, Any]:
@@ -516,7 +558,10 @@ class PrefectServer(pulumi.ComponentResource):
                 container_name=load_balanced_container or "",
                 container_port=args.port,
             )] if load_balanced else None,
-            health_check_grace_period_seconds=240 if load_balanced else None,
+            # The ALB's first failures, while prefect-migrate runs or waits for another task's
+            # migration, must not stop the task (MIGRATION_BOUND_SECONDS).
+            health_check_grace_period_seconds=HEALTH_CHECK_GRACE_SECONDS if load_balanced
+            else None,
             enable_execute_command=exec_enabled,
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",

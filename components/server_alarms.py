@@ -1,6 +1,7 @@
 """Alarms for the self-hosted server, on the stack's existing alarm topic (components/alarms.py).
 
-- Database (AWS/RDS): CPU above 80%, free storage below 20% of the allocation, connections above
+- Database (AWS/RDS): CPU above 80%, free storage below 20% of the allocation (or a week of growth
+  at the stated load, components/server_growth.py, if more), connections above
   80% of what the instance class allows (Prefect holds up to 15 per process).
 - Load balancer, when there is one (AWS/ApplicationELB): any unhealthy target (readiness
   `/api/ready` failing: database down or its password rotated under a running task), target 5xx
@@ -21,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.database import max_connections
+from components.server_growth import ALARM_HEADROOM_DAYS, free_storage_alarm_bytes
 
 PERIOD_SECONDS = 60
 CPU_HIGH_PERCENT = 80
@@ -52,13 +54,15 @@ class ServerAlarms(pulumi.ComponentResource):
         super().__init__("prefect-ecs-worker:index:ServerAlarms", name, None, opts)
         self._name, self._args = name, args
         db = {"DBInstanceIdentifier": args.db_identifier}
-        storage_bytes = args.db_allocated_storage_gb * 1024 ** 3
+        free_storage_low = free_storage_alarm_bytes(args.db_allocated_storage_gb,
+                                                    FREE_STORAGE_LOW_SHARE)
         self.alarms = [
             self._alarm("db-cpu-high", "Prefect database CPU above 80%", "AWS/RDS",
                         "CPUUtilization", db, CPU_HIGH_PERCENT),
             self._alarm("db-storage-low", "Prefect database free storage below 20% of its "
-                        "allocation", "AWS/RDS", "FreeStorageSpace", db,
-                        storage_bytes * FREE_STORAGE_LOW_SHARE, operator="LessThanThreshold",
+                        f"allocation or {ALARM_HEADROOM_DAYS} days of growth at the stated load",
+                        "AWS/RDS", "FreeStorageSpace", db, free_storage_low,
+                        operator="LessThanThreshold",
                         statistic="Minimum"),
             self._alarm("db-connections-high",
                         "Prefect database connections above 80% of the instance's maximum",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Optional, get_args
@@ -54,6 +55,14 @@ CACHE_NODE_TYPE = re.compile(
 MIN_STORAGE_GB, MAX_STORAGE_GB = 20, 65536
 # RDS keeps automated backups 0 (off) to 35 days.
 MAX_BACKUP_RETENTION_DAYS = 35
+# RDS storage autoscaling: the ceiling must be at least 10% above the allocation (RDS refuses a
+# smaller one; docs: USER_PIOPS.StorageTypes, "Managing capacity automatically").
+MIN_AUTOSCALING_HEADROOM = 1.1
+# Retention (Prefect's DB vacuum service, run by the process that runs the services): events 1
+# day to a year; flow runs 0 (keep every run: the flow_runs vacuum stays off) or 1 day to ten
+# years (Prefect refuses a flow-run retention under an hour).
+MAX_EVENTS_RETENTION_DAYS = 365
+MAX_FLOW_RUN_RETENTION_DAYS = 3650
 MIN_API_TASKS, MAX_API_TASKS = 2, 10
 DOMAIN_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 HOSTED_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
@@ -82,6 +91,10 @@ class ServerSettings:
     db_deletion_protection: bool
     db_final_snapshot: bool
     redis_node_type: str
+    events_retention_days: int
+    # 0: flow runs are kept forever (Prefect's flow_runs vacuum off).
+    flow_run_retention_days: int
+    db_max_allocated_storage_gb: int
 
     @property
     def enabled(self) -> bool:
@@ -124,6 +137,9 @@ def parse_server(reader: "_Reader", *, availability_zone_count: int,
     deletion_protection = reader.boolean("serverDbDeletionProtection")
     final_snapshot = reader.boolean("serverDbFinalSnapshot")
     redis_node_type = reader.string("serverRedisNodeType")
+    events_retention = reader.integer("serverEventsRetentionDays")
+    flow_run_retention = reader.integer("serverFlowRunRetentionDays")
+    max_storage = reader.integer("serverDbMaxAllocatedStorageGb")
 
     def settings() -> ServerSettings:
         return ServerSettings(
@@ -133,6 +149,8 @@ def parse_server(reader: "_Reader", *, availability_zone_count: int,
             db_instance_class=db_class, db_allocated_storage_gb=storage,
             db_backup_retention_days=retention, db_deletion_protection=deletion_protection,
             db_final_snapshot=final_snapshot, redis_node_type=redis_node_type,
+            events_retention_days=events_retention, flow_run_retention_days=flow_run_retention,
+            db_max_allocated_storage_gb=max_storage,
         )
 
     if mode == "none":
@@ -212,12 +230,34 @@ def parse_server(reader: "_Reader", *, availability_zone_count: int,
         raise ConfigError("serverDbBackupRetentionDays", retention,
                           "at least 1 with prefectServer ha: without automated backups there is "
                           "no point-in-time restore")
+    _check_retention(storage, max_storage, events_retention, flow_run_retention)
     if not CACHE_NODE_TYPE.match(redis_node_type):
         raise ConfigError("serverRedisNodeType", redis_node_type,
                           "an ElastiCache node type such as cache.t4g.micro, cache.t4g.small or "
                           "cache.r7g.large")
     image = _image(image, "serverImage")
     return settings()
+
+
+def _check_retention(storage: int, max_storage: int, events_days: int,
+                     flow_run_days: int) -> None:
+    from components.settings import ConfigError
+
+    if not 1 <= events_days <= MAX_EVENTS_RETENTION_DAYS:
+        raise ConfigError("serverEventsRetentionDays", events_days,
+                          f"a whole number of days from 1 to {MAX_EVENTS_RETENTION_DAYS} "
+                          "(Prefect's DB vacuum deletes older events)")
+    if not 0 <= flow_run_days <= MAX_FLOW_RUN_RETENTION_DAYS:
+        raise ConfigError("serverFlowRunRetentionDays", flow_run_days,
+                          f"0 (keep every flow run) or a whole number of days from 1 to "
+                          f"{MAX_FLOW_RUN_RETENTION_DAYS} (older finished runs are deleted "
+                          "with their task runs and logs)")
+    floor = math.ceil(storage * MIN_AUTOSCALING_HEADROOM)
+    if not floor <= max_storage <= MAX_STORAGE_GB:
+        raise ConfigError("serverDbMaxAllocatedStorageGb", max_storage,
+                          f"a whole number of GiB from {floor} (10% above "
+                          f"serverDbAllocatedStorageGb {storage}, what RDS storage autoscaling "
+                          f"needs) to {MAX_STORAGE_GB}")
 
 
 def _allowed_cidrs(cidrs: tuple[str, ...]) -> None:

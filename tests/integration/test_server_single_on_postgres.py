@@ -57,9 +57,9 @@ def database(stack, postgres_server):
     return master
 
 
-def launch_server(stack, postgres_server, home, **changes):
+def launch_server(stack, postgres_server, home, name="prefect-server", **changes):
     return container_launch(
-        stack.evaluation, stack.replayed, "prefect-server", home=home,
+        stack.evaluation, stack.replayed, name, home=home,
         endpoints={"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
                    "PREFECT_SERVER_DATABASE_PORT": str(postgres_server.port), **changes},
         extra_env={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
@@ -67,6 +67,11 @@ def launch_server(stack, postgres_server, home, **changes):
 
 @pytest.fixture(scope="module")
 def server(stack, database, postgres_server, tmp_path_factory):
+    # The task's first container migrates; the server starts on its success (dependsOn).
+    migrate_home = tmp_path_factory.mktemp("prefect-migrate-home")
+    code, log = launch_server(stack, postgres_server, migrate_home, "prefect-migrate").run(
+        migrate_home / "migrate.log", HEALTHY_WITHIN_S)
+    assert code == 0, log[-3000:]
     home = tmp_path_factory.mktemp("prefect-server-home")
     launch = launch_server(stack, postgres_server, home)
     log_path = home.parent / "prefect-server.log"
