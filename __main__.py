@@ -3,11 +3,11 @@ exports what a work pool and an operator need. It declares no resource of its ow
 
 import pulumi
 
-from components.stack import build_stack
-from components.settings import load_settings
+from components.composition import compose_stack
+from components.config.settings import load_settings
 
 settings = load_settings(pulumi.Config(), pulumi.get_project(), pulumi.get_stack())
-stack = build_stack(settings)
+stack = compose_stack(settings)
 
 for key, value in stack.exports().items():
     pulumi.export(key, value)

@@ -20,7 +20,7 @@ against.
 The threshold here is 180 s, not the stack's 10-minute floor, to keep a run short: on a 2-core
 machine where one Prefect server process serves ~1 submission a second, it is above the longest a
 live worker keeps a run Pending (its 20 in-flight submissions) plus a 45 s RunTask fault and the
-retries after it, as the stack's floor is above the same on real AWS (components/run_recovery.py).
+retries after it, as the stack's floor is above the same on real AWS (components/prefect/stuck_run_automation.py).
 
 `--record` writes the run to `bench/results/burst-<database>[-baseline].json`, from which
 `python -m scripts.doc_tables --write` makes the table in docs/no-lost-runs.md.

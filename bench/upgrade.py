@@ -9,7 +9,7 @@ flow run costs in bytes, and that the retention the stack declares really delete
    are then copied in SQL to `factor` times as many, one database per factor (10: 1,000 runs and
    10,000 events; 100: 10,000 runs and 100,000 events).
 2. Each database is migrated to the pinned Prefect by the declared migration command
-   (components/server.py MIGRATE_SCRIPT, the prefect-migrate container's), timed; every table's
+   (components/server/server.py MIGRATE_SCRIPT, the prefect-migrate container's), timed; every table's
    row count is compared before and after.
 3. Bytes on disk per 1,000 runs, split into what the flow-run retention deletes (runs, task runs,
    states, logs) and what the events retention deletes (events and their resources).
@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.server import MIGRATE_SCRIPT, retention_environment
-from components.server_settings import PREFECT_VERSION
+from components.server.server import MIGRATE_SCRIPT, retention_environment
+from components.config.server import PREFECT_VERSION
 from testbed.databases import Postgres, start_postgres
 from testbed.old_prefect import OLD_PREFECT_VERSION, ensure
 from testbed.servers import BIN, free_port

@@ -66,7 +66,7 @@ def image_tag(image: str) -> tuple[str, str | None, str]:
 
 
 def image_is_pinned(image: str) -> bool:
-    """The one image-pinning rule, of the config check (components/settings.py) and of this pack:
+    """The one image-pinning rule, of the config check (components/config/validators.py) and of this pack:
     a digest, or a tag that does not say latest in any case or place (latest, 3-latest, LATEST
     all move under a running service)."""
     _, tag, digest = image_tag(image)

@@ -1,13 +1,15 @@
 """The documentation's tables, generated from their one source so that none can drift:
 
 - `config` (docs/configuration.md): Pulumi.yaml's keys, types, defaults and descriptions;
-- `exports` (docs/configuration.md): `components.stack.EXPORTS`, the spec the test of the outputs also reads;
+- `exports` (docs/configuration.md): `components.composition.EXPORTS`, the spec the test of the outputs also reads;
 - `components` (README.md): each component class, its file and its module docstring's first line;
+- `modules` (docs/architecture.md): each package and module of components/, its docstring's first
+  paragraph;
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
 - `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
 - `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
 - `migration` and `growth` (docs/self-hosted-server.md): the recorded `make bench-upgrade` run
-  (`bench/results/upgrade.json`), the growth through `components.server_growth`.
+  (`bench/results/upgrade.json`), the growth through `components.server.growth`.
 
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 COST_DOC = ROOT / "docs" / "cost.md"
+ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
 SERVER_DOC = ROOT / "docs" / "self-hosted-server.md"
 BURST_RESULTS = ROOT / "bench" / "results"
@@ -67,7 +70,7 @@ def config_table(project_file: Path = ROOT / "Pulumi.yaml") -> str:
 
 
 def exports_table() -> str:
-    from components.stack import EXPORTS
+    from components.composition import EXPORTS
 
     rows = ["| output | what it is |", "|---|---|"]
     rows += [f"| `{key}` | {_markdown(description)} |" for key, description in EXPORTS.items()]
@@ -76,7 +79,7 @@ def exports_table() -> str:
 
 def components_table() -> str:
     rows = ["| component | file | what it creates, and why |", "|---|---|---|"]
-    for path in sorted((ROOT / "components").glob("*.py")):
+    for path in sorted((ROOT / "components").rglob("*.py")):
         tree = ast.parse(path.read_text())
         # Component resources, and the dynamic resource of the work pool.
         classes = [node.name for node in tree.body if isinstance(node, ast.ClassDef)
@@ -85,7 +88,21 @@ def components_table() -> str:
         docstring = ast.get_docstring(tree) or ""
         summary = docstring.split("\n\n")[0]
         for name in classes:
-            rows.append(f"| `{name}` | `components/{path.name}` | {_markdown(summary)} |")
+            rows.append(f"| `{name}` | `{path.relative_to(ROOT)}` | {_markdown(summary)} |")
+    return "\n".join(rows)
+
+
+def modules_table() -> str:
+    """Each package of components/ with its modules under it, in the order a reader meets them:
+    the composition, config, then what the worker, the server and both stand on."""
+    rows = ["| module | what it holds |", "|---|---|"]
+    for path in sorted((ROOT / "components").rglob("*.py"),
+                       key=lambda p: (p.parent != ROOT / "components", p.parent.name,
+                                      p.name != "__init__.py", p.name)):
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        module = path.parent if path.name == "__init__.py" else path
+        name = f"**`{module.relative_to(ROOT)}/`**" if module.is_dir() else f"`{module.relative_to(ROOT)}`"
+        rows.append(f"| {name} | {_markdown(docstring.split(chr(10) * 2)[0])} |")
     return "\n".join(rows)
 
 
@@ -187,8 +204,8 @@ GROWTH_LOADS = (100, 1_000, 10_000, 50_000, 100_000)
 
 def growth_table(project_file: Path = ROOT / "Pulumi.yaml") -> str:
     """Runs a day → what the defaults hold → days until the allocation and the ceiling fill."""
-    from components.server_alarms import FREE_STORAGE_LOW_SHARE
-    from components.server_growth import (
+    from components.server.alarms import FREE_STORAGE_LOW_SHARE
+    from components.server.growth import (
         ALARM_HEADROOM_DAYS, GIB, STATED_RUNS_PER_DAY, daily_bytes, days_until_full,
         free_storage_alarm_bytes, held_bytes, measured,
     )
@@ -231,6 +248,7 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "config": (CONFIG_DOC, config_table),
     "exports": (CONFIG_DOC, exports_table),
     "components": (README, components_table),
+    "modules": (ARCHITECTURE_DOC, modules_table),
     "verify": (README, verify_table),
     "cost": (COST_DOC, cost_table),
     "burst": (RUNS_DOC, burst_table),

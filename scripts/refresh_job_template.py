@@ -1,4 +1,4 @@
-"""Regenerate components/templates/ecs-base-job-template.json from the installed prefect-aws.
+"""Regenerate components/prefect/templates/ecs-base-job-template.json from the installed prefect-aws.
 
 Run after bumping prefect-aws in requirements-dev.txt:
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 TEMPLATE_PATH = (
-    Path(__file__).resolve().parent.parent / "components" / "templates" / "ecs-base-job-template.json"
+    Path(__file__).resolve().parent.parent / "components" / "prefect" / "templates" / "ecs-base-job-template.json"
 )
 
 

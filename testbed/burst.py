@@ -19,7 +19,7 @@ bursts fast: the automation is the one the stack declares, created by its provid
 through the same provider with only `within` changed (`Bed.automation`).
 
 `recovery=False` runs the stack without the fix: the automation deleted, the worker's retry
-settings (components/run_recovery.py WORKER_RETRY_ENVIRONMENT) and its submission limit removed,
+settings (components/prefect/stuck_run_automation.py WORKER_RETRY_ENVIRONMENT) and its submission limit removed,
 Prefect's defaults back.
 """
 
@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from components.run_recovery import RESCHEDULED_STATE_NAME, WORKER_RETRY_ENVIRONMENT, StuckRunAutomationProvider
+from components.prefect.stuck_run_automation import (RESCHEDULED_STATE_NAME, WORKER_RETRY_ENVIRONMENT,
+                                                     StuckRunAutomationProvider)
 from testbed.fault_proxy import QUEUE_MISSING, THROTTLED, UNAVAILABLE, FaultProxy
 from tools.mock_engine import evaluate_stack
 from testbed.prefect_worker import api, deploy, wait_for_log, worker_launch

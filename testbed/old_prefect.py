@@ -5,7 +5,7 @@
 Installing an older Prefect against today's dependencies breaks it (a current FastAPI makes 3.4
 answer 500), so every dependency is resolved as PyPI stood when the release was uploaded: uv's
 `--exclude-newer` (the pip here, 23.x, has no `--uploaded-prior-to`). The release is the newest
-3.6.x, three minor versions behind the pinned 3.9.1 (components/server_settings.py).
+3.6.x, three minor versions behind the pinned 3.9.1 (components/config/server.py).
 """
 
 from __future__ import annotations

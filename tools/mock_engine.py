@@ -22,9 +22,9 @@ from typing import Any, Iterable, Optional
 import pulumi
 import yaml
 
-from components.settings import NAMESPACE as PROJECT
-from components.settings import API_KEY, SECRET_VALUE_KEYS
-from components.prefect_api import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
+from components.config.reader import NAMESPACE as PROJECT
+from components.config.credential import API_KEY, SECRET_VALUE_KEYS
+from components.prefect.api import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Optional
 import boto3
 import botocore.exceptions
 from botocore.config import Config
-from components.work_pool import PrefectApiError, WorkPoolProvider
+from components.prefect.work_pool import PrefectApiError, WorkPoolProvider
 
 from tools.mock_engine import PROJECT, WORK_POOL, Declared, Evaluation, is_secret_input
 
@@ -223,13 +223,6 @@ HANDLERS: dict[str, Handler] = {}
 def _physical_name(resource: Declared, inputs: Inputs) -> str:
     """The declared name, else the auto-name the mock gave (logical name plus a suffix)."""
     return inputs.get("name") or resource.outputs["name"]
-
-
-def _check_policy_grammar(resource: Declared, document: str) -> None:
-    """The name handler modules used before the AWS rules had one home: `aws_rules.policy_grammar`."""
-    from testbed.replay import aws_rules
-
-    aws_rules.policy_grammar(resource, document)
 
 
 def replay(evaluation: Evaluation, endpoint_url: str, prefect_api_url: Optional[str] = None) -> Replay:

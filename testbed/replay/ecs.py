@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components.work_pool import whole_numbers
+from components.prefect.work_pool import whole_numbers
 from tools.mock_engine import Declared
 from testbed.replay.core import HANDLERS, Inputs, Replay, ReplayError, _physical_name, ecs_tags
 

@@ -19,10 +19,10 @@ import re
 from typing import Any
 
 from testbed.replay.core import (
-    HANDLERS, Inputs, Replay, ReplayError, _check_policy_grammar, _physical_name, aws_tags,
+    HANDLERS, Inputs, Replay, ReplayError, _physical_name, aws_tags,
 )
 from testbed.replay.ec2 import _ip_permission
-from testbed.replay.aws_rules import _allows_account_to_manage_key
+from testbed.replay.aws_rules import _allows_account_to_manage_key, policy_grammar
 from testbed.replay.logs import log_group as plain_log_group
 from tools.mock_engine import Declared
 
@@ -58,7 +58,7 @@ def _check_principals_exist(replay: Replay, resource: Declared, document: dict[s
 
 def kms_key_policy(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
     document = inputs.require("policy")
-    _check_policy_grammar(resource, document)
+    policy_grammar(resource, document)
     parsed = json.loads(document)
     bypass = bool(inputs.get("bypassPolicyLockoutSafetyCheck"))
     if not bypass and not _allows_account_to_manage_key(parsed, replay.account()):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from typing import Any
-from components.run_recovery import StuckRunAutomationProvider
-from components.work_pool import WorkPoolProvider
+from components.prefect.stuck_run_automation import StuckRunAutomationProvider
+from components.prefect.work_pool import WorkPoolProvider
 
 from tools.mock_engine import WORK_POOL, Declared
 from testbed.replay.core import HANDLERS, Inputs, Replay, ReplayError
@@ -48,7 +48,7 @@ HANDLERS.update({
 })
 
 
-# --- the stack's stuck-run automation (components/run_recovery.py) -----------------------------
+# --- the stack's stuck-run automation (components/prefect/stuck_run_automation.py) -----------------------------
 
 AUTOMATION = "pulumi-python:dynamic/prefect:Automation"
 AUTOMATION_NOT_CREATED = (

@@ -4,7 +4,7 @@ resource per configuration, each calling one Put* API).
 moto checks a bucket name's length only and stores encryption, lifecycle and policy documents
 largely as given. AWS also refuses, and these handlers check:
 - a bucket name outside S3's naming rules (S3 User Guide, "General purpose bucket naming rules";
-  the rule lives in components/flow_code_settings.py, which the config checks use too);
+  the rule lives in components/config/flow_code.py, which the config checks use too);
 - a bucket policy naming a principal that does not exist, or a public policy while the bucket's
   public access block has BlockPublicPolicy (S3 User Guide, "Blocking public access", "The meaning
   of public");
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components.flow_code_settings import bucket_name_problem
+from components.config.flow_code import bucket_name_problem
 from tools.mock_engine import Declared
 from testbed.replay.appautoscaling import _api_fields
 from testbed.replay.core import HANDLERS, Inputs, Replay, ReplayError, aws_tags

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from components.run_recovery import (
+from components.prefect.stuck_run_automation import (
     RESCHEDULED_STATE_NAME, StuckRunAutomationProvider, stuck_pending_automation,
     worst_case_submission_seconds,
 )

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from components.server import MIGRATE_SCRIPT
+from components.server.server import MIGRATE_SCRIPT
 from testbed.databases import start_redis
 from testbed.prefect_worker import api, deploy, wait_for, workers
 from tests.support.server_containers import (

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from components.pool_bootstrap import CONTAINER_NAME
+from components.prefect.pool_bootstrap import CONTAINER_NAME
 from tests.support.harness import TEST_AUTH_STRING, WORKER_TASK, pool_template
 from tests.support.server_evaluations import containers, environment
 

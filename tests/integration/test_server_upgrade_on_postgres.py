@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from bench.upgrade import NEW_TABLES
-from components.server import MULTI_PROCESS_SETTINGS
+from components.server.server import MULTI_PROCESS_SETTINGS
 from testbed.databases import start_redis
 from testbed.old_prefect import OLD_PREFECT_VERSION, ensure
 from testbed.prefect_worker import api as rest, deploy, wait_for

@@ -26,8 +26,8 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime._serialization import _deserialize, _serialize
 
-from components.job_template import base_job_template
-from components.work_pool import PrefectApiError, WorkPoolProvider
+from components.prefect.job_template import base_job_template
+from components.prefect.work_pool import PrefectApiError, WorkPoolProvider
 from tests.support.harness import PROJECT, ROOT, TEST_AUTH_STRING
 from testbed.servers import free_port
 

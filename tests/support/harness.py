@@ -44,7 +44,7 @@ def pool_template(evaluation: Evaluation) -> dict[str, Any]:
     pools = evaluation.of_type(WORK_POOL)
     if pools:
         return pools[0].inputs["base_job_template"]
-    from components.pool_bootstrap import CONTAINER_NAME, decode_template
+    from components.prefect.pool_bootstrap import CONTAINER_NAME, decode_template
 
     containers = json.loads(evaluation.one(
         "aws:ecs/taskDefinition:TaskDefinition", WORKER_TASK).inputs["containerDefinitions"])

@@ -213,7 +213,7 @@ def _listen_locally(command: list[str], port: int) -> tuple[list[str], bool]:
     return local, named_port
 
 
-# The pool bootstrap's template travels compressed (components/pool_bootstrap.py); the ids the
+# The pool bootstrap's template travels compressed (components/prefect/pool_bootstrap.py); the ids the
 # mocks made up inside it (VPC, subnets, groups, roles) stand for moto's, as everywhere else.
 COMPRESSED_TEMPLATE = "PREFECT_WORK_POOL_TEMPLATE_GZIP_B64"
 
@@ -221,7 +221,7 @@ COMPRESSED_TEMPLATE = "PREFECT_WORK_POOL_TEMPLATE_GZIP_B64"
 def _real_template(replayed: Replay, name: str, value: str) -> str:
     if name != COMPRESSED_TEMPLATE:
         return value
-    from components.pool_bootstrap import decode_template, encode_template
+    from components.prefect.pool_bootstrap import decode_template, encode_template
 
     return encode_template(replayed.real(decode_template(value)))
 
@@ -231,7 +231,7 @@ def _image_installs(name: str, env: dict[str, str]) -> None:
     install `SERVER_EXTRA_PACKAGES` onto the PREFECT_HOME volume, before Prefect runs; here the
     test venv must already hold exactly those versions, or the process would run other code than
     the task would."""
-    from components.server import EXTRA_PACKAGES_ENV
+    from components.server.server import EXTRA_PACKAGES_ENV
 
     requirements = [*env.get("EXTRA_PIP_PACKAGES", "").split(),
                     *env.get(EXTRA_PACKAGES_ENV, "").split()]
@@ -248,10 +248,10 @@ def _image_installs(name: str, env: dict[str, str]) -> None:
 
 
 def _installed_already(command: list[str]) -> list[str]:
-    """The command without its install step (components/server.py EXTRA_PACKAGES_INSTALL): the
+    """The command without its install step (components/server/server.py EXTRA_PACKAGES_INSTALL): the
     packages are in the test venv already (`_image_installs` checks the versions), and PyPI is
     not for a test to reach."""
-    from components.server import EXTRA_PACKAGES_INSTALL
+    from components.server.server import EXTRA_PACKAGES_INSTALL
 
     return [arg.replace(EXTRA_PACKAGES_INSTALL, "") for arg in command]
 

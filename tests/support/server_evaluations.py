@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components.server_stack import SERVER_EXPORTS as STACK_SERVER_EXPORTS
+from components.server.composition import SERVER_EXPORTS as STACK_SERVER_EXPORTS
 from tests.support.harness import Evaluation, load_stack_config, with_credentials
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"

@@ -5,9 +5,9 @@ import json
 import pulumi
 import pytest
 
-from components.alarms import (AlarmsArgs, WorkerAlarms, flow_run_failure_pattern,
+from components.worker.alarms import (AlarmsArgs, WorkerAlarms, flow_run_failure_pattern,
                                service_problem_pattern)
-from components.iam import AwsContext
+from components.platform.aws import AwsContext
 from tests.support.evaluations import evaluated
 from testbed.eventpattern import matches
 from tests.support.harness import PROJECT, RecordingMocks, evaluate_stack, policy, stack_names

@@ -10,11 +10,11 @@ import re
 import pulumi
 import pytest
 
-from components.flow_code import PULL_ACTIONS, PUSH_ACTIONS, FlowCode, FlowCodeArgs
-from components.flow_code_settings import (
+from components.platform.flow_code import PULL_ACTIONS, PUSH_ACTIONS, FlowCode, FlowCodeArgs
+from components.config.flow_code import (
     FlowCodeBucketSettings, FlowCodeSettings, FlowImageSettings,
 )
-from components.iam import AwsContext
+from components.platform.aws import AwsContext
 from tests.support import flow_code_stack
 from tests.support.flow_code_stack import PUBLISHER
 from tests.support.harness import ACCOUNT, REGION, ROOT, RecordingMocks, policy, stack_names
@@ -282,7 +282,7 @@ def test_a_customer_key_encrypts_both_and_the_task_role_may_use_it():
 
 # --- the source ---------------------------------------------------------------------------------
 
-SOURCE = (ROOT / "components" / "flow_code.py").read_text()
+SOURCE = (ROOT / "components" / "platform" / "flow_code.py").read_text()
 
 
 def test_every_wildcard_resource_in_the_source_is_explained_by_a_comment():

@@ -3,8 +3,8 @@ accepted, before any resource is declared."""
 
 import pytest
 
-from components.flow_code_settings import bucket_name_problem, repository_name_problem
-from components.settings import ConfigError
+from components.config.flow_code import bucket_name_problem, repository_name_problem
+from components.config.reader import ConfigError
 from tests.support.harness import RecordingMocks, evaluate, load_stack_config, with_credentials
 
 PUBLISHER = "arn:aws:iam::123456789012:role/ci/flow-publisher"

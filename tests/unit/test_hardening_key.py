@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from components.stack_key import ADMINISTRATION_ACTIONS
+from components.platform.stack_key import ADMINISTRATION_ACTIONS
 from tests.support.harness import ACCOUNT, REGION, ROOT, evaluate_stack, policy, stack_names
 
 KEY = "aws:kms/key:Key"
@@ -98,9 +98,9 @@ def test_an_adopted_secret_gets_no_grant_on_the_stack_key():
 def test_log_groups_wait_for_the_key_policy():
     """CloudWatch Logs checks the key policy when a group is associated with the key, so the
     log groups take the key's ARN from an Output that depends on the policy resource."""
-    source = (ROOT / "components" / "stack.py").read_text()
+    source = (ROOT / "components" / "composition.py").read_text()
     assert source.count("key.arn_after_policy") >= 3
-    tree = ast.parse((ROOT / "components" / "stack_key.py").read_text())
+    tree = ast.parse((ROOT / "components" / "platform" / "stack_key.py").read_text())
     # Apply only to pass the ARN on: no resource is declared inside it.
     lambdas = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)]
     assert all(isinstance(n.body, ast.Subscript) for n in lambdas)

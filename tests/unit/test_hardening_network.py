@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from components.vpc_hardening import FLOW_LOG_AGGREGATION_SECONDS
+from components.platform.vpc_hardening import FLOW_LOG_AGGREGATION_SECONDS
 from tests.support.harness import ACCOUNT, REGION, evaluate_stack, policy, stack_names
 
 DEFAULT_SG = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import ConfigError
+from components.config.reader import ConfigError
 from tests.support.harness import RecordingMocks, evaluate, load_stack_config, with_credentials
 
 

@@ -186,7 +186,7 @@ def test_flow_run_policy_arns_attach_to_the_flow_run_task_role_only():
 
 def test_every_wildcard_resource_in_the_source_is_explained_by_a_comment():
     """A "*" in a Resource, or an ARN ending in *, must follow a comment saying why."""
-    source = (ROOT / "components" / "iam.py").read_text().splitlines()
+    source = (ROOT / "components" / "worker" / "iam.py").read_text().splitlines()
     wildcard = re.compile(r'"Resource": "\*"|arn\([^)]*\*"')
     flagged = [n for n, line in enumerate(source) if wildcard.search(line)]
     assert len(flagged) >= 4
@@ -197,6 +197,6 @@ def test_every_wildcard_resource_in_the_source_is_explained_by_a_comment():
 
 def test_iam_module_builds_policies_without_apply():
     """Policies are json_dumps of Outputs, so preview shows them; no resource is made in an apply."""
-    tree = ast.parse((ROOT / "components" / "iam.py").read_text())
+    tree = ast.parse((ROOT / "components" / "worker" / "iam.py").read_text())
     applies = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "apply"]
     assert applies == []

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from components.job_template import TEMPLATE_PATH, upstream_document
+from components.prefect.job_template import TEMPLATE_PATH, upstream_document
 from tests.support.harness import ROOT
 
 

@@ -10,11 +10,11 @@ from typing import Literal, get_args, get_origin
 
 import pytest
 
-from components import settings
+from components.config import operations, reader, settings
 from tests.support.harness import ROOT, project_defaults
 
-PROGRAM = [ROOT / "__main__.py", *sorted((ROOT / "components").glob("*.py"))]
-READER_METHODS = {name for name in vars(settings._Reader) if not name.startswith("__")}
+PROGRAM = [ROOT / "__main__.py", *sorted((ROOT / "components").rglob("*.py"))]
+READER_METHODS = {name for name in vars(reader.Reader) if not name.startswith("__")}
 
 
 def reader_calls():
@@ -23,39 +23,39 @@ def reader_calls():
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr in READER_METHODS
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "reader"):
-                yield path.name, node
+                yield path, node
 
 
-def _module(file_name: str):
-    return importlib.import_module(f"components.{file_name.removesuffix('.py')}")
+def _module(path):
+    return importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
 
 
 # Every enumerated read in the program (`reader.choice("key", SomeLiteral)`), key -> the object its
 # second argument names in its own module.
 ENUMERATED = {
-    call.args[0].value: getattr(_module(name), call.args[1].id, None)
-    for name, call in reader_calls()
+    call.args[0].value: getattr(_module(path), call.args[1].id, None)
+    for path, call in reader_calls()
     if call.func.attr == "choice" and isinstance(call.args[1], ast.Name)
 }
 # Each module's frozen settings dataclasses: none may carry a default of its own.
 SETTINGS_CLASSES = [
-    cls for path in PROGRAM if path.name.endswith("settings.py")
-    for cls in vars(_module(path.name)).values()
-    if dataclasses.is_dataclass(cls) and cls.__module__ == f"components.{path.stem}"
+    cls for path in PROGRAM if path.parent == ROOT / "components" / "config"
+    for cls in vars(_module(path)).values()
+    if dataclasses.is_dataclass(cls) and cls.__module__ == _module(path).__name__
     and cls.__name__.endswith("Settings")
 ]
 
 
 def test_config_reads_pass_no_default():
     # A second argument that is a constant is a default written again in Python.
-    found = [f"{name}:{call.lineno}" for name, call in reader_calls()
+    found = [f"{path.name}:{call.lineno}" for path, call in reader_calls()
              if any(isinstance(arg, ast.Constant) for arg in call.args[1:])
              or any(k.arg == "default" for k in call.keywords)]
     assert not found, f"defaults belong in Pulumi.yaml only: {found}"
 
 
 def test_settings_fields_have_no_defaults():
-    assert settings.Settings in SETTINGS_CLASSES and settings.OperationsSettings in SETTINGS_CLASSES
+    assert settings.Settings in SETTINGS_CLASSES and operations.OperationsSettings in SETTINGS_CLASSES
     for cls in SETTINGS_CLASSES:
         defaulted = [f.name for f in dataclasses.fields(cls)
                      if f.default is not dataclasses.MISSING

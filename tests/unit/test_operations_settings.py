@@ -3,7 +3,7 @@ with the key, the value and what is accepted, before any resource is declared.""
 
 import pytest
 
-from components.settings import ConfigError
+from components.config.reader import ConfigError
 from tests.support.harness import RecordingMocks, evaluate_stack
 import tests.support.harness as harness
 

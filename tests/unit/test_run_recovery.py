@@ -8,13 +8,13 @@ import json
 import dill
 import pytest
 
-from components.run_recovery import (
+from components.prefect.stuck_run_automation import (
     PROGRESS_STATES, SUBMISSION_LIMIT, WORKER_RETRY_ENVIRONMENT, StuckRunAutomationProvider, stuck_pending_automation,
     worst_case_submission_seconds,
 )
-from components.run_recovery_settings import MIN_PENDING_MINUTES
-from components.settings import ConfigError
-from components.pool_bootstrap import CONTAINER_NAME as BOOTSTRAP
+from components.config.run_recovery import MIN_PENDING_MINUTES
+from components.config.reader import ConfigError
+from components.prefect.pool_bootstrap import CONTAINER_NAME as BOOTSTRAP
 from tests.support.harness import (
     TEST_API_KEY, WORK_POOL, WORKER_TASK, evaluate_stack, server_stack_names, stack_names,
     worker_container, worker_only_stack_names,

@@ -5,7 +5,7 @@ import json
 import pulumi_aws
 import pytest
 
-from components.scaling import SCALE_IN_COOLDOWN_SECONDS, SCALE_OUT_COOLDOWN_SECONDS
+from components.worker.scaling import SCALE_IN_COOLDOWN_SECONDS, SCALE_OUT_COOLDOWN_SECONDS
 from tests.support.evaluations import evaluated
 from tests.support.harness import evaluate_stack, stack_names
 

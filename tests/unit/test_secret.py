@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from components.secret import RECOVERY_WINDOW_DAYS
+from components.worker.secret import RECOVERY_WINDOW_DAYS
 from policies.worker_rules import SECRETS_MANAGER_RECOVERY_DAYS
 from tests.support.harness import (
     TEST_API_KEY, evaluate, is_secret_input, load_stack_config, with_credentials, worker_container,

@@ -9,8 +9,8 @@ from functools import cache
 
 import pytest
 
-from components.database import ENGINE_MAJOR, PARAMETER_GROUP_FAMILY
-from components.server_access import READINESS_PATH, TLS_POLICY
+from components.server.database import ENGINE_MAJOR, PARAMETER_GROUP_FAMILY
+from components.server.access import READINESS_PATH, TLS_POLICY
 from tests.support.harness import Evaluation, evaluate, server_stack_names, stack_file_values
 from tests.support.server_evaluations import server_config
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from components.database import max_connections
-from components.server_growth import ALARM_HEADROOM_DAYS, STATED_RUNS_PER_DAY, daily_bytes
-from components.server_rotation import UPDATE_SERVICE, rotation_pattern
+from components.server.database import max_connections
+from components.server.growth import ALARM_HEADROOM_DAYS, STATED_RUNS_PER_DAY, daily_bytes
+from components.server.rotation_redeploy import UPDATE_SERVICE, rotation_pattern
 from testbed.eventpattern import matches
 from tests.support.harness import is_secret_input, policy, server_stack_names
 from tools.cost import PriceTable, estimate, items_by_name
@@ -84,8 +84,8 @@ def test_exec_role_allows_the_four_ssmmessages_actions_and_nothing_else(evaluate
 
 
 def test_every_wildcard_resource_in_the_server_code_says_why():
-    for path in ("components/server.py", "components/server_rotation.py",
-                 "components/server_stack.py"):
+    for path in ("components/server/server.py", "components/server/rotation_redeploy.py",
+                 "components/server/composition.py"):
         lines = (ROOT / path).read_text().splitlines()
         for number, line in enumerate(lines):
             if '"Resource": "*"' in line:

@@ -9,10 +9,10 @@ from typing import get_args
 
 import pytest
 
-from components.server_settings import (
+from components.config.server import (
     SERVER_ACCESS, SERVER_MODES, ServerAccess, ServerMode, physical_name,
 )
-from components.settings import ConfigError
+from components.config.reader import ConfigError
 from tests.support.harness import (
     PROJECT, TEST_API_KEY, RecordingMocks, evaluate, load_stack_config, stack_file_values,
     with_credentials, worker_only_stack_names,

@@ -11,13 +11,13 @@ from functools import cache
 
 import pytest
 
-from components.database import DRIVER
-from components.pool_bootstrap import CONTAINER_NAME as BOOTSTRAP, decode_template
-from components.server import (
+from components.server.database import DRIVER
+from components.prefect.pool_bootstrap import CONTAINER_NAME as BOOTSTRAP, decode_template
+from components.server.server import (
     API_CONTAINER, KEEPALIVE_TIMEOUT_SECONDS, LB_IDLE_TIMEOUT_SECONDS, MIGRATE_CONTAINER,
     MULTI_PROCESS_SETTINGS, SERVER_CONTAINER, SERVICES_CONTAINER,
 )
-from components.server_settings import PREFECT_REDIS_PACKAGE, PREFECT_VERSION
+from components.config.server import PREFECT_REDIS_PACKAGE, PREFECT_VERSION
 from tests.support.harness import (
     WORK_POOL, WORKER_TASK, Evaluation, evaluate, pool_template, project_defaults,
     server_stack_names, worker_container,
@@ -263,7 +263,7 @@ def test_task_definitions_stay_far_below_the_ecs_size_limit(evaluated, stack):
 
 
 def test_template_encoding_round_trips_and_is_stable():
-    from components.pool_bootstrap import encode_template
+    from components.prefect.pool_bootstrap import encode_template
 
     template = {"job_configuration": {"a": 1}, "variables": {"properties": {}}}
     assert decode_template(encode_template(template)) == template

@@ -2,7 +2,7 @@
 looping the service through restarts, and the retention keys reach the process that runs
 Prefect's DB vacuum in the format Prefect 3.9.1 reads.
 
-Why each limit matters for a long migration (components/server.py, MIGRATION_BOUND_SECONDS):
+Why each limit matters for a long migration (components/server/server.py, MIGRATION_BOUND_SECONDS):
 - the main container starts only on prefect-migrate's SUCCESS, so its health check (and its
   start period) begins after the migration, however long it takes;
 - the ECS agent gives up on a SUCCESS dependency only when the dependency declares a
@@ -24,7 +24,7 @@ import sys
 import pytest
 
 from bench.upgrade import RESULT
-from components.server import (
+from components.server.server import (
     HEALTH_CHECK_GRACE_SECONDS, MIGRATE_CONTAINER, MIGRATE_SCRIPT, MIGRATION_BOUND_SECONDS,
     MIGRATION_LOCK_WAIT_SECONDS, SERVER_CONTAINER, SERVICES_CONTAINER,
 )

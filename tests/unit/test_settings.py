@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from components.settings import ConfigError
+from components.config.reader import ConfigError
 from tests.support.harness import (
     CLOUD_URL, PROJECT, TEST_API_KEY, RecordingMocks, evaluate, load_stack_config,
     with_credentials, worker_container,

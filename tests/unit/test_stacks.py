@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.settings import CREDENTIAL_KEYS
-from components.stack import CONDITIONAL_EXPORTS
-from components.server_stack import SERVER_EXPORTS
-from components.stack import EXPORTS as STACK_EXPORTS
+from components.config.credential import CREDENTIAL_KEYS
+from components.composition import CONDITIONAL_EXPORTS
+from components.server.composition import SERVER_EXPORTS
+from components.composition import EXPORTS as STACK_EXPORTS
 from tests.support.harness import (
     PROJECT, REGION, ROOT, TEST_API_KEY, load_stack_config, project_defaults, runs_server,
     stack_file_values,

@@ -14,7 +14,7 @@ import pytest
 
 from testbed.replay.prefect import AUTOMATION
 
-from components.settings import NAMESPACE
+from components.config.reader import NAMESPACE
 from tests.support.harness import WORK_POOL, evaluate_stack, stack_names
 
 OUTPUT_MODULE = pulumi.output.__file__
@@ -88,7 +88,7 @@ def test_every_resource_but_the_top_level_components_has_a_parent_and_its_compon
 
     for seen in resources:
         if seen.parent is None and (seen.component or seen.type_ in (WORK_POOL, AUTOMATION)):
-            # Composed by components/stack.py under the stack itself. The work pool and the
+            # Composed by components/composition.py under the stack itself. The work pool and the
             # automation beside it are dynamic resources standing on their own, like the
             # components; a parent now would change the pool's URN and replace the pool.
             continue

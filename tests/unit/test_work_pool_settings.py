@@ -2,7 +2,7 @@
 
 import pytest
 
-from components.settings import ConfigError
+from components.config.reader import ConfigError
 from tests.support.harness import evaluate_stack
 
 

@@ -16,8 +16,8 @@ import botocore.session
 import botocore.validate
 import pytest
 
-from components.run_recovery import SUBMISSION_LIMIT, WORKER_RETRY_ENVIRONMENT
-from components.worker import HEALTH_CHECK_COMMAND, HEALTH_PORT
+from components.prefect.stuck_run_automation import SUBMISSION_LIMIT, WORKER_RETRY_ENVIRONMENT
+from components.worker.worker import HEALTH_CHECK_COMMAND, HEALTH_PORT
 from tests.support.harness import (
     CLOUD_URL, TEST_API_KEY, evaluate, project_defaults, is_secret_input, load_stack_config,
     stack_file_values, runs_server, stack_names, with_credentials, worker_container,

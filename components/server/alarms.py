@@ -1,0 +1,122 @@
+"""Alarms for the self-hosted server, on the stack's existing alarm topic (components/worker/alarms.py).
+
+- Database (AWS/RDS): CPU above 80%, free storage below 20% of the allocation (or a week of growth
+  at the stated load, components/server/growth.py, if more), connections above
+  80% of what the instance class allows (Prefect holds up to 15 per process).
+- Load balancer, when there is one (AWS/ApplicationELB): any unhealthy target (readiness
+  `/api/ready` failing: database down or its password rotated under a running task), target 5xx
+  responses, and 5xx answered by the ALB itself (no healthy target).
+- Redis (ha, AWS/ElastiCache): engine CPU and memory above 80%.
+
+Without a load balancer (`single`, internal) the server task's health is its container health
+check: ECS replaces an unhealthy task, and the service events rule of components/worker/alarms.py reports
+a service that cannot start or place tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from components.server.database import max_connections
+from components.server.growth import ALARM_HEADROOM_DAYS, free_storage_alarm_bytes
+
+PERIOD_SECONDS = 60
+CPU_HIGH_PERCENT = 80
+FREE_STORAGE_LOW_SHARE = 0.2
+CONNECTIONS_HIGH_SHARE = 0.8
+TARGET_5XX_PER_MINUTE = 5
+
+
+@dataclass(frozen=True)
+class ServerAlarmsArgs:
+    prefix: str
+    topic_arn: pulumi.Input[str]
+    evaluation_minutes: int
+    db_identifier: pulumi.Input[str]
+    db_instance_class: str
+    db_allocated_storage_gb: int
+    # ALB and target group ARN suffixes (the metrics' dimensions); None: no load balancer.
+    load_balancer_suffix: Optional[pulumi.Input[str]]
+    target_group_suffix: Optional[pulumi.Input[str]]
+    redis_id: Optional[pulumi.Input[str]]
+    tags: Mapping[str, str]
+
+
+class ServerAlarms(pulumi.ComponentResource):
+    alarms: list[aws.cloudwatch.MetricAlarm]
+
+    def __init__(self, name: str, args: ServerAlarmsArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("prefect-ecs-worker:index:ServerAlarms", name, None, opts)
+        self._name, self._args = name, args
+        db = {"DBInstanceIdentifier": args.db_identifier}
+        free_storage_low = free_storage_alarm_bytes(args.db_allocated_storage_gb,
+                                                    FREE_STORAGE_LOW_SHARE)
+        self.alarms = [
+            self._alarm("db-cpu-high", "Prefect database CPU above 80%", "AWS/RDS",
+                        "CPUUtilization", db, CPU_HIGH_PERCENT),
+            self._alarm("db-storage-low", "Prefect database free storage below 20% of its "
+                        f"allocation or {ALARM_HEADROOM_DAYS} days of growth at the stated load",
+                        "AWS/RDS", "FreeStorageSpace", db, free_storage_low,
+                        operator="LessThanThreshold",
+                        statistic="Minimum"),
+            self._alarm("db-connections-high",
+                        "Prefect database connections above 80% of the instance's maximum",
+                        "AWS/RDS", "DatabaseConnections", db,
+                        int(max_connections(args.db_instance_class) * CONNECTIONS_HIGH_SHARE),
+                        statistic="Maximum"),
+        ]
+        if args.load_balancer_suffix is not None and args.target_group_suffix is not None:
+            lb = {"LoadBalancer": args.load_balancer_suffix}
+            target = {**lb, "TargetGroup": args.target_group_suffix}
+            self.alarms += [
+                self._alarm("server-unhealthy-targets", "A Prefect API task fails /api/ready",
+                            "AWS/ApplicationELB", "UnHealthyHostCount", target, 0,
+                            statistic="Maximum"),
+                self._alarm("server-target-5xx", "The Prefect API answers 5xx",
+                            "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", target,
+                            TARGET_5XX_PER_MINUTE, statistic="Sum"),
+                self._alarm("server-lb-5xx", "The load balancer answers 5xx (no healthy API "
+                            "task)", "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", lb,
+                            TARGET_5XX_PER_MINUTE, statistic="Sum"),
+            ]
+        if args.redis_id is not None:
+            redis = {"ReplicationGroupId": args.redis_id}
+            self.alarms += [
+                self._alarm("redis-cpu-high", "Prefect Redis engine CPU above 80%",
+                            "AWS/ElastiCache", "EngineCPUUtilization", redis, CPU_HIGH_PERCENT),
+                self._alarm("redis-memory-high", "Prefect Redis memory above 80%",
+                            "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", redis,
+                            CPU_HIGH_PERCENT),
+            ]
+        self.register_outputs({"alarm_names": [a.name for a in self.alarms]})
+
+    def _alarm(self, role: str, description: str, namespace: str, metric: str,
+               dimensions: Mapping[str, pulumi.Input[str]], threshold: float, *,
+               operator: str = "GreaterThanThreshold",
+               statistic: str = "Average") -> aws.cloudwatch.MetricAlarm:
+        args = self._args
+        periods = args.evaluation_minutes
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{role}",
+            name=f"{args.prefix}-{role}",
+            alarm_description=description,
+            namespace=namespace,
+            metric_name=metric,
+            dimensions=dict(dimensions),
+            statistic=statistic,
+            period=PERIOD_SECONDS,
+            evaluation_periods=periods,
+            datapoints_to_alarm=periods,
+            threshold=float(threshold),
+            comparison_operator=operator,
+            treat_missing_data="notBreaching",
+            alarm_actions=[args.topic_arn],
+            ok_actions=[args.topic_arn],
+            tags=dict(args.tags),
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -1,0 +1,162 @@
+"""A rotated database password redeploys the server.
+
+RDS rotates its managed master secret every 7 days. ECS reads secrets only when a task starts, so a
+running server keeps the old password; measured: after the change `/api/health` stays 200 while
+`/api/ready` and every API call answer 503. Turning rotation off is not offered for RDS-managed
+secrets (only its schedule can change), and a password that never rotates is the weaker trade.
+So each successful rotation starts new server tasks, which read the new password:
+
+- An EventBridge rule matches Secrets Manager's `RotationSucceeded` event (delivered by CloudTrail
+  as "AWS Service Event via CloudTrail"; service events need no trail) for the managed secret only.
+- Its target is a Step Functions state machine (STANDARD; a few executions a month cost nothing
+  measurable) whose states call ECS `UpdateService` with `forceNewDeployment` on each server
+  service, through the AWS SDK integration: no Lambda function, no code to patch.
+- The state machine's role may `ecs:UpdateService` on exactly those services; EventBridge's role
+  may start exactly that state machine.
+
+The window between the rotation and the new tasks being ready (a minute or two) still answers
+503; workers and flow runs retry through it. The schedule is RDS's default (7 days).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from components.platform.aws import AwsContext, policy_document
+
+EVENTS = "events.amazonaws.com"
+STATES = "states.amazonaws.com"
+UPDATE_SERVICE = "arn:aws:states:::aws-sdk:ecs:updateService"
+
+
+def rotation_pattern(secret_arn: str) -> dict[str, Any]:
+    """Secrets Manager's RotationSucceeded service event for this one secret."""
+    return {
+        "source": ["aws.secretsmanager"],
+        "detail-type": ["AWS Service Event via CloudTrail"],
+        "detail": {
+            "eventSource": ["secretsmanager.amazonaws.com"],
+            "eventName": ["RotationSucceeded"],
+            "additionalEventData": {"SecretId": [secret_arn]},
+        },
+    }
+
+
+def redeploy_definition(cluster_arn: str, services: Mapping[str, str]) -> dict[str, Any]:
+    """One ECS UpdateService (forceNewDeployment) per service, in order, each retried."""
+    names = list(services)
+    states: dict[str, Any] = {}
+    for index, role in enumerate(names):
+        state: dict[str, Any] = {
+            "Type": "Task",
+            "Resource": UPDATE_SERVICE,
+            "Parameters": {"Cluster": cluster_arn, "Service": services[role],
+                           "ForceNewDeployment": True},
+            "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 10, "MaxAttempts": 3,
+                       "BackoffRate": 2.0}],
+        }
+        if index + 1 < len(names):
+            state["Next"] = f"Redeploy-{names[index + 1]}"
+        else:
+            state["End"] = True
+        states[f"Redeploy-{role}"] = state
+    return {
+        "Comment": "Start new Prefect server tasks: they read the rotated database password",
+        "StartAt": f"Redeploy-{names[0]}",
+        "States": states,
+    }
+
+
+@dataclass(frozen=True)
+class RotationArgs:
+    prefix: str
+    context: AwsContext
+    secret_arn: pulumi.Input[str]
+    cluster_arn: pulumi.Input[str]
+    # role -> ECS service ARN
+    service_arns: Mapping[str, pulumi.Input[str]]
+    tags: Mapping[str, str]
+
+
+class RotationRedeploy(pulumi.ComponentResource):
+    rule: aws.cloudwatch.EventRule
+    state_machine: aws.sfn.StateMachine
+
+    def __init__(self, name: str, args: RotationArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("prefect-ecs-worker:index:RotationRedeploy", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        machine_role = aws.iam.Role(
+            f"{name}-machine-role",
+            description="prefect-ecs-worker: redeploys the Prefect server after a rotation",
+            assume_role_policy=_trust(STATES, args.context.account_id),
+            tags=tags, opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-machine-policy",
+            role=machine_role.name,
+            policy=policy_document([{
+                "Sid": "RedeployServerServices",
+                "Effect": "Allow",
+                "Action": "ecs:UpdateService",
+                "Resource": list(args.service_arns.values()),
+            }]),
+            opts=pulumi.ResourceOptions(parent=machine_role))
+        self.state_machine = aws.sfn.StateMachine(
+            f"{name}-machine",
+            name=f"{args.prefix}-server-redeploy",
+            type="STANDARD",
+            role_arn=machine_role.arn,
+            definition=pulumi.Output.all(args.cluster_arn, dict(args.service_arns)).apply(
+                lambda v: json.dumps(redeploy_definition(v[0], v[1]))),
+            tags=tags, opts=child)
+
+        events_role = aws.iam.Role(
+            f"{name}-events-role",
+            description="prefect-ecs-worker: EventBridge starts the server redeploy",
+            assume_role_policy=_trust(EVENTS, args.context.account_id),
+            tags=tags, opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-events-policy",
+            role=events_role.name,
+            policy=policy_document([{
+                "Sid": "StartServerRedeploy",
+                "Effect": "Allow",
+                "Action": "states:StartExecution",
+                "Resource": self.state_machine.arn,
+            }]),
+            opts=pulumi.ResourceOptions(parent=events_role))
+        self.rule = aws.cloudwatch.EventRule(
+            f"{name}-rule",
+            name=f"{args.prefix}-db-password-rotated",
+            description="The Prefect server's database password rotated: redeploy the server",
+            event_pattern=pulumi.Output.from_input(args.secret_arn).apply(
+                lambda arn: json.dumps(rotation_pattern(arn))),
+            tags=tags, opts=child)
+        aws.cloudwatch.EventTarget(
+            f"{name}-target",
+            rule=self.rule.name,
+            arn=self.state_machine.arn,
+            role_arn=events_role.arn,
+            opts=pulumi.ResourceOptions(parent=self.rule))
+
+        self.register_outputs({"state_machine_arn": self.state_machine.arn,
+                               "rule_name": self.rule.name})
+
+
+def _trust(service: str, account_id: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.json_dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": service},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+        }],
+    })

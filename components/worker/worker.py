@@ -1,0 +1,276 @@
+"""The ECS cluster and the Fargate service that runs the pull-based Prefect ECS worker.
+
+The worker polls its work pool and launches each flow run as an ECS task in the same cluster. It
+gets `PREFECT_API_URL` as a plain variable and its credential only through the task definition's
+`secrets` (ECS reads it from Secrets Manager with the execution role at start). It logs to
+CloudWatch, and ECS probes its `/health` endpoint from inside the container, so no port is opened.
+Its root filesystem is read-only: `PREFECT_HOME` and `/tmp` are task volumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from components.config.reader import NAMESPACE
+from components.prefect.stuck_run_automation import SUBMISSION_LIMIT, WORKER_RETRY_ENVIRONMENT
+
+CONTAINER_NAME = "prefect-worker"
+HEALTH_PORT = 8080
+# The prefect images ship Python, not curl; ECS marks the container unhealthy on a non-zero exit.
+HEALTH_CHECK_COMMAND = (
+    "python -c \"import sys, urllib.request; "
+    f"sys.exit(urllib.request.urlopen('http://localhost:{HEALTH_PORT}/health', timeout=4).status != 200)\""
+)
+
+
+@dataclass(frozen=True)
+class WorkerArgs:
+    cluster_name: str
+    log_group_name: str
+    log_retention_days: int
+    family: str
+    image: str
+    cpu: int
+    memory: int
+    cpu_architecture: str
+    capacity_provider: str
+    desired_count: int
+    work_pool_name: str
+    work_queues: Sequence[str]
+    prefect_api_url: str
+    credential_env_name: str
+    credential_secret_arn: pulumi.Input[str]
+    execution_role_arn: pulumi.Input[str]
+    task_role_arn: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[str]]
+    security_group_ids: Sequence[pulumi.Input[str]]
+    assign_public_ip: bool
+    region: pulumi.Input[str]
+    tags: Mapping[str, str]
+    # The queue of ECS task events the worker's observer reads for crash detection.
+    events_queue_name: str
+    container_insights: bool
+    # Application Auto Scaling owns desiredCount; `pulumi up` must not reset it to desired_count.
+    autoscaling: bool
+    # The stack key (after its policy): encrypts the log group.
+    log_kms_key_arn: Optional[pulumi.Input[str]] = None
+    # With the stack's own server: the container that upserts the work pool from inside the VPC
+    # before the worker starts (components/prefect/pool_bootstrap.py).
+    pool_bootstrap: Optional[Mapping[str, Any]] = None
+
+
+# Prefect's logging.yml ships a `json` formatter (prefect.logging.formatters.JsonFormatter) and
+# reads PREFECT_LOGGING_<PATH>_<TO>_<KEY> overrides from the environment, so a stock image logs
+# one JSON object a line with no config file. The worker copies its PREFECT_* settings into the
+# flow-run tasks it starts; the logging overrides are not settings, so the pool's job template
+# (components/prefect/job_template.py) puts them in the flow-run container too. COLORS off keeps ANSI out.
+JSON_LOGGING_ENVIRONMENT = (
+    ("PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER", "json"),
+    ("PREFECT_LOGGING_HANDLERS_DEBUG_FORMATTER", "json"),
+    ("PREFECT_LOGGING_COLORS", "false"),
+)
+
+
+# The root filesystem is read-only; these are the only paths the worker writes (rung 3 runs the
+# declared command in a mount namespace where nothing else is writable). Each is a Fargate task
+# volume with no host: ephemeral storage, empty at start, gone with the task.
+PREFECT_HOME = "/var/lib/prefect"
+WRITABLE_PATHS = (("prefect-home", PREFECT_HOME), ("tmp", "/tmp"))
+
+
+def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]:
+    # The pool is the stack's (or someone else's): a worker that created a missing one would
+    # create it with prefect-aws's bare template (Prefect #20980).
+    command = ["prefect", "worker", "start", "--pool", work_pool_name, "--type", "ecs",
+               "--with-healthcheck", "--no-create-pool-if-not-found",
+               "--limit", str(SUBMISSION_LIMIT)]
+    for queue in work_queues:
+        command += ["--work-queue", queue]
+    return command
+
+
+def fargate_task_definition(name: str, *, family: str, cpu: int, memory: int,
+                            cpu_architecture: str, execution_role_arn: pulumi.Input[str],
+                            task_role_arn: Optional[pulumi.Input[str]],
+                            containers: pulumi.Input[str], tags: dict[str, str],
+                            opts: pulumi.ResourceOptions) -> aws.ecs.TaskDefinition:
+    """A Linux Fargate task definition (awsvpc) whose read-only containers write only to
+    WRITABLE_PATHS: task volumes with no host path, on the task's ephemeral storage."""
+    return aws.ecs.TaskDefinition(
+        name,
+        family=family,
+        network_mode="awsvpc",
+        requires_compatibilities=["FARGATE"],
+        cpu=str(cpu),
+        memory=str(memory),
+        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+            operating_system_family="LINUX", cpu_architecture=cpu_architecture),
+        execution_role_arn=execution_role_arn,
+        task_role_arn=task_role_arn,
+        container_definitions=containers,
+        volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=volume) for volume, _ in WRITABLE_PATHS],
+        tags=tags,
+        opts=opts,
+    )
+
+
+def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
+    worker = worker_container(args)
+    if args.pool_bootstrap is None:
+        return pulumi.Output.json_dumps([worker])
+    # The pool exists with the stack's template before the worker polls. Both memories are soft
+    # reservations that add up to the task's: the bootstrap exits before the worker starts.
+    reservation = args.memory - args.pool_bootstrap["memoryReservation"]
+    del worker["memory"]
+    worker.update(memoryReservation=reservation, dependsOn=[
+        {"containerName": args.pool_bootstrap["name"], "condition": "SUCCESS"}])
+    # The bootstrap runs read-only too, writing only where the worker does.
+    bootstrap = {**args.pool_bootstrap, **read_only_root()}
+    bootstrap["environment"] = [*args.pool_bootstrap["environment"],
+                                {"name": "PREFECT_HOME", "value": PREFECT_HOME}]
+    return pulumi.Output.json_dumps([worker, bootstrap])
+
+
+def worker_container(args: WorkerArgs) -> dict[str, Any]:
+    return {
+        "name": CONTAINER_NAME,
+        "image": args.image,
+        "essential": True,
+        "command": worker_command(args.work_pool_name, args.work_queues),
+        # Container-level memory equal to the task's: the worker is the only container.
+        "memory": args.memory,
+        "environment": [
+            {"name": "PREFECT_API_URL", "value": args.prefect_api_url},
+            # The ECS observer (prefect-aws) needs a region and does not read the task metadata.
+            {"name": "AWS_DEFAULT_REGION", "value": args.region},
+            {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": str(HEALTH_PORT)},
+            # The image's default (~/.prefect) is on the read-only root; this is a task volume.
+            {"name": "PREFECT_HOME", "value": PREFECT_HOME},
+            {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME",
+             "value": args.events_queue_name},
+            {"name": "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_REGION",
+             "value": args.region},
+            *({"name": key, "value": value} for key, value in JSON_LOGGING_ENVIRONMENT),
+            *({"name": key, "value": value} for key, value in WORKER_RETRY_ENVIRONMENT),
+        ],
+        "secrets": [{"name": args.credential_env_name, "valueFrom": args.credential_secret_arn}],
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": args.log_group_name,
+                "awslogs-region": args.region,
+                "awslogs-stream-prefix": "worker",
+            },
+        },
+        "healthCheck": {
+            "command": ["CMD-SHELL", HEALTH_CHECK_COMMAND],
+            "interval": 30,
+            "timeout": 5,
+            "retries": 3,
+            "startPeriod": 60,
+        },
+        # An init process forwards SIGTERM so the worker stops cleanly on deploys and scale-in:
+        # the Prefect CLI turns SIGTERM into SIGINT and the worker leaves its poll loop; 60 s
+        # lets an in-flight RunTask call finish before ECS sends SIGKILL (Fargate allows 120).
+        "linuxParameters": {"initProcessEnabled": True},
+        "stopTimeout": 60,
+        **read_only_root(),
+    }
+
+
+def read_only_root() -> dict[str, Any]:
+    """A read-only root filesystem, writable only on the task's volumes (WRITABLE_PATHS)."""
+    return {
+        "readonlyRootFilesystem": True,
+        "mountPoints": [{"sourceVolume": volume, "containerPath": path, "readOnly": False}
+                        for volume, path in WRITABLE_PATHS],
+    }
+
+
+def _as_list(depends_on: Any) -> list[pulumi.Resource]:
+    if depends_on is None:
+        return []
+    return list(depends_on) if isinstance(depends_on, (list, tuple)) else [depends_on]
+
+
+class PrefectWorker(pulumi.ComponentResource):
+    cluster: aws.ecs.Cluster
+    log_group: aws.cloudwatch.LogGroup
+    task_definition: aws.ecs.TaskDefinition
+    service: aws.ecs.Service
+
+    def __init__(self, name: str, args: WorkerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        """`opts.depends_on`: what must exist before a worker starts polling (its work pool, its
+        events queue); the service waits for it explicitly."""
+        super().__init__(f"{NAMESPACE}:index:PrefectWorker", name, None, opts)
+        polling_needs = _as_list(opts.depends_on if opts else None)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        self.cluster = aws.ecs.Cluster(
+            f"{name}-cluster",
+            name=args.cluster_name,
+            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights",
+                                                 value="enabled" if args.container_insights
+                                                 else "disabled")],
+            tags=tags,
+            opts=child,
+        )
+        capacity_providers = aws.ecs.ClusterCapacityProviders(
+            f"{name}-capacity-providers",
+            cluster_name=self.cluster.name,
+            capacity_providers=["FARGATE", "FARGATE_SPOT"],
+            opts=pulumi.ResourceOptions(parent=self.cluster),
+        )
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=args.log_group_name,
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
+            tags=tags,
+            opts=child,
+        )
+        self.task_definition = fargate_task_definition(
+            f"{name}-task", family=args.family, cpu=args.cpu, memory=args.memory,
+            cpu_architecture=args.cpu_architecture, execution_role_arn=args.execution_role_arn,
+            task_role_arn=args.task_role_arn, containers=container_definitions(args),
+            tags=tags, opts=child)
+        self.service = aws.ecs.Service(
+            f"{name}-service",
+            cluster=self.cluster.arn,
+            task_definition=self.task_definition.arn,
+            desired_count=args.desired_count,
+            capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(
+                capacity_provider=args.capacity_provider, weight=1, base=0)],
+            platform_version="LATEST",
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=args.subnet_ids,
+                security_groups=list(args.security_group_ids),
+                assign_public_ip=args.assign_public_ip,
+            ),
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+                enable=True, rollback=True),
+            # A new worker starts before the old one stops, so polling never pauses on deploy.
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            enable_execute_command=False,
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            wait_for_steady_state=True,
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[capacity_providers, *polling_needs],
+                ignore_changes=["desiredCount"] if args.autoscaling else None),
+        )
+
+        self.register_outputs({
+            "cluster_name": self.cluster.name,
+            "cluster_arn": self.cluster.arn,
+            "service_name": self.service.name,
+            "log_group_name": self.log_group.name,
+            "task_definition_arn": self.task_definition.arn,
+        })
