@@ -353,3 +353,18 @@ def test_a_new_run_of_an_old_deployment_completes_through_the_declared_worker(
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     state = rest(api_url, "GET", f"/flow_runs/{run_id}", headers=auth)["state"]
     assert state["type"] == "COMPLETED", state
+
+
+def test_a_downgraded_server_image_fails_its_migration_and_leaves_the_schema(
+        stack, families, upgraded, database, postgres_server, tmp_path):
+    """An older serverImage than the schema: the declared prefect-migrate, run by the older
+    release, exits non-zero (its alembic does not know the newer revision), so the task's main
+    container never starts; the schema stays as the newer release left it."""
+    assert upgraded["code"] == 0
+    head = postgres_server.sql("SELECT version_num FROM alembic_version", database.database)
+    migration = launch(stack, postgres_server, "prefect-migrate", families["api"], tmp_path)
+    migration.env["PATH"] = f"{ensure()}:/usr/bin:/bin"  # the older image's python and prefect
+    code, log = migration.run(tmp_path / "downgrade.log", MIGRATE_WITHIN_S)
+    assert code != 0 and "Can't locate revision" in log, log[-2000:]
+    assert postgres_server.sql("SELECT version_num FROM alembic_version",
+                               database.database) == head
