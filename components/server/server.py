@@ -4,8 +4,8 @@ Modes (`prefectServer`):
 
 - `single`: one service, one task, container `prefect-server` running
   `prefect server start --host 0.0.0.0`: API, UI and background services in one process, after
-  `prefect-migrate` (below) migrated the database. Deployments stop the old task before starting the new one (minimum 0,
-  maximum 100 percent), so two schedulers never overlap and two processes never migrate at once.
+  `prefect-migrate` (below) migrated the database. Deployments stop the old task before starting
+  the new one (minimum 0, maximum 100 percent), so two schedulers never overlap.
 - `ha`: an API service of `serverApiCount` tasks spread across AZs (container `prefect-api`,
   `prefect server start --host 0.0.0.0 --no-services`, `PREFECT_SERVER_DATABASE_MIGRATE_ON_START`
   false) and a services service of one task (container `prefect-services`,
@@ -94,7 +94,7 @@ MIGRATE_MEMORY_RESERVATION = 256
 # Any constant shared by every migrating task; "prefect" in ASCII.
 MIGRATION_LOCK = 0x70726566656374
 # The longest migration the ECS limits let finish (docs/self-hosted-server.md, "Upgrades"):
-# measured here in seconds on 10,000 runs and 100,000 events (bench/results/upgrade.json), but
+# measured here at under 30 s on 10,000 runs and 100,000 events (bench/results/upgrade.json), but
 # Prefect's issues report 30+ minutes on large event tables (PrefectHQ/prefect#17844, #18263).
 # Nothing else may give up sooner:
 # - the migration runs in its own container, so no health check runs meanwhile (the main
