@@ -137,7 +137,9 @@ def compose_stack(settings: Settings) -> Stack:
     tags = settings.tags
     hardening = settings.hardening
     self_hosted = settings.server.enabled
-    key = StackKey("stack-key", StackKeyArgs(prefix=settings.prefix, tags=tags))
+    key = StackKey("stack-key", StackKeyArgs(
+        prefix=settings.prefix, tags=tags,
+        retain=self_hosted and settings.server.db_keeps_backups))
     network = Network("network", NetworkArgs(
         nat_gateways=settings.nat_gateways,
         availability_zone_count=settings.availability_zone_count,
@@ -167,7 +169,7 @@ def compose_stack(settings: Settings) -> Stack:
     ))
     flow_logs = settings.existing_vpc is None and hardening.vpc_flow_logs
     # The server's database and Redis hold secrets on the stack key: declared before its policy.
-    stores = compose_server_stores(settings, network, key.arn) if self_hosted else None
+    stores = compose_server_stores(settings, network, key.arn, key.key_id) if self_hosted else None
     key.set_policy([
         *(secrets_manager_statements(key.context, [iam.execution_role.arn,
                                                    iam.flow_run_execution_role.arn], secret.arn)

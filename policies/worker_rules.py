@@ -35,6 +35,7 @@ KEY_POLICY = "aws:kms/keyPolicy:KeyPolicy"
 VPC = "aws:ec2/vpc:Vpc"
 DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+DB_INSTANCE = "aws:rds/instance:Instance"
 POLICY_DOCUMENT_PROPS = {
     "aws:iam/rolePolicy:RolePolicy": ("policy",),
     "aws:iam/policy:Policy": ("policy",),
@@ -359,6 +360,24 @@ def prefect_server_never_on_sqlite(type_: str, props: Props) -> list[str]:
     return violations
 
 
+def prod_database_kept(resources: Sequence[tuple[str, Props]]) -> list[str]:
+    """A database tagged environment=prod keeps deletion protection and a final snapshot: a
+    `pulumi destroy` or a replacement must not take its data with it."""
+    violations = []
+    for type_, props in resources:
+        tags = props.get("tags") or {}
+        if type_ != DB_INSTANCE or tags.get("environment") != "prod":
+            continue
+        name = props.get("identifier") or "(unnamed)"
+        if not props.get("deletionProtection"):
+            violations.append(f"prod database {name} has no deletion protection: set "
+                              "serverDbDeletionProtection true")
+        if props.get("skipFinalSnapshot", True):
+            violations.append(f"prod database {name} skips its final snapshot: set "
+                              "serverDbFinalSnapshot true")
+    return violations
+
+
 IAM_TYPES = tuple(POLICY_DOCUMENT_PROPS)
 RESOURCE_RULES: tuple[ResourceRule, ...] = (
     ResourceRule("no-secret-in-container-environment",
@@ -410,6 +429,9 @@ STACK_RULES: tuple[StackRule, ...] = (
     StackRule("vpc-default-security-group-declared",
               "A VPC the stack creates has its default security group declared (and closed).",
               vpc_default_security_group_declared),
+    StackRule("prod-database-kept",
+              "A database tagged environment=prod has deletion protection and a final snapshot.",
+              prod_database_kept),
 )
 
 

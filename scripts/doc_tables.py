@@ -10,6 +10,8 @@
 - `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
 - `migration` and `growth` (docs/self-hosted-server.md): the recorded `make bench-upgrade` run
   (`bench/results/upgrade.json`), the growth through `components.server.growth`.
+- `destroy` (docs/self-hosted-server.md): what `pulumi destroy` leaves of each server stack's
+  database and what keeping it costs a month, from the stack files and `pricing/`.
 
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
@@ -242,6 +244,32 @@ def growth_table(project_file: Path = ROOT / "Pulumi.yaml") -> str:
               f"{FREE_STORAGE_LOW_SHARE:.0%} of {storage} GB, or {ALARM_HEADROOM_DAYS} days of that "
               "growth if more."]
     return "\n".join(lines)
+def destroy_table() -> str:
+    """Per server stack (and a stack that turns a server on and says nothing more): what a
+    destroy keeps, and its monthly price while kept: the retained stack key, and the final
+    snapshot at most the allocated storage (a snapshot holds the data, not the allocation)."""
+    from tools.cost import PriceTable
+    from tools.mock_engine import PROJECT, load_stack_config, stack_names
+
+    prices = PriceTable.load()
+    key, gb = prices["kms_key_month"], prices["rds_backup_gb_month"]
+    rows = [f"Prices: {prices.region}, {prices.as_of} (`pricing/{prices.region}.json`): a KMS key "
+            f"${key:.2f} a month, snapshot and backup storage ${gb:.3f} per GB-month.", "",
+            "| stack | destroy keeps | stack key | $/month while kept, at most |", "|---|---|---|---|"]
+    configs = {"(a server, Pulumi.yaml's defaults)": load_stack_config()}
+    configs.update((stack, load_stack_config(stack)) for stack in stack_names())
+    for stack, config in configs.items():
+        values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{PROJECT}:")}
+        if stack in stack_names() and values["prefectServer"] == "none":
+            continue
+        storage = int(values["serverDbAllocatedStorageGb"])
+        if values["serverDbFinalSnapshot"] == "true":
+            kept = (f"final snapshot (≤ {storage} GB); automated backups for "
+                    f"{values['serverDbBackupRetentionDays']} days")
+            rows.append(f"| {stack} | {kept} | retained | ${key + storage * gb:.2f} |")
+        else:
+            rows.append(f"| {stack} | nothing | deleted after 30 days | $0.00 |")
+    return "\n".join(rows)
 
 
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
@@ -254,6 +282,7 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "burst": (RUNS_DOC, burst_table),
     "migration": (SERVER_DOC, migration_table),
     "growth": (SERVER_DOC, growth_table),
+    "destroy": (SERVER_DOC, destroy_table),
 }
 
 

@@ -288,6 +288,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "aws:secretsmanager/getRandomPassword:getRandomPassword":
             length = int(args.args.get("passwordLength", 32))
             return {"id": "aws", "randomPassword": GENERATED_PASSWORD[:length]}
+        if args.token == "aws:rds/getInstances:getInstances":
+            # A stack about to be deployed: no database of its identifier exists yet.
+            return {"id": REGION, "instanceIdentifiers": [], "instanceArns": []}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test",
                     "userId": "AIDATEST"}

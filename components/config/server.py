@@ -9,19 +9,22 @@ keys are refused, and the credential is a basic-auth string the stack generates,
 `parse_server` reads every key once and raises `ConfigError` (before any resource) on a bad value
 or a combination that cannot work: a public endpoint without a certificate or domain, or open to
 the whole internet; `ha` in fewer than two AZs; a database class RDS does not offer for
-PostgreSQL; a backup retention RDS refuses.
+PostgreSQL; a backup retention RDS refuses; a restore snapshot that is malformed or in another
+region (`serverDbRestoreSnapshot`). `check_restore_target` then asks RDS whether the database to
+restore into exists already, and refuses to replace it unacknowledged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Literal, Optional, get_args
 
-from components.config.reader import ConfigError, Reader
+from components.config.reader import NAMESPACE, ConfigError, Reader
 from components.config.validators import check_fargate_size, check_image
 
 ServerMode = Literal["none", "single", "ha"]
@@ -63,6 +66,15 @@ MIN_AUTOSCALING_HEADROOM = 1.1
 # years (Prefect refuses a flow-run retention under an hour).
 MAX_EVENTS_RETENTION_DAYS = 365
 MAX_FLOW_RUN_RETENTION_DAYS = 3650
+# A DB snapshot identifier (RDS: 1-255 letters, digits and hyphens, starting with a letter, no two
+# hyphens in a row, no hyphen at the end); an automated one carries the `rds:` prefix.
+DB_SNAPSHOT_NAME = re.compile(r"^(rds:)?[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-)$")
+# A DB snapshot's ARN (own, or shared from another account): arn:aws:rds:REGION:ACCOUNT:snapshot:NAME.
+DB_SNAPSHOT_ARN = re.compile(
+    r"^arn:aws[a-z-]*:rds:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):"
+    r"(?P<kind>snapshot|cluster-snapshot):(?P<name>.+)$")
+# The tag on a database started from a snapshot: the snapshot, as serverDbRestoreSnapshot named it.
+RESTORED_FROM_TAG = f"{NAMESPACE}:restored-from"
 MIN_API_TASKS, MAX_API_TASKS = 2, 10
 DOMAIN_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 HOSTED_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
@@ -103,6 +115,10 @@ class ServerSettings:
     db_backup_retention_days: int
     db_deletion_protection: bool
     db_final_snapshot: bool
+    # The snapshot a new or replaced database starts from (identifier or ARN); None: empty.
+    db_restore_snapshot: Optional[str]
+    # The acknowledgement that the restore replaces an existing database (check_restore_target).
+    db_restore_replaces: Optional[str]
     redis_node_type: str
     events_retention_days: int
     # 0: flow runs are kept forever (Prefect's flow_runs vacuum off).
@@ -126,9 +142,20 @@ class ServerSettings:
         """ha always has an ALB (in front of its API tasks); single only when public."""
         return self.ha or self.public
 
+    @property
+    def db_keeps_backups(self) -> bool:
+        """Whether deleting the database leaves something to restore from: its final snapshot
+        and, with it, its automated backups (components/server/database.py)."""
+        return self.db_final_snapshot
+
+
+def db_identifier(prefix: str) -> str:
+    """The database's RDS identifier (63 characters at most)."""
+    return physical_name(prefix, "db", 63)
+
 
 def parse_server(reader: Reader, *, availability_zone_count: int,
-                 adopted_vpc: bool) -> ServerSettings:
+                 adopted_vpc: bool, region: Optional[str] = None) -> ServerSettings:
     """Every `server*` key, read once; the defaults are Pulumi.yaml's. With `prefectServer: none`
     the values are carried unchecked (nothing reads them) and only the public-endpoint keys are
     refused, since setting them says the stack was meant to have a server."""
@@ -147,6 +174,8 @@ def parse_server(reader: Reader, *, availability_zone_count: int,
     retention = reader.integer("serverDbBackupRetentionDays")
     deletion_protection = reader.boolean("serverDbDeletionProtection")
     final_snapshot = reader.boolean("serverDbFinalSnapshot")
+    restore_snapshot = reader.optional("serverDbRestoreSnapshot")
+    restore_replaces = reader.optional("serverDbRestoreReplaces")
     redis_node_type = reader.string("serverRedisNodeType")
     events_retention = reader.integer("serverEventsRetentionDays")
     flow_run_retention = reader.integer("serverFlowRunRetentionDays")
@@ -159,14 +188,17 @@ def parse_server(reader: Reader, *, availability_zone_count: int,
             memory=memory, api_count=api_count if mode == "ha" else 1,
             db_instance_class=db_class, db_allocated_storage_gb=storage,
             db_backup_retention_days=retention, db_deletion_protection=deletion_protection,
-            db_final_snapshot=final_snapshot, redis_node_type=redis_node_type,
+            db_final_snapshot=final_snapshot, db_restore_snapshot=restore_snapshot,
+            db_restore_replaces=restore_replaces, redis_node_type=redis_node_type,
             events_retention_days=events_retention, flow_run_retention_days=flow_run_retention,
             db_max_allocated_storage_gb=max_storage,
         )
 
     if mode == "none":
         for key, value in (("serverDomainName", domain), ("serverCertificateArn", certificate),
-                           ("serverHostedZoneId", zone)):
+                           ("serverHostedZoneId", zone),
+                           ("serverDbRestoreSnapshot", restore_snapshot),
+                           ("serverDbRestoreReplaces", restore_replaces)):
             if value is not None:
                 raise ConfigError(key, value,
                                   "only with prefectServer single or ha (the stack's own server)")
@@ -242,6 +274,7 @@ def parse_server(reader: Reader, *, availability_zone_count: int,
                           "at least 1 with prefectServer ha: without automated backups there is "
                           "no point-in-time restore")
     _check_retention(storage, max_storage, events_retention, flow_run_retention)
+    _restore(restore_snapshot, restore_replaces, region)
     if not CACHE_NODE_TYPE.match(redis_node_type):
         raise ConfigError("serverRedisNodeType", redis_node_type,
                           "an ElastiCache node type such as cache.t4g.micro, cache.t4g.small or "
@@ -267,6 +300,71 @@ def _check_retention(storage: int, max_storage: int, events_days: int,
                           f"a whole number of GiB from {floor} (10% above "
                           f"serverDbAllocatedStorageGb {storage}, what RDS storage autoscaling "
                           f"needs) to {MAX_STORAGE_GB}")
+
+
+def _restore(snapshot: Optional[str], replaces: Optional[str], region: Optional[str]) -> None:
+    """`serverDbRestoreSnapshot` names an instance snapshot RDS could find from this region;
+    `serverDbRestoreReplaces`, when set, repeats it."""
+    if replaces is not None and replaces != snapshot:
+        raise ConfigError("serverDbRestoreReplaces", replaces,
+                          "unset, or the same value as serverDbRestoreSnapshot "
+                          f"({json.dumps(snapshot)}): it acknowledges that restoring that "
+                          "snapshot replaces the stack's existing database")
+    if snapshot is None:
+        return
+    arn = DB_SNAPSHOT_ARN.match(snapshot)
+    if arn is not None:
+        if arn["kind"] == "cluster-snapshot":
+            raise ConfigError("serverDbRestoreSnapshot", snapshot,
+                              "a DB instance snapshot; an Aurora or Multi-AZ cluster snapshot "
+                              "cannot be restored into an RDS instance")
+        if region is not None and arn["region"] != region:
+            raise ConfigError("serverDbRestoreSnapshot", snapshot,
+                              f"a snapshot in the stack's region {region} (aws:region): RDS "
+                              f"restores only from its own region; copy it first with aws rds "
+                              f"copy-db-snapshot --source-region {arn['region']} --region "
+                              f"{region}")
+        name = arn["name"]
+    else:
+        name = snapshot
+    if not DB_SNAPSHOT_NAME.match(name):
+        raise ConfigError("serverDbRestoreSnapshot", snapshot,
+                          "a DB snapshot identifier (1-255 letters, digits and hyphens, starting "
+                          "with a letter, no double or trailing hyphen; rds: before an automated "
+                          "one) or its ARN, arn:aws:rds:<region>:<account>:snapshot:<name>")
+
+
+def check_restore_target(server: ServerSettings, identifier: str) -> None:
+    """Before any resource: restoring into a stack whose database exists replaces it (a new
+    snapshotIdentifier forces a new instance; the fixed identifier makes Pulumi delete the old one
+    first). RDS is asked whether `identifier` exists, and whether it was already started from this
+    snapshot (its `RESTORED_FROM_TAG`, the steady state after a restore); otherwise the stack
+    refuses unless `serverDbRestoreReplaces` acknowledges it, and then warns what will happen."""
+    import pulumi
+    import pulumi_aws as aws
+
+    snapshot = server.db_restore_snapshot
+    if not server.enabled or snapshot is None:
+        return
+    by_id = [aws.rds.GetInstancesFilterArgs(name="db-instance-id", values=[identifier])]
+    if not aws.rds.get_instances(filters=by_id).instance_identifiers:
+        return
+    if aws.rds.get_instances(filters=by_id,
+                             tags={RESTORED_FROM_TAG: snapshot}).instance_identifiers:
+        return
+    what = (f"the database {identifier} exists and was not started from {snapshot}: restoring "
+            f"replaces it. Pulumi deletes it first (deletion protection, if on, stops that "
+            f"delete: turn serverDbDeletionProtection off in an earlier pulumi up), "
+            + ("taking its final snapshot, " if server.db_final_snapshot else
+               "WITHOUT a final snapshot (serverDbFinalSnapshot is false), ")
+            + f"then restores a copy of {snapshot} under the same identifier")
+    if server.db_restore_replaces != snapshot:
+        raise ConfigError("serverDbRestoreSnapshot", snapshot,
+                          f"{what}. To go ahead, also set serverDbRestoreReplaces to the same "
+                          f"value; to keep the data, take a snapshot first (aws rds "
+                          f"create-db-snapshot --db-instance-identifier {identifier} "
+                          f"--db-snapshot-identifier <name>)")
+    pulumi.warn(f"serverDbRestoreReplaces acknowledged: {what}.")
 
 
 def _allowed_cidrs(cidrs: tuple[str, ...]) -> None:

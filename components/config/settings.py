@@ -21,7 +21,8 @@ from components.config.network import (MAX_AZS, MIN_AZS, ExistingVpc, NatGateway
 from components.config.operations import OperationsSettings, parse_operations
 from components.config.reader import ConfigError, Reader
 from components.config.run_recovery import RunRecoverySettings, parse_run_recovery
-from components.config.server import ServerSettings, parse_server, server_api_url
+from components.config.server import (ServerSettings, check_restore_target, db_identifier,
+                                      parse_server, server_api_url)
 from components.config.validators import LOG_RETENTION_DAYS, check_fargate_size, check_image
 from components.config.worker import (MAX_WORK_POOL_CONCURRENCY, MAX_WORKERS, CapacityProvider,
                                       CpuArchitecture, parse_policy_arns, parse_tags,
@@ -80,7 +81,8 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
     """Read and validate every key; raise `ConfigError` on the first bad value."""
     reader = Reader(config)
     server = parse_server(reader, availability_zone_count=reader.integer("availabilityZoneCount"),
-                          adopted_vpc=reader.optional("vpcId") is not None)
+                          adopted_vpc=reader.optional("vpcId") is not None,
+                          region=pulumi.Config("aws").get("region"))
     if server.enabled:
         prefect_api_url = server_api_url(project, stack)
         credential = parse_server_credential(config, reader, server, prefect_api_url)
@@ -113,7 +115,7 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
     check_fargate_size(flow_run_cpu, flow_run_memory, "flowRunCpu", "flowRunMemory")
     concurrency_limit = reader.integer("workPoolConcurrencyLimit", minimum=0,
                                        maximum=MAX_WORK_POOL_CONCURRENCY)
-    return Settings(
+    settings = Settings(
         project=project,
         stack=stack,
         prefect_api_url=prefect_api_url,
@@ -144,3 +146,6 @@ def load_settings(config: pulumi.Config, project: str, stack: str) -> Settings:
         run_recovery=parse_run_recovery(reader),
         server=server,
     )
+    # Last, once every value is known good: the one check that reads AWS (does the database exist?).
+    check_restore_target(server, db_identifier(settings.prefix))
+    return settings

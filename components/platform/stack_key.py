@@ -14,6 +14,11 @@ statements to `StackKey.set_policy`; `StackKey.arn` is the key to encrypt with.
   replaces it once the roles exist (AWS refuses a policy naming a principal that does not exist).
   `arn_after_policy` is the key's ARN carrying a dependency on that policy: CloudWatch Logs checks
   the key policy when a log group is associated with the key, so log groups take that one.
+- `retain`: `pulumi destroy` leaves the key in the account (Pulumi's `retainOnDelete`) instead of
+  scheduling its deletion, for stacks whose database leaves a final snapshot and automated
+  backups encrypted with it: once a key is deleted, nothing it encrypted can be read again. Its
+  alias is deleted all the same, so the next `pulumi up` of the stack creates its own key and alias.
+  Deleting a retained key on purpose: docs/self-hosted-server.md.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ LOGS_ACTIONS = ("kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateD
 class StackKeyArgs:
     prefix: str
     tags: Mapping[str, str]
+    # Kept by pulumi destroy: what it encrypted outlives the stack (a database's final snapshot).
+    retain: bool
 
 
 def administration_statement(ctx: AwsContext) -> dict[str, Any]:
@@ -131,12 +138,14 @@ class StackKey(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=30,
             tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain),
         )
+        # Never retained: a next life of the stack names its own key with it.
         aws.kms.Alias(f"{name}-alias", name=f"alias/{args.prefix}",
                       target_key_id=self.key.key_id,
-                      opts=pulumi.ResourceOptions(parent=self.key))
+                      opts=pulumi.ResourceOptions(parent=self.key, retain_on_delete=False))
         self.arn = self.key.arn
+        self.key_id = self.key.key_id
         self.policy: Optional[aws.kms.KeyPolicy] = None
         self.register_outputs({"arn": self.arn})
 

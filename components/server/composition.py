@@ -23,7 +23,7 @@ from components.server.server import PrefectServer, RedisEndpoint, ServerArgs
 from components.server.access import AccessArgs, ServerAccess
 from components.server.alarms import ServerAlarms, ServerAlarmsArgs
 from components.server.rotation_redeploy import RotationArgs, RotationRedeploy
-from components.config.server import physical_name
+from components.config.server import db_identifier, physical_name
 from components.config.server import SERVER_PORT, SERVER_SERVICE_NAME, server_namespace
 from components.config.settings import Settings
 from components.platform.aws import AwsContext
@@ -127,13 +127,13 @@ class SelfHostedServer:
         }
 
 
-def compose_server_stores(settings: Settings, network: Network,
-                        key_arn: pulumi.Input[str]) -> ServerStores:
+def compose_server_stores(settings: Settings, network: Network, key_arn: pulumi.Input[str],
+                          key_id: pulumi.Input[str]) -> ServerStores:
     server, tags, prefix = settings.server, settings.tags, settings.prefix
     assert network.server_security_group is not None, "the network was built without a server"
     server_sg = network.server_security_group.id
     database = PrefectDatabase("server-db", DatabaseArgs(
-        identifier=physical_name(prefix, "db", 63),
+        identifier=db_identifier(prefix),
         vpc_id=network.vpc_id,
         subnet_ids=network.isolated_subnet_ids,
         client_security_group_id=server_sg,
@@ -146,6 +146,8 @@ def compose_server_stores(settings: Settings, network: Network,
         multi_az=server.ha,
         tags=tags,
         kms_key_arn=key_arn,
+        kms_key_id=key_id,
+        restore_snapshot=server.db_restore_snapshot,
     ))
     redis = PrefectRedis("server-redis", RedisArgs(
         identifier=physical_name(prefix, "redis", 40),

@@ -8,7 +8,18 @@
   tasks' security group. `rds.force_ssl` is on in the stack's own parameter group: Prefect's
   asyncpg connects encrypted with no TLS setting at all (docs/self-hosted-server.md).
 - Automated backups kept `backup_retention_days`; deletion protection and a final snapshot where
-  the stack says so; Multi-AZ in `ha`.
+  the stack says so (both on by default); Multi-AZ in `ha`. With a final snapshot, deleting the
+  instance keeps its automated backups too (`delete_automated_backups` off) until their retention
+  ends, and the stack key that encrypts both is retained by `pulumi destroy`
+  (components/platform/stack_key.py): what the database leaves behind stays restorable.
+- A restore (`restore_snapshot`): the named snapshot is copied under the stack key
+  (`aws.rds.SnapshotCopy`), and the instance starts from that copy. RestoreDBInstanceFromDBSnapshot
+  takes no KMS key (the instance gets its snapshot's), so restoring the source directly would leave
+  the instance on another stack's key, and the provider would plan to replace it at every
+  `pulumi up` (`kmsKeyId` differs and forces a new instance).
+- The final snapshot is named `<identifier>-final-<the stack key id's first 8 characters>`, plus a
+  digest of the restored snapshot: each life of the stack (a new key after each destroy) and each
+  restore leaves its own name, so a second destroy never collides with the first one's snapshot.
 - The master password: RDS's managed master secret (`manage_master_user_password`). RDS creates
   the password; it never passes through Pulumi, the state or a task environment. The server gets
   it through ECS `secrets` as one JSON key: `valueFrom: <secret_arn>:password::` into
@@ -19,6 +30,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
@@ -26,6 +38,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.platform.network import clients_only_security_group
+from components.config.server import RESTORED_FROM_TAG
 
 ENGINE_MAJOR = "17"
 PARAMETER_GROUP_FAMILY = f"postgres{ENGINE_MAJOR}"
@@ -64,6 +77,10 @@ class DatabaseArgs:
     # The stack key (components/platform/stack_key.py): encrypts the storage, its snapshots and the
     # managed master secret.
     kms_key_arn: pulumi.Input[str]
+    # Its key id: names the final snapshot apart from an earlier life's of the stack.
+    kms_key_id: pulumi.Input[str]
+    # A DB snapshot (identifier or ARN, validated) the instance starts from; None: empty.
+    restore_snapshot: Optional[str]
 
 
 class PrefectDatabase(pulumi.ComponentResource):
@@ -103,6 +120,21 @@ class PrefectDatabase(pulumi.ComponentResource):
             vpc_id=args.vpc_id, client_security_group_id=args.client_security_group_id,
             tags={**tags, "Name": f"{name}-db"}, opts=child,
         )
+        restore = args.restore_snapshot
+        digest = hashlib.sha256(restore.encode()).hexdigest()[:8] if restore else None
+        self.restore_copy: Optional[aws.rds.SnapshotCopy] = None
+        if restore is not None:
+            self.restore_copy = aws.rds.SnapshotCopy(
+                f"{name}-restore",
+                source_db_snapshot_identifier=restore,
+                target_db_snapshot_identifier=f"{args.identifier}-restore-{digest}",
+                kms_key_id=args.kms_key_arn,
+                tags={**tags, RESTORED_FROM_TAG: restore},
+                opts=child,
+            )
+        final_snapshot = pulumi.Output.concat(
+            args.identifier, "-final-", pulumi.Output.from_input(args.kms_key_id).apply(
+                lambda key_id: key_id[:8]), f"-{digest}" if digest else "")
         self.instance = aws.rds.Instance(
             f"{name}-instance",
             identifier=args.identifier,
@@ -131,8 +163,13 @@ class PrefectDatabase(pulumi.ComponentResource):
             copy_tags_to_snapshot=True,
             deletion_protection=args.deletion_protection,
             skip_final_snapshot=not args.final_snapshot,
-            final_snapshot_identifier=f"{args.identifier}-final" if args.final_snapshot else None,
-            tags=tags,
+            final_snapshot_identifier=final_snapshot if args.final_snapshot else None,
+            # Where the stack keeps a final snapshot it keeps the automated backups too (point-in-time
+            # restore over their retention after a destroy); RDS deletes them when it ends.
+            delete_automated_backups=not args.final_snapshot,
+            snapshot_identifier=(self.restore_copy.target_db_snapshot_identifier
+                                 if self.restore_copy else None),
+            tags={**tags, **({RESTORED_FROM_TAG: restore} if restore else {})},
             opts=child,
         )
         self.address = self.instance.address

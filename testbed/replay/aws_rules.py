@@ -67,6 +67,34 @@ def kms_deletion_window(resource: Declared, window: Optional[int]) -> None:
         raise ReplayError(resource, f"deletionWindowInDays = {window} is outside 7..30")
 
 
+# --- RDS ------------------------------------------------------------------------------------------
+
+def rds_snapshot_key_usable(resource: Declared, snapshot: str, key_id: Optional[str],
+                            key_state: Optional[str]) -> None:
+    """Copying or restoring an encrypted DB snapshot uses its KMS key; RDS fails with
+    KMSKeyNotAccessibleFault when that key is disabled or pending deletion (a key pending deletion
+    can be used in no cryptographic operation). moto copies and restores regardless.
+    https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CopyDBSnapshot.html#API_CopyDBSnapshot_Errors
+    https://docs.aws.amazon.com/kms/latest/developerguide/deleting-keys.html"""
+    if key_id is not None and key_state != "Enabled":
+        raise ReplayError(resource, f"KMSKeyNotAccessibleFault: snapshot {snapshot!r} is "
+                                    f"encrypted with {key_id}, which is {key_state}")
+
+
+def rds_restored_key_is_declared(resource: Declared, snapshot: str, snapshot_key: Optional[str],
+                                 declared_key: Optional[str]) -> None:
+    """RestoreDBInstanceFromDBSnapshot takes no KMS key: the instance is encrypted with its
+    snapshot's. The provider sends no `kmsKeyId` then, reads the snapshot's back, and since
+    `kmsKeyId` forces a new instance, plans to replace the database at every `pulumi up` when the
+    declared key differs. (Re-encrypting takes CopyDBSnapshot with a KmsKeyId first.)
+    https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreDBInstanceFromDBSnapshot.html
+    https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CopyDBSnapshot.html#API_CopyDBSnapshot_RequestParameters"""
+    if declared_key is not None and declared_key != snapshot_key:
+        raise ReplayError(resource, f"kmsKeyId {declared_key} is not the key of snapshot "
+                                    f"{snapshot!r} ({snapshot_key}), which the restored instance "
+                                    f"gets: every pulumi up would replace it")
+
+
 # --- SQS ------------------------------------------------------------------------------------------
 
 # The ranges CreateQueue's Attributes give; moto checks only MaximumMessageSize.

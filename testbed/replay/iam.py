@@ -53,8 +53,12 @@ def iam_role_policy_attachment(replay: Replay, resource: Declared, inputs: Input
                                                     aws_managed_policies().get(name))
         stand_in = replay.ids.get(policy_arn)
         if stand_in is None:
-            stand_in = iam.create_policy(PolicyName=name, Path=known["Path"],
-                                         PolicyDocument=json.dumps(known["Document"]))["Policy"]["Arn"]
+            try:
+                stand_in = iam.create_policy(PolicyName=name, Path=known["Path"], PolicyDocument=json.dumps(
+                    known["Document"]))["Policy"]["Arn"]
+            except iam.exceptions.EntityAlreadyExistsException:
+                # An earlier replay into this account (another stack) made it: AWS's own exist once.
+                stand_in = f"arn:aws:iam::{replay.account()}:policy{known['Path']}{name}"
             replay.map(policy_arn, stand_in)
         policy_arn = stand_in
     iam.attach_role_policy(RoleName=inputs.require("role"), PolicyArn=policy_arn)

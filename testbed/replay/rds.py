@@ -13,6 +13,11 @@ Each check cites the RDS rule it copies:
 - The provider refuses to delete an instance that keeps a final snapshot without naming it
   (`finalSnapshotIdentifier` is required unless `skipFinalSnapshot`): caught here, at create,
   rather than at the first `pulumi destroy`.
+- With `snapshotIdentifier` the provider calls RestoreDBInstanceFromDBSnapshot with what that call
+  takes, then ModifyDBInstance with the rest; the storage key, encryption, database name, master
+  user and engine version are the snapshot's. The snapshot's KMS key must be usable, and the
+  declared `kmsKeyId` must be the snapshot's (`aws_rules.rds_*`). A snapshot copy
+  (`aws.rds.SnapshotCopy`) checks its source's key the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import re
 from typing import Any, NoReturn
 
 from tools.mock_engine import Declared
+from testbed.replay import aws_rules
 from testbed.replay.core import HANDLERS, Inputs, Replay, ReplayError, aws_tags
 
 # RDS for PostgreSQL: instance classes offered in us-east-1 (current generations) and the majors
@@ -218,7 +224,11 @@ def db_instance(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str,
     inputs.engine_side("applyImmediately", "allowMajorVersionUpgrade", "skipFinalSnapshot",
                        "finalSnapshotIdentifier", "deleteAutomatedBackups", "identifier",
                        "identifierPrefix")
-    instance = replay.client("rds").create_db_instance(**request)["DBInstance"]
+    snapshot = inputs.get("snapshotIdentifier")
+    if snapshot:
+        instance = _restore(replay, resource, request, snapshot)
+    else:
+        instance = replay.client("rds").create_db_instance(**request)["DBInstance"]
     endpoint = instance.get("Endpoint") or {}
     replay.map(resource.id, instance["DBInstanceIdentifier"])
     replay.map(resource.outputs.get("arn"), instance["DBInstanceArn"])
@@ -234,6 +244,73 @@ def db_instance(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str,
                 k: v for k, v in request.items() if k != "MasterUserPassword"}}
 
 
+# What RestoreDBInstanceFromDBSnapshot takes of a CreateDBInstance request; what the provider
+# sends with ModifyDBInstance right after; and what the instance takes from its snapshot instead.
+RESTORE_FIELDS = frozenset({
+    "DBInstanceIdentifier", "DBInstanceClass", "Engine", "MultiAZ", "PubliclyAccessible", "Tags",
+    "DBSubnetGroupName", "VpcSecurityGroupIds", "DBParameterGroupName", "Port",
+    "CopyTagsToSnapshot", "DeletionProtection", "AutoMinorVersionUpgrade",
+    "ManageMasterUserPassword", "MasterUserSecretKmsKeyId", "AllocatedStorage",
+    "BackupRetentionPeriod", "PreferredBackupWindow", "StorageType", "StorageThroughput", "Iops",
+    "EnableCloudwatchLogsExports", "EnableIAMDatabaseAuthentication", "CACertificateIdentifier",
+    "NetworkType"})
+MODIFY_AFTER_RESTORE = frozenset({
+    "MaxAllocatedStorage", "PreferredMaintenanceWindow", "MonitoringInterval", "MonitoringRoleArn",
+    "EnablePerformanceInsights", "PerformanceInsightsKMSKeyId",
+    "PerformanceInsightsRetentionPeriod"})
+FROM_SNAPSHOT = frozenset({"KmsKeyId", "StorageEncrypted", "DBName", "MasterUsername",
+                           "EngineVersion"})
+
+
+def _snapshot(replay: Replay, resource: Declared, identifier: str) -> dict[str, Any]:
+    """The DB snapshot an identifier or ARN names, with its KMS key checked usable."""
+    name = identifier.split(":snapshot:", 1)[-1]
+    try:
+        (snapshot,) = replay.client("rds").describe_db_snapshots(
+            DBSnapshotIdentifier=name)["DBSnapshots"]
+    except replay.client("rds").exceptions.DBSnapshotNotFoundFault:
+        raise ReplayError(resource, f"DBSnapshotNotFound: {identifier!r}") from None
+    key_id = snapshot.get("KmsKeyId")
+    state = (replay.client("kms").describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"]
+             if key_id else None)
+    aws_rules.rds_snapshot_key_usable(resource, identifier, key_id, state)
+    return snapshot
+
+
+def _restore(replay: Replay, resource: Declared, request: dict[str, Any],
+             snapshot_id: str) -> dict[str, Any]:
+    unplaced = sorted(set(request) - RESTORE_FIELDS - MODIFY_AFTER_RESTORE - FROM_SNAPSHOT)
+    if unplaced:
+        raise ReplayError(resource, f"{unplaced}: say in testbed/replay/rds.py whether a restore "
+                                    f"sends them, modifies them after, or takes the snapshot's")
+    snapshot = _snapshot(replay, resource, snapshot_id)
+    aws_rules.rds_restored_key_is_declared(resource, snapshot_id, snapshot.get("KmsKeyId"),
+                                           request.get("KmsKeyId"))
+    rds = replay.client("rds")
+    instance = rds.restore_db_instance_from_db_snapshot(
+        DBSnapshotIdentifier=snapshot_id,
+        **{k: v for k, v in request.items() if k in RESTORE_FIELDS})["DBInstance"]
+    modify = {k: v for k, v in request.items() if k in MODIFY_AFTER_RESTORE}
+    if modify:
+        instance = rds.modify_db_instance(DBInstanceIdentifier=instance["DBInstanceIdentifier"],
+                                          ApplyImmediately=True, **modify)["DBInstance"]
+    return instance
+
+
+def db_snapshot_copy(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    source = inputs.require("sourceDbSnapshotIdentifier")
+    _snapshot(replay, resource, source)
+    request: dict[str, Any] = {"SourceDBSnapshotIdentifier": source,
+                               "TargetDBSnapshotIdentifier": inputs.require(
+                                   "targetDbSnapshotIdentifier"),
+                               "Tags": aws_tags(inputs.get("tags"))}
+    inputs.copy(request, {"kmsKeyId": "KmsKeyId", "copyTags": "CopyTags",
+                          "optionGroupName": "OptionGroupName"})
+    copy = replay.client("rds").copy_db_snapshot(**request)["DBSnapshot"]
+    return {"identifier": copy["DBSnapshotIdentifier"], "arn": copy["DBSnapshotArn"],
+            "kms_key_id": copy.get("KmsKeyId")}
+
+
 def is_set(value: Any) -> bool:
     if isinstance(value, dict) and "value" in value:
         value = value["value"]
@@ -244,4 +321,5 @@ HANDLERS.update({
     "aws:rds/subnetGroup:SubnetGroup": db_subnet_group,
     "aws:rds/parameterGroup:ParameterGroup": db_parameter_group,
     "aws:rds/instance:Instance": db_instance,
+    "aws:rds/snapshotCopy:SnapshotCopy": db_snapshot_copy,
 })

@@ -252,3 +252,20 @@ def test_policy_pack_process_serves_the_rules_over_grpc(tmp_path):
             assert [d.policyName for d in response.diagnostics] == ["secret-has-recovery-window"]
     finally:
         stop(pack)
+
+
+@pytest.mark.parametrize("change,says", [({"deletionProtection": False}, "no deletion protection"),
+                                         ({"skipFinalSnapshot": True}, "skips its final snapshot")])
+def test_a_prod_database_that_a_destroy_would_take_is_a_violation(change, says):
+    props = {**declared("selfhosted-prod", "aws:rds/instance:Instance"), **change}
+    assert rules.prod_database_kept([]) == []
+    assert rules.prod_database_kept([("aws:rds/instance:Instance", declared(
+        "selfhosted-prod", "aws:rds/instance:Instance"))]) == []
+    (violation,) = rules.prod_database_kept([("aws:rds/instance:Instance", props)])
+    assert says in violation
+
+
+def test_a_dev_database_may_go_with_its_stack():
+    props = declared("selfhosted-dev", "aws:rds/instance:Instance")
+    assert props["deletionProtection"] is False and props["skipFinalSnapshot"] is True
+    assert rules.prod_database_kept([("aws:rds/instance:Instance", props)]) == []

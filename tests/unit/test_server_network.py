@@ -94,10 +94,13 @@ def test_database_is_encrypted_private_tls_only_with_a_managed_password(evaluate
     assert db["allocatedStorage"] == values["serverDbAllocatedStorageGb"]
     assert db["backupRetentionPeriod"] == values["serverDbBackupRetentionDays"]
     assert db["multiAz"] is (values["prefectServer"] == "ha")
-    prod = stack == "selfhosted-prod"
-    assert db["deletionProtection"] is prod
-    assert db["skipFinalSnapshot"] is not prod
-    assert ("finalSnapshotIdentifier" in db) is prod
+    # Pulumi.yaml's safe defaults (both on) unless the stack file turns them off.
+    protected = values.get("serverDbDeletionProtection", True)
+    snapshot = values.get("serverDbFinalSnapshot", True)
+    assert (protected, snapshot) == ((False, False) if stack == "selfhosted-dev" else (True, True))
+    assert db["deletionProtection"] is protected
+    assert db["skipFinalSnapshot"] is not snapshot
+    assert ("finalSnapshotIdentifier" in db) is snapshot
     params = evaluation.one("aws:rds/parameterGroup:ParameterGroup").inputs
     assert params["family"] == PARAMETER_GROUP_FAMILY
     assert {"name": "rds.force_ssl", "value": "1", "applyMethod": "immediate"} in params["parameters"]
