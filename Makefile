@@ -20,10 +20,10 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 	  || $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# The mock tests spread over both cores, a test file to a core (each core then evaluates a stack
-# file once, not once per test that needs it); the ones with servers run in one process, sharing
-# them.
+# Both tiers spread over both cores, a test file to a core: each core evaluates a stack file once,
+# not once per test that needs it, and starts a server once for the files it runs.
 UNIT_TESTS = $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
+SLOW_TESTS = $(PY) -m pytest -q -m slow -n 2 --dist loadfile --durations=20
 # The older Prefect release the upgrade test starts from, in its own venv (testbed/old_prefect.py).
 OLD_PREFECT := .cache/old-prefect.stamp
 $(OLD_PREFECT): testbed/old_prefect.py $(VENV)/.dev-installed
@@ -32,7 +32,7 @@ $(OLD_PREFECT): testbed/old_prefect.py $(VENV)/.dev-installed
 
 test: lint $(LINT_TOOLS) $(OLD_PREFECT)  ## the linters, then every test, including the ones that start moto and Prefect
 	$(UNIT_TESTS)
-	$(PY) -m pytest -q -m slow --durations=20
+	$(SLOW_TESTS)
 
 # Shell scripts by shebang, wherever they are; mypy's file list is in pyproject.toml.
 SHELL_SCRIPTS = $(shell git ls-files | xargs grep -lIs '^\#!/usr/bin/env bash' 2>/dev/null)
@@ -47,7 +47,7 @@ test-unit: $(VENV)/.dev-installed  ## the fast mock tests only
 	$(UNIT_TESTS)
 
 test-slow: $(VENV)/.dev-installed $(OLD_PREFECT)  ## only the tests that start real servers
-	$(PY) -m pytest -q -m slow --durations=20
+	$(SLOW_TESTS)
 
 bench: $(VENV)/.dev-installed
 	$(PY) -m bench.stack_eval

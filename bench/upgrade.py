@@ -8,9 +8,9 @@ flow run costs in bytes, and that the retention the stack declares really delete
    flows, deployments, blocks and variables; those runs, their task runs, states, logs and events
    are then copied in SQL to `factor` times as many, one database per factor (10: 1,000 runs and
    10,000 events; 100: 10,000 runs and 100,000 events).
-2. Each database is migrated to the pinned Prefect by the declared migration command
-   (components/server/server.py MIGRATE_SCRIPT, the prefect-migrate container's), timed; every table's
-   row count is compared before and after.
+2. Each database is migrated to the pinned Prefect by the command the prefect-migrate container
+   runs under its lock (components/server/migrate.py: `prefect server database upgrade -y`),
+   timed; every table's row count is compared before and after.
 3. Bytes on disk per 1,000 runs, split into what the flow-run retention deletes (runs, task runs,
    states, logs) and what the events retention deletes (events and their resources).
 4. On the smallest database, every other run and event is backdated 3 hours; the pinned server's
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.server.server import MIGRATE_SCRIPT, retention_environment
+from components.server.server import retention_environment
 from components.config.server import PREFECT_VERSION
 from testbed.databases import Postgres, start_postgres
 from testbed.old_prefect import OLD_PREFECT_VERSION, ensure
@@ -66,10 +66,11 @@ def server_env(pg: Postgres, database: str, home: Path, bin_dir: Path) -> dict[s
 
 
 def migrate(env: dict[str, str], log_path: Path, timeout: float = 7200) -> float:
-    """The declared migration (MIGRATE_SCRIPT) with the pinned Prefect; its wall time."""
+    """prefect-migrate's upgrade command with the pinned Prefect; its wall time."""
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        result = subprocess.run([sys.executable, "-c", MIGRATE_SCRIPT], env=env, stdout=log,
+        result = subprocess.run([str(BIN / "prefect"), "server", "database", "upgrade", "-y"],
+                                env=env, stdout=log,
                                 stderr=subprocess.STDOUT, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(log_path.read_text(errors="replace")[-3000:])

@@ -12,17 +12,18 @@ from components.worker.ecs_events import EcsEvents, EcsEventsArgs
 from components.platform.flow_code import FlowCode, FlowCodeArgs
 from components.worker.iam import IamArgs, WorkerIam
 from components.prefect.job_template import FlowRunDefaults
+from components.platform.aws import AwsContext
 from components.platform.network import Network, NetworkArgs
 from components.prefect.stuck_run_automation import StuckRunAutomation, StuckRunAutomationArgs, stuck_pending_automation
 from components.worker.scaling import ScalingArgs, WorkerScaling
 from components.prefect.pool_bootstrap import bootstrap_container
 from components.worker.secret import PrefectSecret, PrefectSecretArgs
 from components.server.composition import (SERVER_EXPORTS, SelfHostedServer, compose_server,
-                                     compose_server_stores)
+                                           compose_server_stores)
 from components.config.server import SERVER_PORT
 from components.config.settings import Settings
 from components.platform.stack_key import (StackKey, StackKeyArgs, logs_statement,
-                                  secrets_manager_statements)
+                                           secrets_manager_statements)
 from components.platform.vpc_hardening import VpcHardening, VpcHardeningArgs, flow_log_group_name
 from components.prefect.work_pool import WorkPool, WorkPoolArgs
 from components.worker.worker import PrefectWorker, WorkerArgs
@@ -137,8 +138,10 @@ def compose_stack(settings: Settings) -> Stack:
     tags = settings.tags
     hardening = settings.hardening
     self_hosted = settings.server.enabled
+    # Partition, region and account, looked up once for every ARN the components build.
+    context = AwsContext.current(pulumi.InvokeOptions())
     key = StackKey("stack-key", StackKeyArgs(
-        prefix=settings.prefix, tags=tags,
+        prefix=settings.prefix, tags=tags, context=context,
         retain=self_hosted and settings.server.db_keeps_backups))
     network = Network("network", NetworkArgs(
         nat_gateways=settings.nat_gateways,
@@ -165,30 +168,31 @@ def compose_stack(settings: Settings) -> Stack:
         flow_run_policy_arns=settings.flow_run_policy_arns,
         tags=tags,
         events_queue_name=settings.events_queue_name,
+        context=context,
         work_pool_name=settings.work_pool_name,
     ))
     flow_logs = settings.existing_vpc is None and hardening.vpc_flow_logs
     # The server's database and Redis hold secrets on the stack key: declared before its policy.
     stores = compose_server_stores(settings, network, key.arn, key.key_id) if self_hosted else None
     key.set_policy([
-        *(secrets_manager_statements(key.context, [iam.execution_role.arn,
+        *(secrets_manager_statements(context, [iam.execution_role.arn,
                                                    iam.flow_run_execution_role.arn], secret.arn)
           if secret.created else []),
-        logs_statement(key.context, [log_group_name, *(
+        logs_statement(context, [log_group_name, *(
             [flow_log_group_name(settings.prefix)] if flow_logs else [])]),
-        *alarm_key_statements(key.context),
-        *(stores.key_statements(key.context) if stores else []),
+        *alarm_key_statements(context),
+        *(stores.key_statements(context) if stores else []),
     ])
     vpc_hardening = VpcHardening("vpc-hardening", VpcHardeningArgs(
-        vpc_id=network.vpc_id, prefix=settings.prefix, context=key.context, flow_logs=flow_logs,
+        vpc_id=network.vpc_id, prefix=settings.prefix, context=context, flow_logs=flow_logs,
         flow_log_retention_days=hardening.vpc_flow_log_retention_days,
         kms_key_arn=key.arn_after_policy, tags=tags,
     )) if settings.existing_vpc is None else None
     flow_code = FlowCode("flow-code", FlowCodeArgs(
-        settings.flow_code, settings.prefix, iam.context, iam.flow_run_execution_role.name,
+        settings.flow_code, settings.prefix, context, iam.flow_run_execution_role.name,
         iam.flow_run_execution_role.arn, iam.flow_run_task_role.name, tags))
     # Named up front, as IAM does, so the pool and the events rule exist before the worker polls.
-    cluster_arn = iam.context.arn("ecs", f"cluster/{cluster_name}")
+    cluster_arn = context.arn("ecs", f"cluster/{cluster_name}")
     flow_runs = FlowRunDefaults(
         cluster_arn=cluster_arn,
         vpc_id=network.vpc_id,
@@ -200,7 +204,7 @@ def compose_stack(settings: Settings) -> Stack:
         credential_env_name=secret.env_name,
         credential_secret_arn=secret.arn,
         log_group_name=log_group_name,
-        region=iam.context.region,
+        region=context.region,
         capacity_provider=settings.capacity_provider,
         cpu=settings.flow_run_cpu,
         memory=settings.flow_run_memory,
@@ -230,7 +234,7 @@ def compose_stack(settings: Settings) -> Stack:
         concurrency_limit=settings.work_pool_concurrency_limit,
         base_job_template=flow_runs.base_job_template(), credential_env_name=secret.env_name,
         credential_secret_arn=secret.arn, log_group_name=log_group_name,
-        region=iam.context.region, automation=stuck_pending_automation(
+        region=context.region, automation=stuck_pending_automation(
             automation_name, settings.work_pool_name,
             settings.run_recovery.stuck_pending_seconds),
     ) if settings.manage_work_pool and self_hosted else None
@@ -255,7 +259,7 @@ def compose_stack(settings: Settings) -> Stack:
         subnet_ids=network.worker_subnet_ids,
         security_group_ids=[network.worker_security_group.id],
         assign_public_ip=network.assign_public_ip,
-        region=iam.context.region,
+        region=context.region,
         tags=tags,
         events_queue_name=settings.events_queue_name,
         container_insights=settings.operations.container_insights,
@@ -263,26 +267,26 @@ def compose_stack(settings: Settings) -> Stack:
         log_kms_key_arn=key.arn_after_policy,
         pool_bootstrap=pool_bootstrap,
     ), pulumi.ResourceOptions(depends_on=[events, *([work_pool] if work_pool else [])]))
-    alarms, scaling = compose_operations(settings, iam, worker,
-                                       dead_letter_queue_name=events.dead_letter_queue.name,
-                                       key_arn=key.arn_after_policy)
-    server = compose_server(settings, network, secret, stores, iam.context, worker.cluster.arn,
-                          cluster_name, log_group_name, alarms.topic.arn,
-                          key.arn_after_policy) if stores else None
+    alarms, scaling = compose_operations(settings, context, worker,
+                                         dead_letter_queue_name=events.dead_letter_queue.name,
+                                         key_arn=key.arn_after_policy)
+    server = compose_server(settings, network, secret, stores, context, worker.cluster.arn,
+                            cluster_name, log_group_name, alarms.topic.arn,
+                            key.arn_after_policy) if stores else None
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
                  alarms, scaling, key, vpc_hardening, flow_code, stuck_runs, server)
 
 
-def compose_operations(settings: Settings, iam: WorkerIam, worker: PrefectWorker,
-                     dead_letter_queue_name: pulumi.Input[str], *,
-                     key_arn: pulumi.Input[str],
-                     ) -> tuple[WorkerAlarms, Optional[WorkerScaling]]:
+def compose_operations(settings: Settings, context: AwsContext, worker: PrefectWorker,
+                       dead_letter_queue_name: pulumi.Input[str], *,
+                       key_arn: pulumi.Input[str],
+                       ) -> tuple[WorkerAlarms, Optional[WorkerScaling]]:
     """Alarms always, one of them on the events queue's dead-letter queue; scaling when
     workerMaxCount exceeds workerMinCount. The stack key encrypts the alarm topic."""
     ops = settings.operations
     alarms = WorkerAlarms("alarms", AlarmsArgs(
         prefix=settings.prefix,
-        context=iam.context,
+        context=context,
         cluster_name=worker.cluster.name,
         cluster_arn=worker.cluster.arn,
         service_name=worker.service.name,

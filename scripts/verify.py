@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -231,6 +232,7 @@ class Verifier:
             token = base64.b64encode(self.env["PREFECT_API_AUTH_STRING"].encode()).decode()
             headers["Authorization"] = f"Basic {token}"
         pool = self.outputs["workPoolName"]
+        headers.update(self._csrf_headers(headers))
         request = urllib.request.Request(
             f"{self.prefect_api_url.rstrip('/')}/work_pools/{pool}/workers/filter",
             data=b"{}", headers=headers, method="POST")
@@ -250,6 +252,25 @@ class Verifier:
             raise Failed(f"{len(online)} worker(s) ONLINE in pool {pool!r}, want {wanted}: "
                          f"{[(w['name'], w.get('status')) for w in workers]}")
         return f"{len(online)} ONLINE in pool {pool!r}: {online}"
+
+    def _csrf_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """A CSRF token for a fresh client id, as Prefect's client fetches one: the stack's own
+        server refuses a POST without it. 404 (Prefect Cloud, older servers) or 422 (protection
+        off): none needed."""
+        client = str(uuid.uuid4())
+        request = urllib.request.Request(
+            f"{(self.prefect_api_url or '').rstrip('/')}/csrf-token?client={client}",
+            headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                token = json.loads(response.read())["token"]
+        except urllib.error.HTTPError as error:
+            if error.code in (404, 422):
+                return {}
+            raise Failed(f"Prefect API answered {error.code} for a CSRF token") from error
+        except urllib.error.URLError as error:
+            raise Failed(f"Prefect API unreachable: {error.reason}") from error
+        return {"Prefect-Csrf-Token": token, "Prefect-Csrf-Client": client}
 
     def checks(self) -> list[tuple[str, Callable[[], Optional[str]]]]:
         return [

@@ -8,6 +8,7 @@ The API, stable for every test that needs a database:
         pg.sql("SELECT 1")                              # psql -At output, as text
         pg.set_password("new")                          # what a secret rotation does to the role
         pg.rds_database(user, password, "prefect")      # an RDS master user and its database
+        pg.ca_file                                      # with ssl: the CA a verifying client trusts
     with redis(password="...", tls=False) as rd:        # Redis(host, port, password, pid, url,
         rd.command("PING")                              #   tls, ca_file, stop()); RESP client
     postgres_server / redis_server                      # session fixtures, one server each
@@ -85,6 +86,12 @@ class Postgres:
                       f"{urllib.parse.quote(self.password, safe='')}"
         return f"{driver}://{credentials}@{self.host}:{self.port}/{database}"
 
+    @property
+    def ca_file(self) -> Optional[Path]:
+        """With TLS, the server's certificate, for 127.0.0.1 and its own CA: what a client that
+        verifies (chain and host name) must trust; None without TLS."""
+        return self.data_dir / "server.crt" if self.ssl else None
+
     def __repr__(self) -> str:  # never the password
         return f"Postgres(host={self.host!r}, port={self.port}, user={self.user!r}, " \
                f"database={self.database!r}, pid={self.pid}, ssl={self.ssl})"
@@ -153,6 +160,14 @@ class Postgres:
 
 def _sql_literal(value: str) -> str:
     return value.replace("'", "''")
+
+
+def self_signed_ca(directory: Path) -> Path:
+    """A certificate authority of our own for 127.0.0.1 (no server uses it): `server.crt` in
+    `directory`, for a client that must be refused."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _self_signed(directory, None)
+    return directory / "server.crt"
 
 
 def _self_signed(directory: Path, owner: Optional[str]) -> None:

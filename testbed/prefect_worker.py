@@ -16,6 +16,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -47,12 +48,36 @@ def json_log(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     return records, others
 
 
+# What Prefect's CSRF protection guards (PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED, on in the
+# stack's own server): each such request carries a token the server issued to a client id.
+CSRF_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+_csrf_tokens: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def csrf_headers(api_url: str, headers: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """The CSRF headers for this server and credential, fetched once as Prefect's client does;
+    none when the server answers that protection is off (422) or has no such route (404)."""
+    key = (api_url.rstrip("/"), (headers or {}).get("Authorization", ""))
+    if key not in _csrf_tokens:
+        client = str(uuid.uuid4())
+        try:
+            token = api(api_url, "GET", f"/csrf-token?client={client}", headers=headers)["token"]
+        except urllib.error.HTTPError as error:
+            if error.code not in (404, 422):
+                raise
+            _csrf_tokens[key] = {}
+        else:
+            _csrf_tokens[key] = {"Prefect-Csrf-Token": token, "Prefect-Csrf-Client": client}
+    return _csrf_tokens[key]
+
+
 def api(api_url: str, method: str, path: str, body: Any = None,
         headers: Optional[dict[str, str]] = None, timeout: float = 10) -> Any:
+    csrf = csrf_headers(api_url, headers) if method in CSRF_METHODS else {}
     request = urllib.request.Request(
         f"{api_url.rstrip('/')}/{path.lstrip('/')}", method=method,
         data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **(headers or {})})
+        headers={"Content-Type": "application/json", **(headers or {}), **csrf})
     for attempt in range(5):
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -11,10 +11,12 @@ would compute, made up: this is a declaration, never a read of an account.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import json
 import runpy
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -24,6 +26,7 @@ import yaml
 
 from components.config.reader import NAMESPACE as PROJECT
 from components.config.credential import API_KEY, SECRET_VALUE_KEYS
+from components.config.settings import Settings, load_settings
 from components.prefect.api import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +129,13 @@ class Declared:
     # What the mock answered: the id and outputs later resources reference (replay maps them).
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Input property -> the URNs of the resources its value came from (what Pulumi orders by).
+    dependencies: dict[str, list[str]] = field(default_factory=dict)
+    urn: str = ""
+    # The URNs it waits for, its properties' and `depends_on`'s together.
+    depends_on: list[str] = field(default_factory=list)
+    # The properties `pulumi up` leaves alone once the resource exists (ResourceOptions).
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -164,6 +174,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
         inputs = dict(args.inputs)
         self._count += 1
         declared = Declared(args.typ, args.name, inputs)
+        request = getattr(_REGISTERING, "request", None)
+        if request is not None and (request.type, request.name) == (args.typ, args.name):
+            declared.urn = _REGISTERING.urn
+            declared.dependencies = {prop: sorted(deps.urns)
+                                     for prop, deps in request.propertyDependencies.items()}
+            declared.ignore_changes = list(request.ignoreChanges)
+            declared.depends_on = sorted(request.dependencies)
         self.resources.append(declared)
         declared.id, declared.outputs = self._answer(args.typ, args.name, inputs)
         return declared.id, declared.outputs
@@ -297,6 +314,44 @@ class RecordingMocks(pulumi.runtime.Mocks):
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
+# The RegisterResource request the mock monitor is answering on this thread: `new_resource` reads
+# the URN and the property dependencies from it, which MockResourceArgs does not carry.
+_REGISTERING = threading.local()
+
+
+def _record_registrations(monitor: Any) -> None:
+    register = monitor.RegisterResource
+
+    def recording(request: Any) -> Any:
+        _REGISTERING.request = request
+        _REGISTERING.urn = monitor.make_urn(request.parent, request.type, request.name)
+        try:
+            return register(request)
+        finally:
+            _REGISTERING.request = None
+
+    monitor.RegisterResource = recording
+
+
+def _thread_event_loop() -> asyncio.AbstractEventLoop:
+    """The calling thread's event loop, made current if it has none or a closed one.
+
+    `set_mocks` declares the stack's root resource, whose outputs are `asyncio.Future()`s bound to
+    the current loop, before Pulumi ensures there is one. A fresh main thread gets a loop on first
+    use, but `asyncio.run` ends by setting the loop to None, after which asyncio refuses to make
+    one ("There is no current event loop in thread 'MainThread'"): any test that ran
+    `asyncio.run` earlier in the same process (an xdist worker runs many files) broke every later
+    evaluation there."""
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
+
+
 def evaluate(config: dict[str, str], stack: str = "test",
              secret_keys: Iterable[str] = SECRET_CONFIG_KEYS,
              mocks: Optional[RecordingMocks] = None) -> Evaluation:
@@ -304,7 +359,9 @@ def evaluate(config: dict[str, str], stack: str = "test",
 
     Pass `mocks` to inspect what was recorded when the program raises (a refused config)."""
     mocks = mocks if mocks is not None else RecordingMocks()
+    _thread_event_loop()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    _record_registrations(pulumi.runtime.settings.SETTINGS.monitor)
     pulumi.runtime.set_all_config(config, [k for k in secret_keys if k in config])
     captured: dict[str, Any] = {}
     secret_exports: set[str] = set()
@@ -336,6 +393,21 @@ def evaluate_stack(stack: str, **overrides: str) -> Evaluation:
     """A stack file (`seed` for the example) evaluated with the credentials a user adds."""
     config = load_stack_config(stack_file=stack_file(stack))
     return evaluate(with_credentials(config, **overrides), stack=stack)
+
+
+def read_settings(config: dict[str, str], stack: str = "test",
+                  secret_keys: Iterable[str] = SECRET_CONFIG_KEYS) -> Settings:
+    """The validated settings of this config, read as `__main__.py` reads them, without running the
+    program: for what depends on the config alone (a `ConfigError` raises here as in preview)."""
+    _thread_event_loop()
+    pulumi.runtime.set_all_config(config, [k for k in secret_keys if k in config])
+    return load_settings(pulumi.Config(PROJECT), PROJECT, stack)
+
+
+def stack_settings(stack: str, **overrides: str) -> Settings:
+    """A stack file's settings, with the credentials a user adds."""
+    config = with_credentials(load_stack_config(stack_file=stack_file(stack)), **overrides)
+    return read_settings(config, stack)
 
 
 def is_secret_input(value: Any) -> bool:

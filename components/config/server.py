@@ -36,12 +36,6 @@ SERVER_ACCESS: tuple[str, ...] = get_args(ServerAccess)
 # worker image ships (prefect-aws 0.7.12 images carry prefect 3.9.1): a client newer or older than
 # its server breaks websockets (PrefectHQ/prefect#19539, #20775).
 PREFECT_VERSION = "3.9.1"
-# prefect-redis for the ha split, installed at start onto the task's PREFECT_HOME volume (the root
-# filesystem is read-only, so the image entrypoint's EXTRA_PIP_PACKAGES cannot install into
-# site-packages), without dependencies: the image has prefect, and its redis client may be older
-# than the one prefect-redis needs, so that one is pinned beside it.
-PREFECT_REDIS_PACKAGE = "prefect-redis==0.3.0"
-REDIS_CLIENT_PACKAGE = "redis==8.1.0"
 
 # RDS for PostgreSQL instance classes (current generations; Graviton t4g/m7g/r7g first). A class
 # RDS does not offer fails `pulumi up` only after the network exists: refused here instead.

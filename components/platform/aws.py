@@ -9,9 +9,12 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+# Service principals: who a trust policy or a resource policy lets in.
 ECS_TASKS = "ecs-tasks.amazonaws.com"
 CLOUDWATCH = "cloudwatch.amazonaws.com"
 EVENTBRIDGE = "events.amazonaws.com"
+STEP_FUNCTIONS = "states.amazonaws.com"
+VPC_FLOW_LOGS = "vpc-flow-logs.amazonaws.com"
 TASK_EXECUTION_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
 
@@ -31,6 +34,11 @@ class AwsContext:
             account_id=aws.get_caller_identity_output(opts=opts).account_id,
         )
 
+    def service_host(self, service: str) -> pulumi.Output[str]:
+        """`<service>.<region>.amazonaws.com`: the regional principal of CloudWatch Logs, and what
+        `kms:ViaService` names."""
+        return pulumi.Output.format("{0}.{1}.amazonaws.com", service, self.region)
+
     def arn(self, service: str, resource: pulumi.Input[str], *, regional: bool = True
             ) -> pulumi.Output[str]:
         return pulumi.Output.format(
@@ -39,13 +47,13 @@ class AwsContext:
         )
 
 
-def assume_role_policy(account_id: pulumi.Input[str]) -> pulumi.Output[str]:
-    """ECS tasks may assume the role, and only on behalf of this account (confused deputy)."""
+def service_trust_policy(service: str, account_id: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A role only `service` may assume, and only on behalf of this account (confused deputy)."""
     return pulumi.Output.json_dumps({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
-            "Principal": {"Service": ECS_TASKS},
+            "Principal": {"Service": service},
             "Action": "sts:AssumeRole",
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
         }],

@@ -26,6 +26,9 @@ from typing import Any, Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
+# Image references are parsed by the policy pack's rule (stdlib only, shared with the config).
+from policies.worker_rules import image_tag
+from components.config.reader import NAMESPACE
 from components.config.flow_code import (
     CODE_PREFIX, RESULTS_PREFIX, FlowCodeSettings, default_bucket_name,
 )
@@ -54,17 +57,6 @@ class FlowCodeArgs:
     tags: Mapping[str, str]
     # A customer-managed key for the repository and the bucket; None: AWS-managed aws/ecr, aws/s3.
     kms_key_arn: Optional[pulumi.Input[str]] = None
-
-
-def split_image(image: str) -> tuple[str, str]:
-    """`name:tag` -> (name, ":tag"); `name@sha256:...` -> (name, "@sha256:...")."""
-    name, at, digest = image.partition("@")
-    if at:
-        return name, "@" + digest
-    if ":" in name.rsplit("/", 1)[-1]:
-        name, tag = name.rsplit(":", 1)
-        return name, ":" + tag
-    return name, ""
 
 
 def lifecycle_policy(keep_tagged: int, untagged_days: int) -> dict[str, Any]:
@@ -96,7 +88,7 @@ class FlowCode(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: FlowCodeArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:FlowCode", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:FlowCode", name, None, opts)
         self._name = name
         self._args = args
         settings = args.settings
@@ -328,6 +320,8 @@ class FlowCode(pulumi.ComponentResource):
                     "Effect": "Allow",
                     "Principal": {"AWS": publisher},
                     "Action": ["s3:PutObject", "s3:GetObject"],
+                    # AWS: S3 grants objects by key, and flow code is any key under flows/ of
+                    # this bucket, so the object part ends in "*".
                     "Resource": pulumi.Output.concat(bucket_arn, "/", CODE_PREFIX, "*"),
                 },
                 {
@@ -348,8 +342,10 @@ class FlowCode(pulumi.ComponentResource):
 
     def flow_run_image(self, image: str) -> pulumi.Input[str]:
         """`flowRunImage` as the job template's default: `<repository name>:<tag>` (or
-        `@<digest>`) becomes this stack's repository URL with that tag; any other image stays."""
-        name, reference = split_image(image)
+        `@<digest>`, which wins over a tag as it does for ECS) becomes this stack's repository
+        URL with that reference; any other image stays."""
+        name, tag, digest = image_tag(image)
+        reference = f"@{digest}" if digest else f":{tag}" if tag is not None else ""
         if self.repository_url is not None and name == self.repository_name and reference:
             return pulumi.Output.concat(self.repository_url, reference)
         return image

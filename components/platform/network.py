@@ -19,6 +19,12 @@ import pulumi_awsx as awsx
 from components.config.network import ExistingVpc, NatGateways, subnet_mask
 from components.config.reader import NAMESPACE
 
+# The ports the stack opens, each written once: the data stores' engines listen on their
+# defaults, and everything else the tasks reach is HTTPS.
+HTTPS_PORT = 443
+POSTGRESQL_PORT = 5432
+REDIS_PORT = 6379
+
 NAT_STRATEGIES = {
     "none": awsx.ec2.NatGatewayStrategy.NONE,
     "single": awsx.ec2.NatGatewayStrategy.SINGLE,
@@ -103,9 +109,10 @@ class Network(pulumi.ComponentResource):
                             "load balancer (separate rules); outbound HTTPS, PostgreSQL, Redis",
                 vpc_id=self.vpc_id,
                 egress=[
-                    _egress("HTTPS out: image, AWS APIs, PyPI", "tcp", 443, 443),
-                    _egress("PostgreSQL in the VPC", "tcp", 5432, 5432, [args.vpc_cidr]),
-                    _egress("Redis in the VPC", "tcp", 6379, 6379, [args.vpc_cidr]),
+                    _egress("HTTPS out: image, AWS APIs, PyPI", "tcp", HTTPS_PORT, HTTPS_PORT),
+                    _egress("PostgreSQL in the VPC", "tcp", POSTGRESQL_PORT, POSTGRESQL_PORT,
+                            [args.vpc_cidr]),
+                    _egress("Redis in the VPC", "tcp", REDIS_PORT, REDIS_PORT, [args.vpc_cidr]),
                 ],
                 tags={**args.tags, "Name": f"{name}-server"},
                 opts=child,
@@ -114,7 +121,7 @@ class Network(pulumi.ComponentResource):
                 description="Prefect server API", protocol="tcp", from_port=args.server_port,
                 to_port=args.server_port, security_groups=[self.server_security_group.id]))
 
-        worker_ports = sorted({443, *args.worker_egress_ports})
+        worker_ports = sorted({HTTPS_PORT, *args.worker_egress_ports})
         self.worker_security_group = self._no_ingress_group(
             name, args, "worker",
             "Prefect worker: no inbound; outbound HTTPS to AWS APIs and Prefect",

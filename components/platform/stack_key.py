@@ -29,6 +29,7 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.config.reader import NAMESPACE
 from components.platform.aws import AwsContext
 
 Statement = Mapping[str, Any]
@@ -51,6 +52,7 @@ LOGS_ACTIONS = ("kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateD
 class StackKeyArgs:
     prefix: str
     tags: Mapping[str, str]
+    context: AwsContext
     # Kept by pulumi destroy: what it encrypted outlives the stack (a database's final snapshot).
     retain: bool
 
@@ -78,7 +80,7 @@ def secrets_manager_statements(ctx: AwsContext, reader_role_arns: Sequence[pulum
     and on refresh (GetSecretValue: Decrypt), so it cannot be left out. Anyone else needs both
     secretsmanager:GetSecretValue and kms:Decrypt on this key, where AWS's managed key would have
     asked for the first only."""
-    via = pulumi.Output.format("secretsmanager.{0}.amazonaws.com", ctx.region)
+    via = ctx.service_host("secretsmanager")
     condition = {"StringEquals": {"kms:ViaService": via,
                                   "kms:EncryptionContext:SecretARN": secret_arn}}
     return [
@@ -113,7 +115,7 @@ def logs_statement(ctx: AwsContext, log_group_names: Sequence[str]) -> dict[str,
     return {
         "Sid": "CloudWatchLogsUsesKeyForTheseLogGroups",
         "Effect": "Allow",
-        "Principal": {"Service": pulumi.Output.format("logs.{0}.amazonaws.com", ctx.region)},
+        "Principal": {"Service": ctx.service_host("logs")},
         "Action": list(LOGS_ACTIONS),
         # AWS: in a key policy "*" is this key; the condition names the log groups.
         "Resource": "*",
@@ -129,9 +131,9 @@ class StackKey(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StackKeyArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:StackKey", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:StackKey", name, None, opts)
         self._name = name
-        self.context = AwsContext.current(pulumi.InvokeOptions(parent=self))
+        self.context = args.context
         self.key = aws.kms.Key(
             f"{name}-key",
             description=f"{args.prefix}: encrypts the Prefect credential, logs and alarm topic",

@@ -18,9 +18,9 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.platform.aws import AwsContext, policy_document
+from components.config.reader import NAMESPACE
+from components.platform.aws import VPC_FLOW_LOGS, AwsContext, policy_document
 
-FLOW_LOGS_SERVICE = "vpc-flow-logs.amazonaws.com"
 # 600 s is AWS's default and the cheapest aggregation; 60 s multiplies the records.
 FLOW_LOG_AGGREGATION_SECONDS = 600
 
@@ -48,7 +48,7 @@ class VpcHardening(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: VpcHardeningArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:VpcHardening", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:VpcHardening", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
         ctx = args.context
@@ -75,10 +75,10 @@ class VpcHardening(pulumi.ComponentResource):
             )
             role = aws.iam.Role(
                 f"{name}-flow-logs-role",
-                description="prefect-ecs-worker: VPC Flow Logs delivers to the flow-log group",
+                description=f"{NAMESPACE}: VPC Flow Logs delivers to the flow-log group",
                 assume_role_policy=policy_document([{
                     "Effect": "Allow",
-                    "Principal": {"Service": FLOW_LOGS_SERVICE},
+                    "Principal": {"Service": VPC_FLOW_LOGS},
                     "Action": "sts:AssumeRole",
                     # Confused deputy: only this account's flow logs (AWS flow-logs-cwl.html).
                     "Condition": {

@@ -21,13 +21,15 @@ from typing import Any, Callable, Optional
 import httpx
 from pulumi.dynamic import ConfigureRequest, ResourceProvider
 
+from components.prefect import pool_bootstrap_program
 from components.config.credential import API_KEY, AUTH_STRING
 from components.config.reader import NAMESPACE
 
 TIMEOUT_SECONDS = 30
 # Rate limits (Prefect Cloud) and a busy server (a self-hosted one on SQLite answers 503 while
-# another writer holds the database) pass; anything else is an answer.
-RETRY_STATUSES = (429, 502, 503, 504)
+# another writer holds the database) pass; anything else is an answer. One list for the
+# providers and the in-VPC bootstrap, which can import nothing of the stack, so it lives there.
+RETRY_STATUSES = pool_bootstrap_program.RETRY_STATUSES
 ATTEMPTS = 4
 
 

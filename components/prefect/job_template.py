@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import pulumi
 
-from components.worker.worker import JSON_LOGGING_ENVIRONMENT
+from components.platform.fargate import JSON_LOGGING_ENVIRONMENT, awslogs
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "ecs-base-job-template.json"
 # Streams are `<prefix>/<container>/<ECS task id>`: one stream per flow run. A run id in the
@@ -87,9 +87,7 @@ class FlowRunDefaults:
             secret_variable: v["secret_arn"],
             "configure_cloudwatch_logs": True,
             "cloudwatch_logs_options": {
-                "awslogs-group": self.log_group_name,
-                "awslogs-region": v["region"],
-                "awslogs-stream-prefix": FLOW_RUN_STREAM_PREFIX,
+                **awslogs(self.log_group_name, v["region"], FLOW_RUN_STREAM_PREFIX)["options"],
                 # The stack owns the group; creating groups would need logs:CreateLogGroup.
                 "awslogs-create-group": "false",
             },

@@ -22,6 +22,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.config.reader import NAMESPACE
 from components.server.server import LB_IDLE_TIMEOUT_SECONDS
 from components.config.server import physical_name
 
@@ -54,7 +55,7 @@ class ServerAccess(pulumi.ComponentResource):
     url: pulumi.Output[str]
 
     def __init__(self, name: str, args: AccessArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:ServerAccess", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:ServerAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
         listen_ports = (443, 80) if args.public else (80,)

@@ -21,10 +21,11 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
+from components.config.reader import NAMESPACE
+from components.platform.alarm import AlarmTarget, threshold_alarm
 from components.server.database import max_connections
 from components.server.growth import ALARM_HEADROOM_DAYS, free_storage_alarm_bytes
 
-PERIOD_SECONDS = 60
 CPU_HIGH_PERCENT = 80
 FREE_STORAGE_LOW_SHARE = 0.2
 CONNECTIONS_HIGH_SHARE = 0.8
@@ -51,72 +52,46 @@ class ServerAlarms(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ServerAlarmsArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:ServerAlarms", name, None, opts)
-        self._name, self._args = name, args
+        super().__init__(f"{NAMESPACE}:index:ServerAlarms", name, None, opts)
+        alarms = AlarmTarget(self, name, args.prefix, args.topic_arn, args.evaluation_minutes,
+                             args.tags)
         db = {"DBInstanceIdentifier": args.db_identifier}
         free_storage_low = free_storage_alarm_bytes(args.db_allocated_storage_gb,
                                                     FREE_STORAGE_LOW_SHARE)
         self.alarms = [
-            self._alarm("db-cpu-high", "Prefect database CPU above 80%", "AWS/RDS",
-                        "CPUUtilization", db, CPU_HIGH_PERCENT),
-            self._alarm("db-storage-low", "Prefect database free storage below 20% of its "
-                        f"allocation or {ALARM_HEADROOM_DAYS} days of growth at the stated load",
-                        "AWS/RDS", "FreeStorageSpace", db, free_storage_low,
-                        operator="LessThanThreshold",
-                        statistic="Minimum"),
-            self._alarm("db-connections-high",
-                        "Prefect database connections above 80% of the instance's maximum",
-                        "AWS/RDS", "DatabaseConnections", db,
-                        int(max_connections(args.db_instance_class) * CONNECTIONS_HIGH_SHARE),
-                        statistic="Maximum"),
+            threshold_alarm(alarms, "db-cpu-high", "Prefect database CPU above 80%", "AWS/RDS",
+                            "CPUUtilization", db, CPU_HIGH_PERCENT),
+            threshold_alarm(alarms, "db-storage-low", "Prefect database free storage below 20% "
+                            f"of its allocation or {ALARM_HEADROOM_DAYS} days of growth at the "
+                            "stated load", "AWS/RDS", "FreeStorageSpace", db, free_storage_low,
+                            operator="LessThanThreshold", statistic="Minimum"),
+            threshold_alarm(alarms, "db-connections-high",
+                            "Prefect database connections above 80% of the instance's maximum",
+                            "AWS/RDS", "DatabaseConnections", db,
+                            int(max_connections(args.db_instance_class) * CONNECTIONS_HIGH_SHARE),
+                            statistic="Maximum"),
         ]
         if args.load_balancer_suffix is not None and args.target_group_suffix is not None:
             lb = {"LoadBalancer": args.load_balancer_suffix}
             target = {**lb, "TargetGroup": args.target_group_suffix}
             self.alarms += [
-                self._alarm("server-unhealthy-targets", "A Prefect API task fails /api/ready",
-                            "AWS/ApplicationELB", "UnHealthyHostCount", target, 0,
-                            statistic="Maximum"),
-                self._alarm("server-target-5xx", "The Prefect API answers 5xx",
-                            "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", target,
-                            TARGET_5XX_PER_MINUTE, statistic="Sum"),
-                self._alarm("server-lb-5xx", "The load balancer answers 5xx (no healthy API "
-                            "task)", "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", lb,
-                            TARGET_5XX_PER_MINUTE, statistic="Sum"),
+                threshold_alarm(alarms, "server-unhealthy-targets", "A Prefect API task fails /api/ready",
+                                "AWS/ApplicationELB", "UnHealthyHostCount", target, 0,
+                                statistic="Maximum"),
+                threshold_alarm(alarms, "server-target-5xx", "The Prefect API answers 5xx",
+                                "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", target,
+                                TARGET_5XX_PER_MINUTE, statistic="Sum"),
+                threshold_alarm(alarms, "server-lb-5xx", "The load balancer answers 5xx (no healthy API "
+                                "task)", "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", lb,
+                                TARGET_5XX_PER_MINUTE, statistic="Sum"),
             ]
         if args.redis_id is not None:
             redis = {"ReplicationGroupId": args.redis_id}
             self.alarms += [
-                self._alarm("redis-cpu-high", "Prefect Redis engine CPU above 80%",
-                            "AWS/ElastiCache", "EngineCPUUtilization", redis, CPU_HIGH_PERCENT),
-                self._alarm("redis-memory-high", "Prefect Redis memory above 80%",
-                            "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", redis,
-                            CPU_HIGH_PERCENT),
+                threshold_alarm(alarms, "redis-cpu-high", "Prefect Redis engine CPU above 80%",
+                                "AWS/ElastiCache", "EngineCPUUtilization", redis, CPU_HIGH_PERCENT),
+                threshold_alarm(alarms, "redis-memory-high", "Prefect Redis memory above 80%",
+                                "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", redis,
+                                CPU_HIGH_PERCENT),
             ]
         self.register_outputs({"alarm_names": [a.name for a in self.alarms]})
-
-    def _alarm(self, role: str, description: str, namespace: str, metric: str,
-               dimensions: Mapping[str, pulumi.Input[str]], threshold: float, *,
-               operator: str = "GreaterThanThreshold",
-               statistic: str = "Average") -> aws.cloudwatch.MetricAlarm:
-        args = self._args
-        periods = args.evaluation_minutes
-        return aws.cloudwatch.MetricAlarm(
-            f"{self._name}-{role}",
-            name=f"{args.prefix}-{role}",
-            alarm_description=description,
-            namespace=namespace,
-            metric_name=metric,
-            dimensions=dict(dimensions),
-            statistic=statistic,
-            period=PERIOD_SECONDS,
-            evaluation_periods=periods,
-            datapoints_to_alarm=periods,
-            threshold=float(threshold),
-            comparison_operator=operator,
-            treat_missing_data="notBreaching",
-            alarm_actions=[args.topic_arn],
-            ok_actions=[args.topic_arn],
-            tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self),
-        )

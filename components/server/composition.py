@@ -41,7 +41,9 @@ SERVER_EXPORTS: dict[str, str] = {
     "serverExecEnabled": "With a server: whether ECS Exec is on (internal access only).",
     "serverPort": "With a server: the port its API and UI listen on.",
     "serverDbEndpoint": "With a server: the RDS PostgreSQL address.",
-    "serverDbSecretArn": "With a server: RDS's managed master secret (the database password).",
+    "serverDbSecretArn": "With a server: RDS's managed master secret (used by migrations only).",
+    "serverDbAppSecretArn": "With a server: the password of the database role the server runs "
+                            "as.",
     "serverRedeployStateMachineArn": "With a server: the state machine that redeploys it after a "
                                      "password rotation.",
     "serverUrl": "With a load balancer: the server's URL for people.",
@@ -64,12 +66,12 @@ class ServerStores:
         - RDS and ElastiCache encrypt storage, snapshots and backups with the key through their
           own service only (kms:ViaService), for principals of this account.
         """
-        secret_arns = [self.database.master_secret_arn,
+        secret_arns = [self.database.master_secret_arn, self.database.app_secret_arn,
                        *([self.redis.token_secret_arn] if self.redis else [])]
         root = pulumi.Output.format("arn:{0}:iam::{1}:root", ctx.partition, ctx.account_id)
-        services = [pulumi.Output.format("rds.{0}.amazonaws.com", ctx.region)]
+        services = [ctx.service_host("rds")]
         if self.redis:
-            services.append(pulumi.Output.format("elasticache.{0}.amazonaws.com", ctx.region))
+            services.append(ctx.service_host("elasticache"))
         return [
             {
                 "Sid": "ServerSecretsViaSecretsManagerWithIam",
@@ -79,8 +81,7 @@ class ServerStores:
                 # AWS: in a key policy "*" is this key; the condition pins service and secrets.
                 "Resource": "*",
                 "Condition": {"StringEquals": {
-                    "kms:ViaService": pulumi.Output.format("secretsmanager.{0}.amazonaws.com",
-                                                          ctx.region),
+                    "kms:ViaService": ctx.service_host("secretsmanager"),
                     "kms:EncryptionContext:SecretARN": secret_arns}},
             },
             {
@@ -121,6 +122,7 @@ class SelfHostedServer:
             "serverPort": SERVER_PORT,
             "serverDbEndpoint": self.database.address,
             "serverDbSecretArn": self.database.master_secret_arn,
+            "serverDbAppSecretArn": self.database.app_secret_arn,
             "serverRedeployStateMachineArn": self.rotation.state_machine.arn,
             # The load balancer's URL for people; none in single/internal (make ui instead).
             **({"serverUrl": self.access.url} if self.access else {}),
@@ -162,9 +164,9 @@ def compose_server_stores(settings: Settings, network: Network, key_arn: pulumi.
 
 
 def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
-                 stores: ServerStores, context: AwsContext, cluster_arn: pulumi.Input[str],
-                 cluster_name: str, log_group_name: str, topic_arn: pulumi.Input[str],
-                 key_arn: pulumi.Input[str]) -> SelfHostedServer:
+                   stores: ServerStores, context: AwsContext, cluster_arn: pulumi.Input[str],
+                   cluster_name: str, log_group_name: str, topic_arn: pulumi.Input[str],
+                   key_arn: pulumi.Input[str]) -> SelfHostedServer:
     """The rest of the server, once the stack key's policy is in place (`key_arn` after it)."""
     server, tags, prefix = settings.server, settings.tags, settings.prefix
     assert network.server_security_group is not None, "the network was built without a server"
@@ -208,6 +210,7 @@ def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
                                    "flow-runs": network.flow_run_security_group.id},
         db_host=database.address,
         db_secret_arn=database.master_secret_arn,
+        db_app_secret_arn=database.app_secret_arn,
         auth_secret_arn=secret.arn,
         redis=RedisEndpoint(redis.host, redis.token_secret_arn) if redis else None,
         target_group_arn=access.target_group.arn if access else None,
@@ -221,7 +224,7 @@ def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
     rotation = RotationRedeploy("server-rotation", RotationArgs(
         prefix=prefix,
         context=context,
-        secret_arn=database.master_secret_arn,
+        secret_arns=[database.master_secret_arn, database.app_secret_arn],
         cluster_arn=cluster_arn,
         service_arns={role: s.arn for role, s in prefect_server.services.items()},
         tags=tags,

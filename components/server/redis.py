@@ -22,10 +22,10 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.platform.network import clients_only_security_group
+from components.config.reader import NAMESPACE
+from components.platform.network import REDIS_PORT, clients_only_security_group
 from components.worker.secret import RECOVERY_WINDOW_DAYS, generated_password
 
-PORT = 6379
 ENGINE_VERSION = "7.1"
 PARAMETER_GROUP = "default.redis7"
 # ElastiCache accepts 16-128 printable characters for an AUTH token.
@@ -50,7 +50,7 @@ class PrefectRedis(pulumi.ComponentResource):
     host: pulumi.Output[str]
 
     def __init__(self, name: str, args: RedisArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:PrefectRedis", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:PrefectRedis", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
@@ -82,7 +82,7 @@ class PrefectRedis(pulumi.ComponentResource):
         security_group = clients_only_security_group(
             f"{name}-sg",
             description="Prefect server Redis: 6379 from the server tasks only",
-            rule_description="Redis from the Prefect server", port=PORT,
+            rule_description="Redis from the Prefect server", port=REDIS_PORT,
             vpc_id=args.vpc_id, client_security_group_id=args.client_security_group_id,
             tags={**tags, "Name": f"{name}-redis"}, opts=child,
         )
@@ -101,7 +101,7 @@ class PrefectRedis(pulumi.ComponentResource):
             at_rest_encryption_enabled=True,
             kms_key_id=args.kms_key_arn,
             auth_token=token,
-            port=PORT,
+            port=REDIS_PORT,
             subnet_group_name=subnet_group.name,
             security_group_ids=[security_group.id],
             snapshot_retention_limit=1,

@@ -7,7 +7,13 @@ secrets (only its schedule can change), and a password that never rotates is the
 So each successful rotation starts new server tasks, which read the new password:
 
 - An EventBridge rule matches Secrets Manager's `RotationSucceeded` event (delivered by CloudTrail
-  as "AWS Service Event via CloudTrail"; service events need no trail) for the managed secret only.
+  as "AWS Service Event via CloudTrail"; service events need no trail) for the server's two
+  database secrets only: RDS's managed master secret, and the server role's secret
+  (components/server/database.py), should a rotation function be attached to it.
+- The server role's password needs no rotation function of its own: every task's
+  `prefect-migrate` sets the role's password to the secret's current value before the server
+  starts, so `put-secret-value` and a run of this state machine rotate it
+  (docs/self-hosted-server.md).
 - Its target is a Step Functions state machine (STANDARD; a few executions a month cost nothing
   measurable) whose states call ECS `UpdateService` with `forceNewDeployment` on each server
   service, through the AWS SDK integration: no Lambda function, no code to patch.
@@ -27,22 +33,22 @@ from typing import Any, Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.platform.aws import AwsContext, policy_document
+from components.config.reader import NAMESPACE
+from components.platform.aws import (EVENTBRIDGE, STEP_FUNCTIONS, AwsContext, policy_document,
+                                     service_trust_policy)
 
-EVENTS = "events.amazonaws.com"
-STATES = "states.amazonaws.com"
 UPDATE_SERVICE = "arn:aws:states:::aws-sdk:ecs:updateService"
 
 
-def rotation_pattern(secret_arn: str) -> dict[str, Any]:
-    """Secrets Manager's RotationSucceeded service event for this one secret."""
+def rotation_pattern(secret_arns: list[str]) -> dict[str, Any]:
+    """Secrets Manager's RotationSucceeded service event for these secrets."""
     return {
         "source": ["aws.secretsmanager"],
         "detail-type": ["AWS Service Event via CloudTrail"],
         "detail": {
             "eventSource": ["secretsmanager.amazonaws.com"],
             "eventName": ["RotationSucceeded"],
-            "additionalEventData": {"SecretId": [secret_arn]},
+            "additionalEventData": {"SecretId": list(secret_arns)},
         },
     }
 
@@ -76,7 +82,8 @@ def redeploy_definition(cluster_arn: str, services: Mapping[str, str]) -> dict[s
 class RotationArgs:
     prefix: str
     context: AwsContext
-    secret_arn: pulumi.Input[str]
+    # The secrets whose rotation redeploys the server (the database's master and server role).
+    secret_arns: list[pulumi.Input[str]]
     cluster_arn: pulumi.Input[str]
     # role -> ECS service ARN
     service_arns: Mapping[str, pulumi.Input[str]]
@@ -89,14 +96,14 @@ class RotationRedeploy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RotationArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:RotationRedeploy", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:RotationRedeploy", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
         machine_role = aws.iam.Role(
             f"{name}-machine-role",
-            description="prefect-ecs-worker: redeploys the Prefect server after a rotation",
-            assume_role_policy=_trust(STATES, args.context.account_id),
+            description=f"{NAMESPACE}: redeploys the Prefect server after a rotation",
+            assume_role_policy=service_trust_policy(STEP_FUNCTIONS, args.context.account_id),
             tags=tags, opts=child)
         aws.iam.RolePolicy(
             f"{name}-machine-policy",
@@ -119,8 +126,8 @@ class RotationRedeploy(pulumi.ComponentResource):
 
         events_role = aws.iam.Role(
             f"{name}-events-role",
-            description="prefect-ecs-worker: EventBridge starts the server redeploy",
-            assume_role_policy=_trust(EVENTS, args.context.account_id),
+            description=f"{NAMESPACE}: EventBridge starts the server redeploy",
+            assume_role_policy=service_trust_policy(EVENTBRIDGE, args.context.account_id),
             tags=tags, opts=child)
         aws.iam.RolePolicy(
             f"{name}-events-policy",
@@ -136,8 +143,8 @@ class RotationRedeploy(pulumi.ComponentResource):
             f"{name}-rule",
             name=f"{args.prefix}-db-password-rotated",
             description="The Prefect server's database password rotated: redeploy the server",
-            event_pattern=pulumi.Output.from_input(args.secret_arn).apply(
-                lambda arn: json.dumps(rotation_pattern(arn))),
+            event_pattern=pulumi.Output.all(*args.secret_arns).apply(
+                lambda arns: json.dumps(rotation_pattern(list(arns)))),
             tags=tags, opts=child)
         aws.cloudwatch.EventTarget(
             f"{name}-target",
@@ -148,15 +155,3 @@ class RotationRedeploy(pulumi.ComponentResource):
 
         self.register_outputs({"state_machine_arn": self.state_machine.arn,
                                "rule_name": self.rule.name})
-
-
-def _trust(service: str, account_id: pulumi.Input[str]) -> pulumi.Output[str]:
-    return pulumi.Output.json_dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Service": service},
-            "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-        }],
-    })

@@ -4,28 +4,25 @@ Modes (`prefectServer`):
 
 - `single`: one service, one task, container `prefect-server` running
   `prefect server start --host 0.0.0.0`: API, UI and background services in one process, after
-  `prefect-migrate` (below) migrated the database. Deployments stop the old task before starting
-  the new one (minimum 0, maximum 100 percent), so two schedulers never overlap.
+  the task's `prefect-migrate` (below). Deployments stop the old task before starting the new one (minimum 0,
+  maximum 100 percent), so two schedulers never overlap and two processes never migrate at once.
 - `ha`: an API service of `serverApiCount` tasks spread across AZs (container `prefect-api`,
   `prefect server start --host 0.0.0.0 --no-services`, `PREFECT_SERVER_DATABASE_MIGRATE_ON_START`
   false) and a services service of one task (container `prefect-services`,
   `prefect server services start`), both on Redis for every multi-process setting.
 
-Migrations run exactly once before a new server, API or services process starts. Every server
-task has a first, non-essential container `prefect-migrate` (same image, same database settings) and
-its main container waits for it to exit 0 (`dependsOn` condition `SUCCESS`). `prefect-migrate`
-runs `MIGRATE_SCRIPT`: it takes a PostgreSQL advisory lock on its own connection, polling
-`pg_try_advisory_lock(MIGRATION_LOCK)` every 2 s (never a blocking `pg_advisory_lock()`: a
-session waiting inside that statement holds a snapshot, which the upgrade's `CREATE INDEX
-CONCURRENTLY` waits for, so the holder's upgrade and the waiters deadlock), and, holding it, runs
-`prefect server database upgrade -y` as a subprocess. Prefect's
-own migration guard is an in-process lock only (three replicas migrating one empty database at
-once: two died with UniqueViolationError), so the lock serializes the tasks that start together:
-the first one migrates, each one after it finds the schema at head and does nothing. A failed
-migration stops the task (the main container never starts) and the deployment circuit breaker
-rolls back. To test it on real processes: run `MIGRATE_SCRIPT` (the container's command) two or
-three times at once with the container's environment against one empty PostgreSQL; all must exit
-0, then an API with migrations off must come up.
+Migrations run exactly once before a new server, API or services process starts, and they are
+the only place the RDS master password goes. Every task (single and ha) has a first,
+non-essential container `prefect-migrate` (same image) and its main container waits for it to exit
+0 (`dependsOn` condition `SUCCESS`); main containers never migrate on start. `prefect-migrate` runs
+`MIGRATE_PROGRAM` (components/server/migrate.py): under a PostgreSQL advisory lock taken as the
+master user, it gives the database to the server's own role (components/server/database.py
+`SERVER_USER`; created, or its password set to the secret's current value) and runs
+`prefect server database upgrade -y` as that role. Tasks that start together are serialized; a
+failed migration stops the task (the main container never starts) and the deployment circuit
+breaker rolls back. To test it on real processes: run `MIGRATE_PROGRAM` (the container's command)
+two or three times at once with the container's environment against one empty PostgreSQL; all
+must exit 0, then an API with migrations off must come up.
 
 How the worker finds the server: a Cloud Map private DNS namespace `<project>-<stack>.internal`
 with a service `server` (A records, multivalue, TTL 10 s) where ECS registers each server (single)
@@ -38,9 +35,14 @@ load balancer about $16 a month: for `single` DNS is the cheapest way. In `ha` t
 also keeps it off a public ALB's allow-list.
 
 Containers get (tests/unit/test_server_*.py assert each):
-- `PREFECT_SERVER_DATABASE_DRIVER=postgresql+asyncpg` and `_HOST`, `_PORT`, `_USER`, `_NAME` as
-  plain values; `PREFECT_SERVER_DATABASE_PASSWORD` only through `secrets`
-  (`<RDS managed secret ARN>:password::`).
+- `PREFECT_SERVER_DATABASE_DRIVER=postgresql+asyncpg` and `_HOST`, `_PORT`, `_USER` (the server's
+  role), `_NAME` as plain values; `PREFECT_SERVER_DATABASE_PASSWORD` only through `secrets`
+  (`<server role secret ARN>:password::`). Only `prefect-migrate` also gets the master user and,
+  through `secrets`, its password (`<RDS managed secret ARN>:password::`).
+- Verified TLS to the database: Prefect's `..._SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED`, `_CHECK_HOSTNAME`
+  and `_CA_FILE` (a file on the /tmp volume), which each command writes from `DATABASE_CA_BUNDLE`,
+  the stack region's RDS root CAs as text (components/server/database.py `rds_ca_bundle`): nothing is
+  downloaded, and a database whose certificate they do not sign is refused.
 - `PREFECT_SERVER_API_AUTH_STRING` through `secrets` (the stack's auth-string secret); the services
   process also gets `PREFECT_API_AUTH_STRING`, for its internal client.
 - In `ha`, the Redis AUTH token only through `secrets` (`PREFECT_REDIS_MESSAGING_PASSWORD`).
@@ -48,17 +50,22 @@ Containers get (tests/unit/test_server_*.py assert each):
   the container's command composes it from the injected password at start (`DOCKET_URL_EXPORT`).
 - `PREFECT_UI_API_URL=/api` (unset, the UI would call 127.0.0.1), an API keep-alive of 75 s above
   the ALB's 60 s idle timeout, and JSON logs into the stack's log group.
+- CSRF protection on the API (`PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED`): every change needs a
+  token the server issued to that client (`GET /api/csrf-token?client=<id>`).
 - Liveness: a container health check on `/api/health`; readiness: the ALB's target group checks
   `/api/ready` (it checks the database). Both answer without credentials.
 
 The image is `serverImage`, pinned to the worker's Prefect version. Every server container runs on
 a read-only root filesystem: `PREFECT_HOME` (/var/lib/prefect, where Prefect copies its UI build)
 and /tmp are task volumes. `ha` needs prefect-redis, which no official Prefect image ships; the
-image entrypoint's `EXTRA_PIP_PACKAGES` would install into the read-only site-packages, so the `ha`
-commands first pip-install `SERVER_EXTRA_PACKAGES` (a pinned prefect-redis and its redis client,
-without dependencies) onto the PREFECT_HOME volume and put it on PYTHONPATH (a few seconds more per
-start, and PyPI must be reachable through the NAT). A team that builds its own image with
-prefect-redis sets `serverImage` to it; the install is then a few seconds of redundant download.
+image entrypoint's `EXTRA_PIP_PACKAGES` would install into the read-only site-packages and
+unverified, so the `ha` commands first pip-install requirements-server-ha.txt (prefect-redis and its
+redis client, each wheel pinned by sha256, passed as text in `SERVER_REQUIREMENTS`) onto the
+PREFECT_HOME volume with `--require-hashes --no-deps --only-binary :all:`, and put it on
+PYTHONPATH. pip still downloads from the package index through the NAT (a few seconds per start):
+the install is verified, not offline. If it cannot install (index unreachable, a hash that does
+not match), the task stops within seconds with one ERROR line. A team that builds its own image
+with prefect-redis sets `serverImage` to it; the install then finds the packages already there.
 
 ECS Exec is on for the server (single) or API (ha) service only, with a task role that allows the
 four `ssmmessages` actions and nothing else; `make ui` opens a port forward through it
@@ -67,60 +74,51 @@ four `ssmmessages` actions and nothing else; `make ui` opens a port forward thro
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
-from components.server.database import DATABASE_NAME, DRIVER, MASTER_USER, PORT as DB_PORT
-from components.server.database import password_value_from
-from components.platform.aws import TASK_EXECUTION_POLICY, AwsContext, assume_role_policy, policy_document
-from components.server.redis import PORT as REDIS_PORT
-from components.config.server import PREFECT_REDIS_PACKAGE, REDIS_CLIENT_PACKAGE, ServerMode
-from components.worker.worker import (JSON_LOGGING_ENVIRONMENT, PREFECT_HOME,
-                               fargate_task_definition, read_only_root)
+from components.server import migrate as server_migrate
+from components.server.migrate import MIGRATION_LOCK_WAIT_SECONDS
+from components.server.migrate import CA_BUNDLE_ENV, CA_FILE_ENV, MASTER_PASSWORD_ENV, MASTER_USER_ENV
+from components.config.reader import NAMESPACE
+from components.platform.network import POSTGRESQL_PORT as DB_PORT, REDIS_PORT
+from components.server.database import DATABASE_NAME, DRIVER, MASTER_USER, SERVER_USER
+from components.server.database import password_value_from, rds_ca_bundle
+from components.platform.aws import (ECS_TASKS, TASK_EXECUTION_POLICY, AwsContext, policy_document,
+                                     service_trust_policy)
+from components.config.server import ServerMode
+from components.platform.fargate import (JSON_LOGGING_ENVIRONMENT, PREFECT_HOME, awslogs,
+                                         fargate_service, fargate_task_definition,
+                                         http_health_check, read_only_root)
 
 SERVER_CONTAINER = "prefect-server"
 API_CONTAINER = "prefect-api"
 SERVICES_CONTAINER = "prefect-services"
 MIGRATE_CONTAINER = "prefect-migrate"
+# A migration of up to MIGRATION_BOUND_SECONDS finishes instead of looping the service:
+# - it runs in prefect-migrate, so no health check runs meanwhile (the main container starts, and
+#   its health check's start period begins, only on its SUCCESS);
+# - prefect-migrate has no `startTimeout`: the ECS agent applies none to a SUCCESS dependency when
+#   it is unset (aws/amazon-ecs-agent agent/engine/dependencygraph/graph.go,
+#   hasDependencyTimedOut), and Fargate accepts at most 120 s;
+# - a task queued on the lock waits MIGRATION_LOCK_WAIT_SECONDS, longer than the bound;
+# - a load-balanced service ignores its health checks for that wait plus the start period.
+HEALTH_CHECK_START_PERIOD_SECONDS = 180
+HEALTH_CHECK_GRACE_SECONDS = MIGRATION_LOCK_WAIT_SECONDS + HEALTH_CHECK_START_PERIOD_SECONDS
 # The ALB's idle timeout; Prefect's keep-alive must outlast it or the ALB reuses a connection the
 # server just closed (intermittent 502s).
 LB_IDLE_TIMEOUT_SECONDS = 60
 KEEPALIVE_TIMEOUT_SECONDS = 75
 # Reserved for the one-off migration; the main container gets the rest of the task's memory.
 MIGRATE_MEMORY_RESERVATION = 256
-# Any constant shared by every migrating task; "prefect" in ASCII.
-MIGRATION_LOCK = 0x70726566656374
-# The longest migration the ECS limits let finish (docs/self-hosted-server.md, "Upgrades"):
-# measured here at under 30 s on 10,000 runs and 100,000 events (bench/results/upgrade.json), but
-# Prefect's issues report 30+ minutes on large event tables (PrefectHQ/prefect#17844, #18263).
-# Nothing else may give up sooner:
-# - the migration runs in its own container, so no health check runs meanwhile (the main
-#   container starts, and its health check's start period begins, only on its SUCCESS);
-# - no `startTimeout` on prefect-migrate: the ECS agent applies none to a SUCCESS dependency when
-#   it is unset (aws/amazon-ecs-agent agent/engine/dependencygraph/graph.go,
-#   hasDependencyTimedOut), and Fargate accepts at most 120 s;
-# - a task waiting for another task's migration waits longer than the bound
-#   (MIGRATION_LOCK_WAIT_SECONDS), so it never fails (and counts against the circuit breaker)
-#   while the first one still migrates;
-# - a load-balanced service ignores its health checks for the lock wait plus the start period.
-MIGRATION_BOUND_SECONDS = 3600
-# How long a task's prefect-migrate waits for another task's migration before its task fails
-# (the deployment circuit breaker then rolls back): the bound, and 10 minutes for that task's
-# own start.
-MIGRATION_LOCK_WAIT_SECONDS = MIGRATION_BOUND_SECONDS + 600
-# The main container's health check: its first failures are ignored this long after it starts
-# (the prefect-redis install in ha, the UI build).
-HEALTH_CHECK_START_PERIOD_SECONDS = 180
-HEALTH_CHECK_GRACE_SECONDS = MIGRATION_LOCK_WAIT_SECONDS + HEALTH_CHECK_START_PERIOD_SECONDS
 STOP_TIMEOUT_SECONDS = 60
 
-HEALTH_CHECK_COMMAND = (
-    "python -c \"import sys, urllib.request; sys.exit(urllib.request.urlopen("
-    "'http://localhost:4200/api/health', timeout=4).status != 200)\""
-)
+HEALTH_PATH = "/api/health"
 
 MULTI_PROCESS_SETTINGS = (
     ("PREFECT_MESSAGING_BROKER", "prefect_redis.messaging"),
@@ -138,69 +136,36 @@ DOCKET_URL_EXPORT = (
     '$PREFECT_REDIS_MESSAGING_HOST:$PREFECT_REDIS_MESSAGING_PORT/$PREFECT_REDIS_MESSAGING_DB"; '
 )
 
-# ha: the packages named in SERVER_EXTRA_PACKAGES go onto the PREFECT_HOME volume before Prefect
-# starts (the root filesystem is read-only); PYTHONPATH puts them ahead of the image's.
-EXTRA_PACKAGES_ENV = "SERVER_EXTRA_PACKAGES"
-EXTRA_PACKAGES_DIR = f"{PREFECT_HOME}/python"
+# Where the CA bundle is written (the /tmp task volume); Prefect's TLS setting names it.
+DATABASE_CA_FILE = "/tmp/database-ca.pem"
+WRITE_DATABASE_CA = f'printf "%s\\n" "${CA_BUNDLE_ENV}" > "${CA_FILE_ENV}" && '
+
+# ha: requirements-server-ha.txt, passed as text, installed onto the PREFECT_HOME volume before
+# Prefect starts (the root filesystem is read-only); PYTHONPATH puts it ahead of the image's.
+SERVER_REQUIREMENTS_FILE = next(p for p in Path(__file__).resolve().parents
+                                if (p / "Pulumi.yaml").exists()) / "requirements-server-ha.txt"
+REQUIREMENTS_ENV = "SERVER_REQUIREMENTS"
+INSTALL_FAILED = json.dumps({
+    "level": "ERROR", "name": "prefect.server_install",
+    "message": "could not install the hash-pinned server packages (requirements-server-ha.txt); "
+               "pip says why above. The task stops."})
 EXTRA_PACKAGES_INSTALL = (
-    f'pip install --quiet --no-cache-dir --no-deps --target "{EXTRA_PACKAGES_DIR}" '
-    f'${EXTRA_PACKAGES_ENV} && export PYTHONPATH="{EXTRA_PACKAGES_DIR}"; '
+    f'printf "%s\\n" "${REQUIREMENTS_ENV}" > "$PREFECT_HOME/requirements.txt" && '
+    'pip install --quiet --no-cache-dir --no-deps --require-hashes --only-binary :all: '
+    '--retries 2 --timeout 15 --target "$PREFECT_HOME/python" '
+    '--requirement "$PREFECT_HOME/requirements.txt" '
+    f"|| {{ echo '{INSTALL_FAILED}'; exit 1; }}; "
+    'export PYTHONPATH="$PREFECT_HOME/python"; '
 )
 
-MIGRATE_SCRIPT = r'''
-import asyncio, json, os, sys, time
-import asyncpg
+# The prefect-migrate container's program (components/server/migrate.py), a module of its own
+# (linted, type-checked, unit-tested), sent as text and run as `python -c`.
+MIGRATE_PROGRAM = Path(server_migrate.__file__).read_text()
 
-LOCK = %d
-LOCK_WAIT_SECONDS = %d
-LOCK_POLL_SECONDS = 2
 
-def log(level, message, **extra):
-    print(json.dumps({"level": level, "name": "prefect.migrate", "message": message, **extra}),
-          flush=True)
-
-async def connect():
-    env = os.environ
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            return await asyncpg.connect(
-                host=env["PREFECT_SERVER_DATABASE_HOST"],
-                port=int(env["PREFECT_SERVER_DATABASE_PORT"]),
-                user=env["PREFECT_SERVER_DATABASE_USER"],
-                password=env["PREFECT_SERVER_DATABASE_PASSWORD"],
-                database=env["PREFECT_SERVER_DATABASE_NAME"], timeout=10)
-        except (OSError, asyncpg.CannotConnectNowError, asyncio.TimeoutError) as exc:
-            if time.monotonic() > deadline:
-                raise
-            log("INFO", "waiting for the database", reason=type(exc).__name__)
-            await asyncio.sleep(5)
-
-async def main():
-    connection = await connect()
-    try:
-        # Polled, never waited for inside a statement: a session blocked in pg_advisory_lock()
-        # holds a snapshot, and the upgrade's CREATE INDEX CONCURRENTLY waits for every older
-        # snapshot, so a blocking wait deadlocks with the holder's own upgrade. Between tries
-        # this session is idle, in no transaction.
-        log("INFO", "waiting for the migration lock")
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while not await connection.fetchval("SELECT pg_try_advisory_lock($1)", LOCK):
-            if time.monotonic() > deadline:
-                log("ERROR", "the migration lock stayed taken", waited_s=LOCK_WAIT_SECONDS)
-                return 1
-            await asyncio.sleep(LOCK_POLL_SECONDS)
-        log("INFO", "migrating")
-        process = await asyncio.create_subprocess_exec(
-            "prefect", "server", "database", "upgrade", "-y")
-        code = await process.wait()
-        log("INFO" if code == 0 else "ERROR", "migration finished", exit_code=code)
-        return code
-    finally:
-        await connection.close()
-
-sys.exit(asyncio.run(main()))
-''' % (MIGRATION_LOCK, MIGRATION_LOCK_WAIT_SECONDS)
+def server_requirements() -> str:
+    """requirements-server-ha.txt as the containers get it."""
+    return SERVER_REQUIREMENTS_FILE.read_text()
 
 
 def retention_environment(events_days: int, flow_run_days: int) -> list[tuple[str, str]]:
@@ -249,7 +214,10 @@ class ServerArgs:
     # Each may open the server's port (the worker, flow runs; the ALB adds its own rule).
     client_security_group_ids: Mapping[str, pulumi.Input[str]]
     db_host: pulumi.Input[str]
+    # RDS's managed master secret: prefect-migrate only.
     db_secret_arn: pulumi.Input[str]
+    # The server role's secret (components/server/database.py SERVER_USER): every server process.
+    db_app_secret_arn: pulumi.Input[str]
     auth_secret_arn: pulumi.Input[str]
     redis: Optional[RedisEndpoint]
     # The ALB's target group (ha, or single with public access); None: no load balancer.
@@ -261,6 +229,7 @@ class ServerArgs:
     # encrypted with it; the key policy lets principals IAM grants decrypt them only through
     # Secrets Manager (components/server/composition.py), and the execution role is granted here.
     kms_key_arn: pulumi.Input[str]
+    # What a load-balanced service needs first (the listeners that use its target group).
     # Retention, for the process that runs Prefect's services (DB vacuum): events, and finished
     # flow runs with their task runs and logs (0: kept forever).
     events_retention_days: int
@@ -281,7 +250,7 @@ class PrefectServer(pulumi.ComponentResource):
     exec_container: str
 
     def __init__(self, name: str, args: ServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("prefect-ecs-worker:index:PrefectServer", name, None, opts)
+        super().__init__(f"{NAMESPACE}:index:PrefectServer", name, None, opts)
         self._name, self._args = name, args
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
@@ -298,7 +267,7 @@ class PrefectServer(pulumi.ComponentResource):
                 opts=child,
             )
 
-        secret_arns = [args.db_secret_arn, args.auth_secret_arn]
+        secret_arns = [args.db_secret_arn, args.db_app_secret_arn, args.auth_secret_arn]
         if args.redis is not None:
             secret_arns.append(args.redis.token_secret_arn)
         self.execution_role = self._role("execution", "ECS starts the Prefect server with it")
@@ -316,15 +285,15 @@ class PrefectServer(pulumi.ComponentResource):
                 "Sid": "ReadServerSecrets",
                 "Effect": "Allow",
                 "Action": "secretsmanager:GetSecretValue",
-                # The RDS managed secret, the auth string and (ha) the Redis token: nothing else.
+                # The RDS managed secret (prefect-migrate), the server role's, the auth string
+                # and (ha) the Redis token: nothing else.
                 "Resource": secret_arns,
             }, {
                 "Sid": "DecryptServerSecretsViaSecretsManager",
                 "Effect": "Allow",
                 "Action": "kms:Decrypt",
                 "Resource": args.kms_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": pulumi.Output.format(
-                    "secretsmanager.{0}.amazonaws.com", ctx.region)}},
+                "Condition": {"StringEquals": {"kms:ViaService": ctx.service_host("secretsmanager")}},
             }]),
             opts=pulumi.ResourceOptions(parent=self.execution_role),
         )
@@ -402,10 +371,15 @@ class PrefectServer(pulumi.ComponentResource):
             ("PREFECT_SERVER_DATABASE_DRIVER", DRIVER),
             ("PREFECT_SERVER_DATABASE_HOST", args.db_host),
             ("PREFECT_SERVER_DATABASE_PORT", str(DB_PORT)),
-            ("PREFECT_SERVER_DATABASE_USER", MASTER_USER),
+            ("PREFECT_SERVER_DATABASE_USER", SERVER_USER),
             ("PREFECT_SERVER_DATABASE_NAME", DATABASE_NAME),
-            # prefect-migrate migrates, before the main container starts.
+            # prefect-migrate migrates, once per task, before the main container starts.
             ("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "false"),
+            # Verified TLS: the chain up to the region's RDS root CAs, and the host name.
+            ("PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED", "true"),
+            ("PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CHECK_HOSTNAME", "true"),
+            (CA_FILE_ENV, DATABASE_CA_FILE),
+            (CA_BUNDLE_ENV, args.context.region.apply(rds_ca_bundle)),
             # The image's default (~/.prefect, where the UI build is copied) is on the read-only
             # root; this is a task volume.
             ("PREFECT_HOME", PREFECT_HOME),
@@ -416,6 +390,10 @@ class PrefectServer(pulumi.ComponentResource):
                 ("PREFECT_SERVER_API_PORT", str(args.port)),
                 ("PREFECT_UI_API_URL", "/api"),
                 ("PREFECT_SERVER_API_KEEPALIVE_TIMEOUT", str(KEEPALIVE_TIMEOUT_SECONDS)),
+                # Off by default in Prefect; with the UI reachable, a change (POST, PUT, PATCH,
+                # DELETE) needs a token the API issued to that client. Prefect's client (worker,
+                # flow runs, services) and the UI fetch one; so does the pool bootstrap.
+                ("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", "true"),
             ]
         if role == SERVICES_CONTAINER:
             env.append(("PREFECT_UI_ENABLED", "false"))
@@ -430,14 +408,19 @@ class PrefectServer(pulumi.ComponentResource):
                 ("PREFECT_REDIS_MESSAGING_DB", "0"),
                 ("PREFECT_REDIS_MESSAGING_SSL", "true"),
             ]
+        if role == MIGRATE_CONTAINER:
+            env.append((MASTER_USER_ENV, MASTER_USER))
         if args.mode == "ha" and role != MIGRATE_CONTAINER:
-            env.append((EXTRA_PACKAGES_ENV, f"{PREFECT_REDIS_PACKAGE} {REDIS_CLIENT_PACKAGE}"))
+            env.append((REQUIREMENTS_ENV, server_requirements()))
         return [{"name": k, "value": v} for k, v in env]
 
     def _secrets(self, role: str) -> list[dict[str, Any]]:
         args = self._args
         secrets = [{"name": "PREFECT_SERVER_DATABASE_PASSWORD",
-                    "valueFrom": password_value_from(args.db_secret_arn)}]
+                    "valueFrom": password_value_from(args.db_app_secret_arn)}]
+        if role == MIGRATE_CONTAINER:
+            secrets.append({"name": MASTER_PASSWORD_ENV,
+                            "valueFrom": password_value_from(args.db_secret_arn)})
         if role != MIGRATE_CONTAINER:
             secrets.append({"name": "PREFECT_SERVER_API_AUTH_STRING",
                             "valueFrom": args.auth_secret_arn})
@@ -449,19 +432,17 @@ class PrefectServer(pulumi.ComponentResource):
         return secrets
 
     def _log_configuration(self, prefix: str) -> dict[str, Any]:
-        return {"logDriver": "awslogs", "options": {
-            "awslogs-group": self._args.log_group_name,
-            "awslogs-region": self._args.context.region,
-            "awslogs-stream-prefix": prefix,
-        }}
+        return awslogs(self._args.log_group_name, self._args.context.region, prefix)
 
     def _main_container(self, role: str, memory: int) -> dict[str, Any]:
         command = {
-            SERVER_CONTAINER: ["prefect", "server", "start", "--host", "0.0.0.0"],
-            API_CONTAINER: ["/bin/sh", "-c", EXTRA_PACKAGES_INSTALL + DOCKET_URL_EXPORT
+            SERVER_CONTAINER: ["/bin/sh", "-c", WRITE_DATABASE_CA
+                               + "exec prefect server start --host 0.0.0.0"],
+            API_CONTAINER: ["/bin/sh", "-c", WRITE_DATABASE_CA + EXTRA_PACKAGES_INSTALL
+                            + DOCKET_URL_EXPORT
                             + "exec prefect server start --host 0.0.0.0 --no-services"],
-            SERVICES_CONTAINER: ["/bin/sh", "-c", EXTRA_PACKAGES_INSTALL + DOCKET_URL_EXPORT
-                                 + "exec prefect server services start"],
+            SERVICES_CONTAINER: ["/bin/sh", "-c", WRITE_DATABASE_CA + EXTRA_PACKAGES_INSTALL
+                                 + DOCKET_URL_EXPORT + "exec prefect server services start"],
         }[role]
         container: dict[str, Any] = {
             "name": role,
@@ -481,13 +462,9 @@ class PrefectServer(pulumi.ComponentResource):
         else:
             container["portMappings"] = [{"containerPort": self._args.port, "protocol": "tcp",
                                           "name": "prefect-api"}]
-            container["healthCheck"] = {
-                "command": ["CMD-SHELL", HEALTH_CHECK_COMMAND],
-                "interval": 30, "timeout": 5, "retries": 3,
-                # The prefect-redis install (ha) and the UI build at start; the migration ran
-                # before, in prefect-migrate.
-                "startPeriod": HEALTH_CHECK_START_PERIOD_SECONDS,
-            }
+            # The prefect-redis install (ha) and the UI build at start.
+            container["healthCheck"] = http_health_check(
+                self._args.port, HEALTH_PATH, start_period=HEALTH_CHECK_START_PERIOD_SECONDS)
             container["memory" if role == SERVER_CONTAINER else "memoryReservation"] = memory
         container["dependsOn"] = [{"containerName": MIGRATE_CONTAINER, "condition": "SUCCESS"}]
         return container
@@ -497,7 +474,7 @@ class PrefectServer(pulumi.ComponentResource):
             "name": MIGRATE_CONTAINER,
             "image": self._args.image,
             "essential": False,
-            "command": ["python", "-c", MIGRATE_SCRIPT],
+            "command": ["python", "-c", MIGRATE_PROGRAM],
             "memoryReservation": MIGRATE_MEMORY_RESERVATION,
             "environment": self._environment(MIGRATE_CONTAINER),
             "secrets": self._secrets(MIGRATE_CONTAINER),
@@ -510,8 +487,8 @@ class PrefectServer(pulumi.ComponentResource):
     def _role(self, role: str, description: str) -> aws.iam.Role:
         return aws.iam.Role(
             f"{self._name}-{role}",
-            description=f"prefect-ecs-worker: {description}",
-            assume_role_policy=assume_role_policy(self._args.context.account_id),
+            description=f"{NAMESPACE}: {description}",
+            assume_role_policy=service_trust_policy(ECS_TASKS, self._args.context.account_id),
             tags=dict(self._args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -533,24 +510,22 @@ class PrefectServer(pulumi.ComponentResource):
         # The API tasks roll: half stay up while new ones start.
         rolling = role == "api"
         load_balanced = load_balanced_container is not None and args.target_group_arn is not None
-        service = aws.ecs.Service(
+        service = fargate_service(
             f"{name}-{role}-service",
-            name=f"{args.prefix}-server" + ("" if role == "server" else f"-{role}"),
+            service_name=f"{args.prefix}-server" + ("" if role == "server" else f"-{role}"),
             cluster=args.cluster_arn,
             task_definition=task_definition.arn,
             desired_count=desired,
-            capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(
-                capacity_provider=args.capacity_provider, weight=1, base=0)],
-            platform_version="LATEST",
-            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
-                subnets=args.subnet_ids,
-                security_groups=[args.security_group_id],
-                assign_public_ip=args.assign_public_ip,
-            ),
-            deployment_minimum_healthy_percent=50 if rolling else 0,
-            deployment_maximum_percent=200 if rolling else 100,
-            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
-                enable=True, rollback=True),
+            capacity_provider=args.capacity_provider,
+            subnets=args.subnet_ids,
+            security_groups=[args.security_group_id],
+            assign_public_ip=args.assign_public_ip,
+            minimum_healthy_percent=50 if rolling else 0,
+            maximum_percent=200 if rolling else 100,
+            enable_execute_command=exec_enabled,
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=list(args.depends_on) if load_balanced else None),
             service_registries=aws.ecs.ServiceServiceRegistriesArgs(
                 registry_arn=registry.arn) if registry is not None else None,
             load_balancers=[aws.ecs.ServiceLoadBalancerArgs(
@@ -562,13 +537,6 @@ class PrefectServer(pulumi.ComponentResource):
             # migration, must not stop the task (MIGRATION_BOUND_SECONDS).
             health_check_grace_period_seconds=HEALTH_CHECK_GRACE_SECONDS if load_balanced
             else None,
-            enable_execute_command=exec_enabled,
-            enable_ecs_managed_tags=True,
-            propagate_tags="SERVICE",
-            wait_for_steady_state=True,
-            tags=tags,
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=list(args.depends_on) if load_balanced else None),
         )
         self.task_definitions[role] = task_definition
         self.services[role] = service

@@ -24,9 +24,9 @@ import pulumi_aws as aws
 
 from components.config.reader import NAMESPACE
 
+from components.platform.alarm import PERIOD_SECONDS, AlarmTarget, threshold_alarm
 from components.platform.aws import CLOUDWATCH, EVENTBRIDGE, AwsContext
 
-PERIOD_SECONDS = 60
 # SQS publishes its metrics every 5 minutes.
 SQS_PERIOD_SECONDS = 300
 # RunTask without a group puts a task in "family:<task definition family>"; the worker service's
@@ -162,18 +162,20 @@ class WorkerAlarms(pulumi.ComponentResource):
         )
 
         dimensions = {"ClusterName": args.cluster_name, "ServiceName": args.service_name}
+        alarms = AlarmTarget(self, name, args.prefix, self.topic.arn, args.evaluation_minutes,
+                             args.tags)
         self.alarms = [
-            self._threshold_alarm(
-                "worker-cpu-high", f"Worker CPU above {args.cpu_high_percent}%",
+            threshold_alarm(
+                alarms, "worker-cpu-high", f"Worker CPU above {args.cpu_high_percent}%",
                 "AWS/ECS", "CPUUtilization", dimensions, args.cpu_high_percent),
-            self._threshold_alarm(
-                "worker-memory-high", f"Worker memory above {args.memory_high_percent}%",
+            threshold_alarm(
+                alarms, "worker-memory-high", f"Worker memory above {args.memory_high_percent}%",
                 "AWS/ECS", "MemoryUtilization", dimensions, args.memory_high_percent),
         ]
         if args.container_insights:
             self.alarms.append(self._running_below_desired(dimensions))
-        self.alarms.append(self._threshold_alarm(
-            "events-dlq-not-empty",
+        self.alarms.append(threshold_alarm(
+            alarms, "events-dlq-not-empty",
             "ECS events the worker's observer could not process reached the dead-letter queue",
             "AWS/SQS", "ApproximateNumberOfMessagesVisible",
             {"QueueName": args.dead_letter_queue_name}, 0,
@@ -184,30 +186,6 @@ class WorkerAlarms(pulumi.ComponentResource):
     def _alarm_options(self) -> dict[str, Any]:
         return {"alarm_actions": [self.topic.arn], "ok_actions": [self.topic.arn],
                 "tags": dict(self._args.tags)}
-
-    def _threshold_alarm(self, role: str, description: str, namespace: str, metric: str,
-                         dimensions: Mapping[str, pulumi.Input[str]], threshold: float, *,
-                         statistic: str = "Average", period: int = PERIOD_SECONDS,
-                         evaluation_periods: Optional[int] = None) -> aws.cloudwatch.MetricAlarm:
-        periods = evaluation_periods or self._args.evaluation_minutes
-        return aws.cloudwatch.MetricAlarm(
-            f"{self._name}-{role}",
-            name=f"{self._args.prefix}-{role}",
-            alarm_description=description,
-            namespace=namespace,
-            metric_name=metric,
-            dimensions=dict(dimensions),
-            statistic=statistic,
-            period=period,
-            evaluation_periods=periods,
-            datapoints_to_alarm=periods,
-            threshold=float(threshold),
-            comparison_operator="GreaterThanThreshold",
-            # No data means no tasks or an idle queue: not a reason to page.
-            treat_missing_data="notBreaching",
-            **self._alarm_options(),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
 
     def _running_below_desired(self, dimensions: Mapping[str, pulumi.Input[str]]
                                ) -> aws.cloudwatch.MetricAlarm:

@@ -20,9 +20,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config.reader import NAMESPACE
-from components.platform.aws import (ECS_TASKS, TASK_EXECUTION_POLICY, AwsContext, assume_role_policy,
-                                     policy_document)
-
+from components.platform.aws import (ECS_TASKS, TASK_EXECUTION_POLICY, AwsContext, policy_document,
+                                     service_trust_policy)
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,7 @@ class IamArgs:
     tags: Mapping[str, str]
     # The SQS queue of ECS task events the worker's observer reads (components/worker/ecs_events.py).
     events_queue_name: str
+    context: AwsContext
     # The pool the worker polls: it names the task-definition families the worker registers.
     work_pool_name: str = ""
 
@@ -53,7 +53,7 @@ class WorkerIam(pulumi.ComponentResource):
         super().__init__(f"{NAMESPACE}:index:WorkerIam", name, None, opts)
         self._name = name
         self._args = args
-        self.context = AwsContext.current(pulumi.InvokeOptions(parent=self))
+        self.context = args.context
         ctx = self.context
         cluster_arn = ctx.arn("ecs", f"cluster/{args.cluster_name}")
         read_secret = {
@@ -189,7 +189,7 @@ class WorkerIam(pulumi.ComponentResource):
         return aws.iam.Role(
             f"{self._name}-{role}",
             description=f"{NAMESPACE}: {description}",
-            assume_role_policy=assume_role_policy(self.context.account_id),
+            assume_role_policy=service_trust_policy(ECS_TASKS, self.context.account_id),
             tags=dict(self._args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -16,15 +16,14 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config.reader import NAMESPACE
+from components.platform.fargate import (JSON_LOGGING_ENVIRONMENT, PREFECT_HOME, awslogs,
+                                         fargate_service, fargate_task_definition,
+                                         http_health_check, read_only_root)
 from components.prefect.stuck_run_automation import SUBMISSION_LIMIT, WORKER_RETRY_ENVIRONMENT
 
 CONTAINER_NAME = "prefect-worker"
 HEALTH_PORT = 8080
-# The prefect images ship Python, not curl; ECS marks the container unhealthy on a non-zero exit.
-HEALTH_CHECK_COMMAND = (
-    "python -c \"import sys, urllib.request; "
-    f"sys.exit(urllib.request.urlopen('http://localhost:{HEALTH_PORT}/health', timeout=4).status != 200)\""
-)
+HEALTH_PATH = "/health"
 
 
 @dataclass(frozen=True)
@@ -63,25 +62,6 @@ class WorkerArgs:
     pool_bootstrap: Optional[Mapping[str, Any]] = None
 
 
-# Prefect's logging.yml ships a `json` formatter (prefect.logging.formatters.JsonFormatter) and
-# reads PREFECT_LOGGING_<PATH>_<TO>_<KEY> overrides from the environment, so a stock image logs
-# one JSON object a line with no config file. The worker copies its PREFECT_* settings into the
-# flow-run tasks it starts; the logging overrides are not settings, so the pool's job template
-# (components/prefect/job_template.py) puts them in the flow-run container too. COLORS off keeps ANSI out.
-JSON_LOGGING_ENVIRONMENT = (
-    ("PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER", "json"),
-    ("PREFECT_LOGGING_HANDLERS_DEBUG_FORMATTER", "json"),
-    ("PREFECT_LOGGING_COLORS", "false"),
-)
-
-
-# The root filesystem is read-only; these are the only paths the worker writes (rung 3 runs the
-# declared command in a mount namespace where nothing else is writable). Each is a Fargate task
-# volume with no host: ephemeral storage, empty at start, gone with the task.
-PREFECT_HOME = "/var/lib/prefect"
-WRITABLE_PATHS = (("prefect-home", PREFECT_HOME), ("tmp", "/tmp"))
-
-
 def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]:
     # The pool is the stack's (or someone else's): a worker that created a missing one would
     # create it with prefect-aws's bare template (Prefect #20980).
@@ -91,31 +71,6 @@ def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]
     for queue in work_queues:
         command += ["--work-queue", queue]
     return command
-
-
-def fargate_task_definition(name: str, *, family: str, cpu: int, memory: int,
-                            cpu_architecture: str, execution_role_arn: pulumi.Input[str],
-                            task_role_arn: Optional[pulumi.Input[str]],
-                            containers: pulumi.Input[str], tags: dict[str, str],
-                            opts: pulumi.ResourceOptions) -> aws.ecs.TaskDefinition:
-    """A Linux Fargate task definition (awsvpc) whose read-only containers write only to
-    WRITABLE_PATHS: task volumes with no host path, on the task's ephemeral storage."""
-    return aws.ecs.TaskDefinition(
-        name,
-        family=family,
-        network_mode="awsvpc",
-        requires_compatibilities=["FARGATE"],
-        cpu=str(cpu),
-        memory=str(memory),
-        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-            operating_system_family="LINUX", cpu_architecture=cpu_architecture),
-        execution_role_arn=execution_role_arn,
-        task_role_arn=task_role_arn,
-        container_definitions=containers,
-        volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=volume) for volume, _ in WRITABLE_PATHS],
-        tags=tags,
-        opts=opts,
-    )
 
 
 def container_definitions(args: WorkerArgs) -> pulumi.Output[str]:
@@ -158,36 +113,14 @@ def worker_container(args: WorkerArgs) -> dict[str, Any]:
             *({"name": key, "value": value} for key, value in WORKER_RETRY_ENVIRONMENT),
         ],
         "secrets": [{"name": args.credential_env_name, "valueFrom": args.credential_secret_arn}],
-        "logConfiguration": {
-            "logDriver": "awslogs",
-            "options": {
-                "awslogs-group": args.log_group_name,
-                "awslogs-region": args.region,
-                "awslogs-stream-prefix": "worker",
-            },
-        },
-        "healthCheck": {
-            "command": ["CMD-SHELL", HEALTH_CHECK_COMMAND],
-            "interval": 30,
-            "timeout": 5,
-            "retries": 3,
-            "startPeriod": 60,
-        },
+        "logConfiguration": awslogs(args.log_group_name, args.region, "worker"),
+        "healthCheck": http_health_check(HEALTH_PORT, HEALTH_PATH, start_period=60),
         # An init process forwards SIGTERM so the worker stops cleanly on deploys and scale-in:
         # the Prefect CLI turns SIGTERM into SIGINT and the worker leaves its poll loop; 60 s
         # lets an in-flight RunTask call finish before ECS sends SIGKILL (Fargate allows 120).
         "linuxParameters": {"initProcessEnabled": True},
         "stopTimeout": 60,
         **read_only_root(),
-    }
-
-
-def read_only_root() -> dict[str, Any]:
-    """A read-only root filesystem, writable only on the task's volumes (WRITABLE_PATHS)."""
-    return {
-        "readonlyRootFilesystem": True,
-        "mountPoints": [{"sourceVolume": volume, "containerPath": path, "readOnly": False}
-                        for volume, path in WRITABLE_PATHS],
     }
 
 
@@ -239,28 +172,19 @@ class PrefectWorker(pulumi.ComponentResource):
             cpu_architecture=args.cpu_architecture, execution_role_arn=args.execution_role_arn,
             task_role_arn=args.task_role_arn, containers=container_definitions(args),
             tags=tags, opts=child)
-        self.service = aws.ecs.Service(
+        self.service = fargate_service(
             f"{name}-service",
             cluster=self.cluster.arn,
             task_definition=self.task_definition.arn,
             desired_count=args.desired_count,
-            capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(
-                capacity_provider=args.capacity_provider, weight=1, base=0)],
-            platform_version="LATEST",
-            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
-                subnets=args.subnet_ids,
-                security_groups=list(args.security_group_ids),
-                assign_public_ip=args.assign_public_ip,
-            ),
-            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
-                enable=True, rollback=True),
+            capacity_provider=args.capacity_provider,
+            subnets=args.subnet_ids,
+            security_groups=args.security_group_ids,
+            assign_public_ip=args.assign_public_ip,
             # A new worker starts before the old one stops, so polling never pauses on deploy.
-            deployment_minimum_healthy_percent=100,
-            deployment_maximum_percent=200,
+            minimum_healthy_percent=100,
+            maximum_percent=200,
             enable_execute_command=False,
-            enable_ecs_managed_tags=True,
-            propagate_tags="SERVICE",
-            wait_for_steady_state=True,
             tags=tags,
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[capacity_providers, *polling_needs],

@@ -3,7 +3,7 @@
 moto checks a lifecycle policy's enum values and a repository policy's JSON; AWS also checks the
 rules below (Amazon ECR User Guide, "Lifecycle policy properties",
 https://docs.aws.amazon.com/AmazonECR/latest/userguide/lifecycle_policy_parameters.html), and that
-every principal of a repository policy exists (tests/replay_resource_policy.py).
+every principal of a repository policy exists (testbed/replay/resource_policy.py).
 """
 
 from __future__ import annotations

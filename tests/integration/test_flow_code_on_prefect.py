@@ -10,7 +10,7 @@ standing in for the flow-run task role's. The run completes and its result is in
 
 moto evaluates a bucket policy's conditions without the request's context, so the TLS-only
 policy's conditional Deny would refuse every object request, TLS or not. Once the replay has
-stored and checked it (tests/test_flow_code_replay.py reads it back), this test removes it: here
+stored and checked it (tests/integration/test_flow_code_replay.py reads it back), this test removes it: here
 boto3 talks plain HTTP to moto, in AWS it speaks HTTPS, which the policy allows.
 """
 
@@ -25,7 +25,7 @@ import pytest
 
 from tests.support.flow_code_stack import POOL, create_publisher, published
 from testbed.prefect_worker import Deployed, api, wait_for, wait_online, worker_launch
-from tests.replay import real_exports, replay
+from testbed.replay import real_exports, replay
 from testbed.servers import BIN, stop
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ print(deployment_id)
 
 @pytest.fixture(scope="module")
 def stack(evaluated, moto_server, prefect_server):
-    """Staging with a publisher role (tests/flow_code_stack.py), deployed into an emptied moto
+    """Staging with a publisher role (tests/support/flow_code_stack.py), deployed into an emptied moto
     where the publisher already exists, its pool on the Prefect server."""
     evaluation = published(evaluated)
     moto_server.reset()

@@ -15,7 +15,7 @@ import pytest
 from tests.support import flow_code_stack
 from tests.support.flow_code_stack import PUBLISHER, create_publisher
 from tests.support.harness import Declared, Evaluation
-from tests.replay import Replay, ReplayError, real_exports
+from testbed.replay import Replay, ReplayError, real_exports
 from testbed.replay.ecr import lifecycle_problems
 
 # Refusals checked before any call reach no server: nothing listens here.
@@ -38,7 +38,7 @@ def published(evaluated) -> Evaluation:
 
 def flow_code_part(evaluation: Evaluation) -> list[Declared]:
     """The flow-code component's resources and the two roles it grants to, in declaration order
-    (every stack file is replayed whole in tests/test_moto_replay.py)."""
+    (every stack file is replayed whole in tests/integration/test_moto_replay.py)."""
     roles = ("iam-flow-run-execution", "iam-flow-run-task")
     return [r for r in evaluation.resources if r.name.startswith("flow-code") or r.name in roles]
 

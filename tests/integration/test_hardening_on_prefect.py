@@ -4,7 +4,7 @@ may register.
 
 The declared command runs in a private mount namespace where every mount is read-only and only
 the task definition's volumes (`PREFECT_HOME`, `/tmp`) are writable, empty tmpfs each
-(tests/hardening_sandbox.py). It goes ONLINE, answers its health check, and submits a flow run:
+(testbed/sandbox.py). It goes ONLINE, answers its health check, and submits a flow run:
 RegisterTaskDefinition and RunTask reach moto. The family it registered is read back from moto
 and matched against the worker task role's RegisterTaskDefinition resource.
 """

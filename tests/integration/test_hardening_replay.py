@@ -1,6 +1,6 @@
 """Rung 2 for the hardening resources: a declaration AWS would refuse where moto would not is
 refused, naming the resource. (What the dev stack reads back from moto is checked in
-tests/test_hardening_on_prefect.py, on the replay that run already makes.)"""
+tests/integration/test_hardening_on_prefect.py, on the replay that run already makes.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.support.harness import Evaluation
-from tests.replay import ReplayError, replay
+from testbed.replay import ReplayError, replay
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ import pytest
 from tests.support.evaluations import evaluated_seed
 from tests.support.harness import WORK_POOL, Declared, Evaluation, worker_only_stack_names
 from testbed.replay.prefect import AUTOMATION, AUTOMATION_NOT_CREATED
-from tests.replay import (
+from testbed.replay import (
     HANDLERS, POOL_NOT_CREATED, ReplayError, UnknownResourceTypes, real_exports, replay,
 )
 

@@ -31,7 +31,8 @@ from typing import Any
 
 import pytest
 
-from components.server.server import MIGRATE_SCRIPT
+from components.server.server import MIGRATE_PROGRAM
+from components.server.migrate import CA_BUNDLE_ENV
 from testbed.databases import start_redis
 from testbed.prefect_worker import api, deploy, wait_for, workers
 from tests.support.server_containers import (
@@ -99,8 +100,10 @@ def redis(stack, families):
 
 def launch(stack, postgres_server, name: str, family: str, home: Path, redis=None,
            **endpoints: str):
+    # The test PostgreSQL's own CA in place of the RDS root CAs: the one TLS seam.
     db = {"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
-          "PREFECT_SERVER_DATABASE_PORT": str(postgres_server.port)}
+          "PREFECT_SERVER_DATABASE_PORT": str(postgres_server.port),
+          CA_BUNDLE_ENV: postgres_server.ca_file.read_text()}
     cache = {} if redis is None else {"PREFECT_REDIS_MESSAGING_HOST": redis.host,
                                       "PREFECT_REDIS_MESSAGING_PORT": str(redis.port)}
     extra = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -121,7 +124,7 @@ SELECT count(*) FILTER (WHERE wait_event = 'advisory') > 0
 FROM pg_stat_activity WHERE datname = '{database}'
 """
 # Whether the declared migration would wait for the lock inside a statement (see DEADLOCK).
-BLOCKING_LOCK_WAIT = "SELECT pg_advisory_lock($1)" in MIGRATE_SCRIPT
+BLOCKING_LOCK_WAIT = "SELECT pg_advisory_lock($1)" in MIGRATE_PROGRAM
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +179,7 @@ def test_each_ha_task_runs_its_migration_first_and_starts_only_on_its_success(st
 def test_the_declared_migration_never_waits_for_its_lock_inside_a_statement():
     # A blocking pg_advisory_lock() deadlocks with the holder's CREATE INDEX CONCURRENTLY (see
     # DEADLOCK); the declared script polls pg_try_advisory_lock() between idle sleeps instead.
-    assert not BLOCKING_LOCK_WAIT and "pg_try_advisory_lock($1)" in MIGRATE_SCRIPT
+    assert not BLOCKING_LOCK_WAIT and "pg_try_advisory_lock($1)" in MIGRATE_PROGRAM
 
 
 def test_concurrent_migrations_all_succeed_serialized_and_change_the_schema_once(

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from bench.upgrade import NEW_TABLES
-from components.server.server import MULTI_PROCESS_SETTINGS
+from components.server.migrate import CA_BUNDLE_ENV
 from testbed.databases import start_redis
 from testbed.old_prefect import OLD_PREFECT_VERSION, ensure
 from testbed.prefect_worker import api as rest, deploy, wait_for
@@ -61,9 +61,6 @@ def upgrade_smoke():
     get_run_logger().info("running after the upgrade")
     return add(1, 2)
 '''
-REDIS_ONLY = {name for name, _ in MULTI_PROCESS_SETTINGS} | {
-    "PREFECT_REDIS_MESSAGING_HOST", "PREFECT_REDIS_MESSAGING_PORT", "PREFECT_REDIS_MESSAGING_DB",
-    "PREFECT_REDIS_MESSAGING_SSL", "PREFECT_REDIS_MESSAGING_PASSWORD", "SERVER_EXTRA_PACKAGES"}
 
 
 def unordered(value):
@@ -101,8 +98,10 @@ def database(stack, postgres_server):
 
 
 def launch(stack, postgres_server, name, family, home, redis=None, **endpoints):
+    # The test PostgreSQL's own CA in place of the RDS root CAs: the one TLS seam.
     db = {"PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
-          "PREFECT_SERVER_DATABASE_PORT": str(postgres_server.port)}
+          "PREFECT_SERVER_DATABASE_PORT": str(postgres_server.port),
+          CA_BUNDLE_ENV: postgres_server.ca_file.read_text()}
     cache = {} if redis is None else {"PREFECT_REDIS_MESSAGING_HOST": redis.host,
                                       "PREFECT_REDIS_MESSAGING_PORT": str(redis.port)}
     extra = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -114,15 +113,23 @@ def launch(stack, postgres_server, name, family, home, redis=None, **endpoints):
 
 def old_server_env(stack, postgres_server, families, home: Path, *, services: bool
                    ) -> dict[str, str]:
-    """The declared API container's database settings and auth string, run by the old release
-    as one process (in-memory broker) or as an API alone (`services=False`)."""
+    """What the stack's server ran with before this upgrade: the database's master user (the
+    server role and its hand-over come with the new prefect-migrate), the declared database name
+    and auth string, run by the old release as one process (in-memory broker) or as an API alone
+    (`services=False`)."""
     declared = launch(stack, postgres_server, "prefect-api", families["api"], home)
-    env = {k: v for k, v in declared.env.items() if k not in REDIS_ONLY}
-    env.update({"PATH": f"{ensure()}:/usr/bin:/bin", "PREFECT_UI_ENABLED": "false",
-                "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "true" if services else "false"})
-    env.pop("PREFECT_SERVER_API_PORT", None)
-    env.pop("PREFECT_SERVER_API_HOST", None)
-    return env
+    master = rds_master(stack.replayed)
+    return {"PATH": f"{ensure()}:/usr/bin:/bin", "HOME": str(home), "PREFECT_HOME": str(home),
+            "LANG": "C.UTF-8", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_DATABASE_DRIVER": declared.env["PREFECT_SERVER_DATABASE_DRIVER"],
+            "PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
+            "PREFECT_SERVER_DATABASE_PORT": str(postgres_server.port),
+            "PREFECT_SERVER_DATABASE_NAME": declared.env["PREFECT_SERVER_DATABASE_NAME"],
+            "PREFECT_SERVER_DATABASE_USER": master.user,
+            "PREFECT_SERVER_DATABASE_PASSWORD": master.password,
+            "PREFECT_SERVER_API_AUTH_STRING": declared.env["PREFECT_SERVER_API_AUTH_STRING"],
+            "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "true" if services else "false"}
 
 
 @pytest.fixture(scope="module")

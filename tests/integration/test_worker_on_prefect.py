@@ -20,7 +20,7 @@ import urllib.error
 
 import pytest
 
-from components.worker.worker import JSON_LOGGING_ENVIRONMENT
+from components.platform.fargate import JSON_LOGGING_ENVIRONMENT
 from tests.support.harness import TEST_API_KEY, WORK_POOL, evaluate_stack
 from testbed.prefect_worker import (
     CLI_LINES, api, deploy, deploy_and_run, health_status, json_log, wait_for, wait_for_log,

@@ -1,5 +1,5 @@
 """The stack the slow flow-code tests share: staging with a publisher role, a pool of its own and
-non-default lifecycle values, evaluated once per session (tests/evaluations.py caches it)."""
+non-default lifecycle values, evaluated once per session (tests/support/evaluations.py caches it)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from typing import Callable
 
 from tests.support.harness import Evaluation
-from tests.replay import Replay
+from testbed.replay import Replay
 
 PUBLISHER = "arn:aws:iam::123456789012:role/ci/flow-publisher"
 POOL = "ecs-flow-code"

@@ -15,7 +15,8 @@ import yaml
 from tools.mock_engine import (  # noqa: F401  (re-exported for the tests)
     ACCOUNT, CLOUD_URL, PLACEHOLDER_API_KEY, PROJECT, REGION, ROOT, SECRET_SIG, WORK_POOL, Declared,
     Evaluation, RecordingMocks, evaluate, evaluate_stack, is_secret_input, load_stack_config,
-    project_defaults, stack_names, with_credentials, worker_container,
+    project_defaults, read_settings, stack_names, stack_settings, with_credentials,
+    worker_container,
 )
 
 # The key every evaluated stack carries; tests look for it where it must never appear.

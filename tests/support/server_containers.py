@@ -12,7 +12,13 @@ caller and refused if the declared container has no such setting:
 - the listening address: `--host 0.0.0.0` becomes 127.0.0.1 and the port a free one, since the
   task's own network namespace is this machine's loopback here;
 - PREFECT_HOME and HOME are an empty directory, as a fresh container's are, and PATH finds the
-  `prefect` the image would have.
+  `prefect` the image would have; the database CA file (on the task's /tmp volume) is written
+  there too;
+- the `ha` install step (requirements-server-ha.txt) is left out, the test venv holding exactly
+  those versions, unless the caller keeps it (`keep_install`) to test the install itself.
+
+The database's CA is the one seam for TLS: a test passes its own CA's PEM text as the endpoint
+`DATABASE_CA_BUNDLE`, in place of the RDS root CAs the stack declares.
 
 Nothing else of the process's environment leaks in (no `os.environ`), so a setting the stack
 forgets is missing here too: that is what lets a test see the server fall back to SQLite.
@@ -228,13 +234,14 @@ def _real_template(replayed: Replay, name: str, value: str) -> str:
 
 def _image_installs(name: str, env: dict[str, str]) -> None:
     """The Prefect image's entrypoint pip-installs `EXTRA_PIP_PACKAGES`, and the `ha` commands
-    install `SERVER_EXTRA_PACKAGES` onto the PREFECT_HOME volume, before Prefect runs; here the
-    test venv must already hold exactly those versions, or the process would run other code than
-    the task would."""
-    from components.server.server import EXTRA_PACKAGES_ENV
+    install requirements-server-ha.txt (`SERVER_REQUIREMENTS`) onto the PREFECT_HOME volume,
+    before Prefect runs; here the test venv must already hold exactly those versions, or the
+    process would run other code than the task would."""
+    from components.server.server import REQUIREMENTS_ENV
 
-    requirements = [*env.get("EXTRA_PIP_PACKAGES", "").split(),
-                    *env.get(EXTRA_PACKAGES_ENV, "").split()]
+    pinned = [line.split()[0] for line in env.get(REQUIREMENTS_ENV, "").splitlines()
+              if "==" in line and not line.lstrip().startswith("#")]
+    requirements = [*env.get("EXTRA_PIP_PACKAGES", "").split(), *pinned]
     for requirement in requirements:
         package, _, version = requirement.partition("==")
         try:
@@ -260,7 +267,8 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
                      family: Optional[str] = None,
                      endpoints: Optional[dict[str, Endpoint]] = None,
                      aws_env: Optional[dict[str, str]] = None,
-                     extra_env: Optional[dict[str, str]] = None) -> ContainerLaunch:
+                     extra_env: Optional[dict[str, str]] = None,
+                     keep_install: bool = False) -> ContainerLaunch:
     """The named container's exact process: entryPoint + command, environment, and secrets
     resolved from moto, with only the endpoints and the listening address made local.
 
@@ -286,9 +294,14 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
     if clashes:
         raise AssertionError(f"extra_env would replace what {name!r} declares: {clashes}")
     port = free_port()
-    command, named_port = _listen_locally(_installed_already(
-        [*(container.get("entryPoint") or []), *(container.get("command") or [])]), port)
+    declared_command = [*(container.get("entryPoint") or []), *(container.get("command") or [])]
+    command, named_port = _listen_locally(
+        declared_command if keep_install else _installed_already(declared_command), port)
     home.mkdir(parents=True, exist_ok=True)
+    from components.server.migrate import CA_FILE_ENV
+
+    if CA_FILE_ENV in env:  # a file on the task's /tmp volume: this container's own here
+        env[CA_FILE_ENV] = str(home / Path(env[CA_FILE_ENV]).name)
     env.update({
         # A fresh container: an empty home, and the `prefect` the image would have on PATH.
         "PREFECT_HOME": str(home),

@@ -5,6 +5,7 @@ import the tests, the benchmarks stand on the test bed rather than on `tests/`, 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,7 @@ def project_modules() -> dict[str, Path]:
     return {module_name(p): p for p in python_files(*NOT_TESTS, "tests")}
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     """Each project module -> the project modules it imports, at any depth of its body (an import
     inside a function still runs, and still closes a cycle). `from a import b` counts as `a.b`
@@ -121,7 +123,8 @@ def test_no_module_of_the_project_imports_itself_back():
     assert {"components.config.settings", "components.config.reader",
             "components.composition"} <= set(graph)
     assert "components.config.reader" in graph["components.config.settings"]
-    assert not cycles(graph), f"import cycles: {cycles(graph)}"
+    found = cycles(graph)
+    assert not found, f"import cycles: {found}"
 
 
 # The `__provider` a stack deployed before the grouping holds in state for its work pool and its
@@ -150,3 +153,59 @@ def test_state_from_before_the_grouping_still_loads_its_providers(class_name):
     expected = {"WorkPoolProvider": WorkPoolProvider,
                 "StuckRunAutomationProvider": StuckRunAutomationProvider}[class_name]
     assert type(provider) is expected
+
+
+MAX_LINES = 600
+
+
+def test_no_module_or_test_helper_grows_past_the_cap():
+    """A module past about 600 lines holds more than one concern: split it by what it serves."""
+    files = python_files(*NOT_TESTS, "tests")
+    assert len(files) > 100
+    long = {str(p.relative_to(ROOT)): n for p in files
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def test_pyproject_names_every_package_and_mypy_reads_every_one_but_the_tests():
+    import re
+    import tomllib
+
+    text = (ROOT / "pyproject.toml").read_text()
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert {"components", "testbed", "tests"} <= packages
+    named = re.search(r"import root \(packages ([\w, ]+)\)", text)
+    assert named and set(named.group(1).split(", ")) == packages
+    checked = set(tomllib.loads(text)["tool"]["mypy"]["files"])
+    assert packages - {"tests", "policies"} <= checked
+
+
+def test_tools_need_no_aws_account_and_write_no_file():
+    """The rule that splits tools/ from scripts/ (docs/architecture.md): a tool evaluates the
+    program offline and prints; what reaches a deployment or rewrites a file is a script."""
+    tools = python_files("tools")
+    assert tools
+    reaching = [str(p.relative_to(ROOT)) for p in tools
+                if imported_modules(p) & {"boto3", "botocore", "subprocess"}
+                or any(isinstance(n, ast.Attribute) and n.attr in ("write_text", "write_bytes")
+                       for n in ast.walk(ast.parse(p.read_text())))]
+    assert not reaching, f"move to scripts/: {reaching}"
+
+
+# components/'s packages, each using only those before it (docs/architecture.md).
+PACKAGE_ORDER = ["config", "platform", "prefect", "worker", "server"]
+
+
+def test_each_package_of_components_uses_only_the_packages_before_it():
+    graph = import_graph()
+
+    def package(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if parts[0] == "components" and len(parts) > 2 else ""
+
+    assert {package(m) for m in graph} - {""} == set(PACKAGE_ORDER)
+    uses = {(package(a), package(b)) for a, targets in graph.items() for b in targets
+            if package(a) and package(b) and package(a) != package(b)}
+    assert ("server", "worker") in uses
+    backwards = sorted((a, b) for a, b in uses if PACKAGE_ORDER.index(b) > PACKAGE_ORDER.index(a))
+    assert not backwards, f"a package using one after it: {backwards}"

@@ -5,6 +5,8 @@ and the commands the README promises exist."""
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -49,7 +51,9 @@ def test_default_cell_shows_what_the_cli_would_use_as_yaml_writes_it():
 
 
 def test_every_doc_is_linked_from_the_readme():
-    for doc in sorted((ROOT / "docs").glob("*.md")):
+    docs = sorted((ROOT / "docs").glob("*.md"))
+    assert docs
+    for doc in docs:
         assert f"(docs/{doc.name})" in README, doc.name
 
 
@@ -77,10 +81,31 @@ def test_readme_names_every_stack_file_and_nat_mode():
         assert f"`natGateways: {mode}`" in README
 
 
-def test_every_file_the_docs_name_exists():
-    """Paths like tests/integration/test_x.py or components/x.py in the README and docs/ are
-    what a reader opens next; a moved file must take its mentions along."""
-    named = re.compile(r"(?<![\w/.])((?:tests|components|testbed|bench|scripts|tools)/[\w/]+\.py)")
-    missing = [(doc.name, path) for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
-               for path in named.findall(doc.read_text()) if not (ROOT / path).exists()]
+# A path a reader opens next: under one of the repository's homes, ending in a file type.
+NAMED_PATH = re.compile(
+    r"(?<![\w/.{])((?:tests|components|testbed|bench|scripts|tools|policies|docs|examples|pricing"
+    r"|\.ci|\.github)/[\w/.-]*\.(?:py|md|ya?ml|json|sh|cjs|txt))\b")
+TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".sh", ".cfg"}
+
+
+def tracked_text_files() -> list:
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.split()
+    return [ROOT / name for name in listed if (ROOT / name).is_file()
+            and (Path(name).suffix in TEXT_SUFFIXES or Path(name).name == "Makefile")]
+
+
+def test_every_file_named_anywhere_exists():
+    """A path like tests/unit/test_iam.py in the README, docs/, a docstring, a comment or a stack
+    file is what a reader opens next; a moved file must take its mentions along."""
+    files = tracked_text_files()
+    mentions = [(path.relative_to(ROOT), named) for path in files
+                for named in NAMED_PATH.findall(path.read_text())]
+    assert len(files) > 100 and len(mentions) > 200
+    missing = [(str(where), named) for where, named in mentions if not (ROOT / named).exists()]
     assert missing == []
+
+
+def test_the_path_pattern_finds_paths_in_prose_and_not_templates():
+    text = "see tests/unit/test_iam.py, (components/config/reader.py) and f\"components/{name}.py\""
+    assert NAMED_PATH.findall(text) == ["tests/unit/test_iam.py", "components/config/reader.py"]

@@ -79,7 +79,9 @@ def test_merge_to_main_deploys_dev_then_prod_behind_the_production_environment()
 
 
 def test_aws_access_is_an_assumed_role_through_oidc_never_a_stored_key():
-    for path in WORKFLOWS.glob("*.yml"):
+    paths = sorted(WORKFLOWS.glob("*.yml"))
+    assert paths
+    for path in paths:
         text = path.read_text()
         assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
         data = workflow(path.name)
@@ -106,7 +108,9 @@ def test_workflows_run_only_makefile_targets_that_exist():
 
 
 def test_actions_are_pinned_to_a_major_version():
-    for path in WORKFLOWS.glob("*.yml"):
+    paths = sorted(WORKFLOWS.glob("*.yml"))
+    assert paths
+    for path in paths:
         for job in workflow(path.name)["jobs"].values():
             for step in job["steps"]:
                 if "uses" in step:

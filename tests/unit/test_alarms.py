@@ -6,7 +6,7 @@ import pulumi
 import pytest
 
 from components.worker.alarms import (AlarmsArgs, WorkerAlarms, flow_run_failure_pattern,
-                               service_problem_pattern)
+                                      service_problem_pattern)
 from components.platform.aws import AwsContext
 from tests.support.evaluations import evaluated
 from testbed.eventpattern import matches

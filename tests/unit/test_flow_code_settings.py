@@ -5,7 +5,8 @@ import pytest
 
 from components.config.flow_code import bucket_name_problem, repository_name_problem
 from components.config.reader import ConfigError
-from tests.support.harness import RecordingMocks, evaluate, load_stack_config, with_credentials
+from tests.support.harness import (RecordingMocks, evaluate, load_stack_config, read_settings,
+                                  with_credentials)
 
 PUBLISHER = "arn:aws:iam::123456789012:role/ci/flow-publisher"
 
@@ -84,9 +85,10 @@ def test_a_stack_name_too_long_for_the_default_bucket_name_asks_for_one():
     assert "a name for the bucket" in str(raised.value) and "3-63 characters" in str(raised.value)
     assert mocks.resources == []
     # Naming the bucket, or not creating one, is the way out.
-    evaluate(with_credentials(load_stack_config("dev"), flowCodeBucketName="team-flow-code"),
-             stack=long_stack)
-    evaluate(with_credentials(load_stack_config("dev"), flowCodeBucket="none"), stack=long_stack)
+    named = read_settings(with_credentials(load_stack_config("dev"), flowCodeBucketName="team-flow-code"),
+                          stack=long_stack)
+    assert named.flow_code.bucket.name == "team-flow-code"
+    read_settings(with_credentials(load_stack_config("dev"), flowCodeBucket="none"), stack=long_stack)
 
 
 @pytest.mark.parametrize("name", ["abc", "flow-code.team-1", "1" * 63, "a.b-c"])

@@ -17,6 +17,7 @@ KEY = "aws:kms/key:Key"
 KEY_POLICY = "aws:kms/keyPolicy:KeyPolicy"
 SECRET = "aws:secretsmanager/secret:Secret"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+TOPIC = "aws:sns/topic:Topic"
 ADOPTED_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prefect/api-key-Xy12Ab"
 DATA_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncrypt", "kms:*",
                 "kms:CreateGrant")
@@ -95,15 +96,26 @@ def test_an_adopted_secret_gets_no_grant_on_the_stack_key():
     assert not [sid for sid in statements(evaluation) if "Secret" in sid]
 
 
-def test_log_groups_wait_for_the_key_policy():
-    """CloudWatch Logs checks the key policy when a group is associated with the key, so the
-    log groups take the key's ARN from an Output that depends on the policy resource."""
-    source = (ROOT / "components" / "composition.py").read_text()
-    assert source.count("key.arn_after_policy") >= 3
+@pytest.mark.parametrize("stack", stack_names())
+def test_what_the_key_encrypts_waits_for_the_key_policy(evaluated, stack):
+    """CloudWatch Logs checks the key policy when a group is associated with the key (and SNS
+    when it first uses it), so every log group and the alarm topic take the key's ARN from an
+    Output that depends on the policy resource: Pulumi creates them after the policy."""
+    evaluation = evaluated(stack)
+    key_arn = evaluation.one(KEY).outputs["arn"]
+    policy_urn = evaluation.one(KEY_POLICY).urn
+    encrypted = [(r, prop) for r in evaluation.resources
+                 for prop in ("kmsKeyId", "kmsMasterKeyId")
+                 if r.type in (LOG_GROUP, TOPIC) and r.inputs.get(prop) == key_arn]
+    assert policy_urn and {r.type for r, _ in encrypted} == {LOG_GROUP, TOPIC}
+    early = [r.name for r, prop in encrypted if policy_urn not in r.dependencies.get(prop, [])]
+    assert not early, f"declared without waiting for the key policy: {early}"
+
+
+def test_the_key_passes_its_arn_on_without_declaring_in_an_apply():
     tree = ast.parse((ROOT / "components" / "platform" / "stack_key.py").read_text())
-    # Apply only to pass the ARN on: no resource is declared inside it.
     lambdas = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)]
-    assert all(isinstance(n.body, ast.Subscript) for n in lambdas)
+    assert lambdas and all(isinstance(n.body, ast.Subscript) for n in lambdas)
 
 
 def test_administration_actions_never_grant_use_of_the_key():

@@ -1,4 +1,4 @@
-"""The policy pack's hardening rules: each holds on every stack file (tests/test_policies.py runs
+"""The policy pack's hardening rules: each holds on every stack file (tests/unit/test_policies.py runs
 every rule there) and each fails on a resource that breaks it."""
 
 from __future__ import annotations

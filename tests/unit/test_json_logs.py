@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from components.worker.worker import JSON_LOGGING_ENVIRONMENT
+from components.platform.fargate import JSON_LOGGING_ENVIRONMENT
 from tests.support.evaluations import evaluated
 from tests.support.harness import worker_container
 

@@ -95,3 +95,20 @@ def test_every_enumerated_read_names_a_literal_type():
     assert len(choices) == len(ENUMERATED), "each choice names its key and a Literal type by name"
     for key, accepted in ENUMERATED.items():
         assert get_origin(accepted) is Literal, f"{key} reads its values from {accepted!r}"
+
+
+def test_the_project_name_is_written_once_and_every_type_token_uses_it():
+    """Component type tokens and descriptions build on `NAMESPACE`; the string itself lives in
+    components/config/reader.py alone."""
+    spelled = [path.relative_to(ROOT).as_posix() for path in PROGRAM
+               if any(isinstance(node, ast.Constant) and isinstance(node.value, str)
+                      and reader.NAMESPACE in node.value
+                      for node in ast.walk(ast.parse(path.read_text())))]
+    assert spelled == ["components/config/reader.py"]
+    tokens = [node.args[0] for path in PROGRAM for node in ast.walk(ast.parse(path.read_text()))
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr == "__init__" and node.args
+              and isinstance(node.args[0], ast.JoinedStr) and ":index:" in ast.unparse(node.args[0])]
+    assert len(tokens) >= 16
+    assert all(isinstance(t.values[0], ast.FormattedValue) and ast.unparse(t.values[0].value)
+               == "NAMESPACE" for t in tokens)

@@ -11,7 +11,10 @@ import pytest
 
 from components.server.database import ENGINE_MAJOR, PARAMETER_GROUP_FAMILY
 from components.server.access import READINESS_PATH, TLS_POLICY
-from tests.support.harness import Evaluation, evaluate, server_stack_names, stack_file_values
+from components.config.server import SERVER_PORT
+from components.platform.network import POSTGRESQL_PORT, REDIS_PORT
+from tests.support.harness import (Evaluation, evaluate, server_stack_names, stack_file_values,
+                                  stack_settings)
 from tests.support.server_evaluations import server_config
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -55,7 +58,9 @@ def test_server_port_is_open_only_to_the_worker_flow_runs_and_its_alb(evaluated,
     if evaluation.of_type("aws:lb/loadBalancer:LoadBalancer"):
         expected.add(group_id(evaluation, "server-access-sg"))
     assert sources == expected
-    for rule in evaluation.of_type(RULE):
+    rules = evaluation.of_type(RULE)
+    assert rules
+    for rule in rules:
         assert (rule.inputs["fromPort"], rule.inputs["toPort"], rule.inputs["ipProtocol"]) == (
             4200, 4200, "tcp")
         assert "cidrIpv4" not in rule.inputs
@@ -65,7 +70,8 @@ def test_server_port_is_open_only_to_the_worker_flow_runs_and_its_alb(evaluated,
 def test_database_and_redis_accept_only_the_server_group_in_isolated_subnets(evaluated, stack):
     evaluation = evaluated(stack)
     server_sg = group_id(evaluation, "network-server-sg")
-    stores = [("server-db-sg", 5432)] + ([("server-redis-sg", 6379)] if "prod" in stack else [])
+    ha = stack_settings(stack).server.ha
+    stores = [("server-db-sg", POSTGRESQL_PORT)] + ([("server-redis-sg", REDIS_PORT)] if ha else [])
     for name, port in stores:
         group = evaluation.one(SG, name).inputs
         assert group["ingress"] == [{"description": group["ingress"][0]["description"],
@@ -76,7 +82,9 @@ def test_database_and_redis_accept_only_the_server_group_in_isolated_subnets(eva
     isolated = vpc.outputs["isolatedSubnetIds"]
     assert isolated and [s["type"] for s in vpc.inputs["subnetSpecs"]][-1] == "Isolated"
     assert evaluation.one("aws:rds/subnetGroup:SubnetGroup").inputs["subnetIds"] == isolated
-    for group in evaluation.of_type("aws:elasticache/subnetGroup:SubnetGroup"):
+    groups = evaluation.of_type("aws:elasticache/subnetGroup:SubnetGroup")
+    assert bool(groups) == ha
+    for group in groups:
         assert group.inputs["subnetIds"] == isolated
 
 
@@ -160,27 +168,28 @@ def test_single_internal_has_no_load_balancer(evaluated):
 
 
 @pytest.mark.parametrize("stack", server_stack_names())
-def test_target_group_checks_readiness(evaluated, stack):
-    for group in evaluated(stack).of_type("aws:lb/targetGroup:TargetGroup"):
+def test_a_load_balanced_server_has_target_groups_that_check_readiness(evaluated, stack):
+    groups = evaluated(stack).of_type("aws:lb/targetGroup:TargetGroup")
+    if not stack_settings(stack).server.load_balanced:
+        assert groups == []
+        return
+    assert groups
+    for group in groups:
         assert group.inputs["healthCheck"]["path"] == READINESS_PATH == "/api/ready"
-        assert group.inputs["targetType"] == "ip" and group.inputs["port"] == 4200
+        assert group.inputs["targetType"] == "ip" and group.inputs["port"] == SERVER_PORT == 4200
 
 
-def test_load_balanced_services_wait_for_the_listeners_of_their_target_group(monkeypatch):
+def test_the_server_stacks_include_a_load_balanced_one():
+    assert [s for s in server_stack_names() if stack_settings(s).server.load_balanced]
+
+
+def test_load_balanced_services_wait_for_the_listeners_of_their_target_group(evaluated):
     """ECS refuses a service whose target group no listener forwards to yet."""
-    import pulumi_aws
-
-    from tests.support.harness import evaluate_stack
-
-    seen: dict[str, object] = {}
-
-    class RecordingService(pulumi_aws.ecs.Service):
-        def __init__(self, resource_name, *args, opts=None, **kwargs):
-            seen[resource_name] = opts
-            super().__init__(resource_name, *args, opts=opts, **kwargs)
-
-    monkeypatch.setattr(pulumi_aws.ecs, "Service", RecordingService)
-    evaluate_stack("selfhosted-prod")
-    api = seen["server-api-service"].depends_on
-    assert api and all(isinstance(r, pulumi_aws.lb.Listener) for r in api)
-    assert not seen["server-services-service"].depends_on
+    evaluation = evaluated("selfhosted-prod")
+    listeners = {r.urn for r in evaluation.of_type(LISTENER)
+                 if any(a["type"] == "forward" for a in r.inputs["defaultActions"])}
+    assert listeners
+    api = evaluation.one("aws:ecs/service:Service", "server-api-service")
+    assert listeners <= set(api.depends_on)
+    services = evaluation.one("aws:ecs/service:Service", "server-services-service")
+    assert not listeners & set(services.depends_on)

@@ -241,8 +241,11 @@ def test_a_server_stack_needs_no_prefect_api_url_or_key():
 def test_an_adopted_auth_string_secret_is_used_and_nothing_generated():
     evaluation = evaluate(single(prefectApiAuthStringSecretArn=SECRET_ARN))
     assert evaluation.exports["credentialSecretArn"] == SECRET_ARN
-    assert not evaluation.of_type("aws:secretsmanager/secretVersion:SecretVersion")
-    assert "aws:secretsmanager/getRandomPassword:getRandomPassword" not in evaluation.calls
+    # The one generated value is the database role's password (components/server/database.py).
+    assert [v.name for v in evaluation.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+            ] == ["server-db-app-secret-version"]
+    assert list(evaluation.calls).count(
+        "aws:secretsmanager/getRandomPassword:getRandomPassword") == 1
 
 
 def test_public_access_with_an_own_certificate_issues_none():

@@ -17,10 +17,11 @@ from components.server.server import (
     API_CONTAINER, KEEPALIVE_TIMEOUT_SECONDS, LB_IDLE_TIMEOUT_SECONDS, MIGRATE_CONTAINER,
     MULTI_PROCESS_SETTINGS, SERVER_CONTAINER, SERVICES_CONTAINER,
 )
-from components.config.server import PREFECT_REDIS_PACKAGE, PREFECT_VERSION
+from components.server.server import REQUIREMENTS_ENV, server_requirements
+from components.config.server import PREFECT_VERSION
 from tests.support.harness import (
     WORK_POOL, WORKER_TASK, Evaluation, evaluate, pool_template, project_defaults,
-    server_stack_names, worker_container,
+    server_stack_names, stack_settings, worker_container,
 )
 from tests.support.server_evaluations import (
     SERVICE, TASK_DEFINITION, all_containers, containers, environment, secrets, server_config,
@@ -55,18 +56,18 @@ def test_every_server_process_uses_postgresql_through_the_split_settings(evaluat
     evaluation = evaluated(stack)
     found = server_containers(evaluation)
     assert {c["name"] for c in found.values()} >= (
-        {SERVER_CONTAINER} if "dev" in stack else {API_CONTAINER, SERVICES_CONTAINER,
-                                                   MIGRATE_CONTAINER})
-    db_secret = evaluation.exports["serverDbSecretArn"]
+        {SERVER_CONTAINER, MIGRATE_CONTAINER} if "dev" in stack
+        else {API_CONTAINER, SERVICES_CONTAINER, MIGRATE_CONTAINER})
+    app_secret = evaluation.exports["serverDbAppSecretArn"]
     for key, container in found.items():
         env = environment(container)
         assert env["PREFECT_SERVER_DATABASE_DRIVER"] == DRIVER == "postgresql+asyncpg", key
         assert env["PREFECT_SERVER_DATABASE_HOST"] == evaluation.exports["serverDbEndpoint"]
         assert (env["PREFECT_SERVER_DATABASE_PORT"], env["PREFECT_SERVER_DATABASE_USER"],
-                env["PREFECT_SERVER_DATABASE_NAME"]) == ("5432", "prefect", "prefect")
+                env["PREFECT_SERVER_DATABASE_NAME"]) == ("5432", "prefect_server", "prefect")
         assert "PREFECT_API_DATABASE_CONNECTION_URL" not in env
         assert "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in env
-        assert secrets(container)["PREFECT_SERVER_DATABASE_PASSWORD"] == f"{db_secret}:password::"
+        assert secrets(container)["PREFECT_SERVER_DATABASE_PASSWORD"] == f"{app_secret}:password::"
 
 
 @pytest.mark.parametrize("stack", server_stack_names())
@@ -74,7 +75,9 @@ def test_no_secret_in_any_environment_and_none_in_the_definitions(evaluated, sta
     evaluation = evaluated(stack)
     for key, container in all_containers(evaluation).items():
         assert not [name for name in environment(container) if SECRET_NAME.search(name)], key
-    for task in evaluation.of_type(TASK_DEFINITION):
+    tasks = evaluation.of_type(TASK_DEFINITION)
+    assert tasks
+    for task in tasks:
         assert GENERATED_PASSWORD[:16] not in task.inputs["containerDefinitions"]
         assert isinstance(task.inputs["containerDefinitions"], str)  # never a secret Output
 
@@ -94,13 +97,16 @@ def test_server_and_worker_share_the_auth_string_only_through_secrets(evaluated,
 def test_single_runs_one_server_process_after_its_migration(evaluated):
     evaluation = evaluated("selfhosted-dev")
     found = containers(evaluation, "server-server-task")
-    assert list(found) == [SERVER_CONTAINER, MIGRATE_CONTAINER]
+    assert sorted(c["name"] for c in found.values()) == [MIGRATE_CONTAINER, SERVER_CONTAINER]
     container = found[SERVER_CONTAINER]
-    assert container["essential"] is True
-    assert container["command"] == ["prefect", "server", "start", "--host", "0.0.0.0"]
+    assert container["essential"] is True and found[MIGRATE_CONTAINER]["essential"] is False
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    assert container["command"][2].endswith("exec prefect server start --host 0.0.0.0")
+    assert container["dependsOn"] == [{"containerName": MIGRATE_CONTAINER, "condition": "SUCCESS"}]
     env = environment(container)
-    # prefect-migrate migrated before it starts (a long migration must not fail its health check).
     assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"
+    memory = int(evaluation.one(TASK_DEFINITION, "server-server-task").inputs["memory"])
+    assert container["memory"] + found[MIGRATE_CONTAINER]["memoryReservation"] == memory
     assert "PREFECT_MESSAGING_BROKER" not in env  # one process: the in-memory broker is right
     svc = service(evaluation, "server")
     # Stop before start: two schedulers never overlap, two processes never migrate at once.
@@ -123,7 +129,9 @@ def test_ui_keepalive_health_and_logs_of_each_api_process(evaluated, stack):
         assert KEEPALIVE_TIMEOUT_SECONDS > LB_IDLE_TIMEOUT_SECONDS
         assert "/api/health" in container["healthCheck"]["command"][1]
         assert container["portMappings"][0]["containerPort"] == 4200
-    for lb in evaluation.of_type("aws:lb/loadBalancer:LoadBalancer"):
+    lbs = evaluation.of_type("aws:lb/loadBalancer:LoadBalancer")
+    assert bool(lbs) == stack_settings(stack).server.load_balanced
+    for lb in lbs:
         assert lb.inputs["idleTimeout"] == LB_IDLE_TIMEOUT_SECONDS
 
 
@@ -152,7 +160,7 @@ def test_ha_splits_api_and_services_with_redis_for_every_multi_process_setting(e
             "PREFECT_SERVER_WORKER_CHANNEL_CLEANUP_QUEUE_STORAGE"}
         assert env["PREFECT_REDIS_MESSAGING_SSL"] == "true"
         assert env["PREFECT_REDIS_MESSAGING_HOST"].startswith("master.")
-        assert env["SERVER_EXTRA_PACKAGES"].split()[0] == PREFECT_REDIS_PACKAGE
+        assert env[REQUIREMENTS_ENV] == server_requirements()
         assert "EXTRA_PIP_PACKAGES" not in env  # the entrypoint would write to the read-only root
         assert secrets(container)["PREFECT_REDIS_MESSAGING_PASSWORD"] == redis_secret.outputs["arn"]
         # The docket URL carries the password: composed at start, never declared.
@@ -174,12 +182,9 @@ def test_ha_api_tasks_roll_across_azs_and_the_services_task_is_one(evaluated):
     assert "loadBalancers" not in services or not services["loadBalancers"]
 
 
-@pytest.mark.parametrize("stack,task", [("selfhosted-prod", "server-api-task"),
-                                        ("selfhosted-prod", "server-services-task"),
-                                        ("selfhosted-dev", "server-server-task")])
-def test_server_processes_start_only_after_the_serialized_migration_succeeded(evaluated, stack,
-                                                                              task):
-    found = containers(evaluated(stack), task)
+@pytest.mark.parametrize("task", ["server-api-task", "server-services-task"])
+def test_ha_processes_start_only_after_the_serialized_migration_succeeded(evaluated, task):
+    found = containers(evaluated("selfhosted-prod"), task)
     migrate = found[MIGRATE_CONTAINER]
     main = [c for c in found.values() if c["name"] != MIGRATE_CONTAINER]
     (main,) = main
@@ -193,9 +198,8 @@ def test_server_processes_start_only_after_the_serialized_migration_succeeded(ev
     assert "pg_try_advisory_lock" in script and "SELECT pg_advisory_lock" not in script
     assert '"prefect", "server", "database", "upgrade", "-y"' in script
     compile(script, "prefect-migrate", "exec")
-    memory = int(evaluated(stack).one(TASK_DEFINITION, task).inputs["memory"])
-    main_memory = main.get("memoryReservation") or main["memory"]
-    assert migrate["memoryReservation"] + main_memory == memory
+    memory = int(evaluated("selfhosted-prod").one(TASK_DEFINITION, task).inputs["memory"])
+    assert migrate["memoryReservation"] + main["memoryReservation"] == memory
 
 
 def test_exec_is_on_for_the_server_service_only_and_only_when_internal(evaluated):
@@ -257,7 +261,9 @@ def test_the_upserted_template_is_the_one_template_with_the_stacks_defaults(eval
 
 @pytest.mark.parametrize("stack", server_stack_names())
 def test_task_definitions_stay_far_below_the_ecs_size_limit(evaluated, stack):
-    for task in evaluated(stack).of_type(TASK_DEFINITION):
+    tasks = evaluated(stack).of_type(TASK_DEFINITION)
+    assert tasks
+    for task in tasks:
         size = len(task.inputs["containerDefinitions"].encode())
         assert size < TASK_DEFINITION_LIMIT / 2, (task.name, size)
 
@@ -273,7 +279,9 @@ def test_template_encoding_round_trips_and_is_stable():
 @pytest.mark.parametrize("stack", server_stack_names())
 def test_every_server_container_runs_read_only_writing_only_to_its_task_volumes(evaluated, stack):
     evaluation = evaluated(stack)
-    for definition in evaluation.of_type(TASK_DEFINITION):
+    definitions = evaluation.of_type(TASK_DEFINITION)
+    assert definitions
+    for definition in definitions:
         volumes = {v["name"] for v in definition.inputs["volumes"]}
         for container in json.loads(definition.inputs["containerDefinitions"]):
             assert container["readonlyRootFilesystem"] is True, container["name"]
@@ -284,5 +292,18 @@ def test_every_server_container_runs_read_only_writing_only_to_its_task_volumes(
         for container in containers(evaluation, name).values():
             if container["name"] != MIGRATE_CONTAINER:
                 # prefect-redis goes onto the PREFECT_HOME volume, not the read-only site-packages.
-                assert '--target "/var/lib/prefect/python"' in container["command"][2]
-                assert 'PYTHONPATH="/var/lib/prefect/python"' in container["command"][2]
+                assert '--target "$PREFECT_HOME/python"' in container["command"][2]
+                assert 'PYTHONPATH="$PREFECT_HOME/python"' in container["command"][2]
+
+
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_only_the_migration_holds_the_master_password(evaluated, stack):
+    evaluation = evaluated(stack)
+    master = f"{evaluation.exports['serverDbSecretArn']}:password::"
+    holders = {key: c for key, c in all_containers(evaluation).items()
+               if master in secrets(c).values()}
+    assert holders and {c["name"] for c in holders.values()} == {MIGRATE_CONTAINER}
+    for container in holders.values():
+        assert secrets(container)["DATABASE_MASTER_PASSWORD"] == master
+        assert environment(container)["DATABASE_MASTER_USER"] == "prefect"
+        assert "PREFECT_SERVER_API_AUTH_STRING" not in secrets(container)

@@ -2,7 +2,8 @@
 looping the service through restarts, and the retention keys reach the process that runs
 Prefect's DB vacuum in the format Prefect 3.9.1 reads.
 
-Why each limit matters for a long migration (components/server/server.py, MIGRATION_BOUND_SECONDS):
+Why each limit matters for a long migration (components/server/server.py and
+migrate.py, MIGRATION_BOUND_SECONDS):
 - the main container starts only on prefect-migrate's SUCCESS, so its health check (and its
   start period) begins after the migration, however long it takes;
 - the ECS agent gives up on a SUCCESS dependency only when the dependency declares a
@@ -17,16 +18,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bench.upgrade import RESULT
+from components.server import migrate
+from components.server.migrate import MIGRATION_BOUND_SECONDS, MIGRATION_LOCK_WAIT_SECONDS
 from components.server.server import (
-    HEALTH_CHECK_GRACE_SECONDS, MIGRATE_CONTAINER, MIGRATE_SCRIPT, MIGRATION_BOUND_SECONDS,
-    MIGRATION_LOCK_WAIT_SECONDS, SERVER_CONTAINER, SERVICES_CONTAINER,
+    HEALTH_CHECK_GRACE_SECONDS, MIGRATE_CONTAINER, SERVER_CONTAINER, SERVICES_CONTAINER,
 )
 from tests.support.harness import evaluate, project_defaults, server_stack_names
 from tests.support.server_evaluations import (
@@ -73,9 +75,14 @@ def test_every_server_task_migrates_first_with_no_dependency_timeout(evaluated, 
         assert environment(main)["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false", task
 
 
-def test_the_declared_lock_wait_and_grace_outlast_the_migration_bound():
-    (wait,) = re.findall(r"^LOCK_WAIT_SECONDS = (\d+)$", MIGRATE_SCRIPT, re.M)
-    assert int(wait) == MIGRATION_LOCK_WAIT_SECONDS > MIGRATION_BOUND_SECONDS
+def test_the_declared_lock_wait_and_grace_outlast_the_migration_bound(evaluated):
+    # The declared command runs migrate.py's own text, so its lock wait is this constant.
+    for stack in server_stack_names():
+        for _task, found in server_tasks(evaluated(stack)):
+            command = found[MIGRATE_CONTAINER]["command"]
+            assert command[:2] == ["python", "-c"]
+            assert command[2] == Path(migrate.__file__).read_text()
+    assert MIGRATION_LOCK_WAIT_SECONDS > MIGRATION_BOUND_SECONDS
     assert HEALTH_CHECK_GRACE_SECONDS > MIGRATION_LOCK_WAIT_SECONDS
 
 

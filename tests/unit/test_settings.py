@@ -9,7 +9,7 @@ import pytest
 
 from components.config.reader import ConfigError
 from tests.support.harness import (
-    CLOUD_URL, PROJECT, TEST_API_KEY, RecordingMocks, evaluate, load_stack_config,
+    CLOUD_URL, PROJECT, TEST_API_KEY, RecordingMocks, evaluate, load_stack_config, read_settings,
     with_credentials, worker_container,
 )
 
@@ -180,24 +180,22 @@ def test_self_hosted_server_with_auth_string_reaches_the_container_as_that_varia
 
 def test_image_pinned_by_digest_is_accepted():
     image = "prefecthq/prefect-aws@sha256:" + "ab" * 32
-    assert worker_container(evaluate(dev_config(workerImage=image)))["image"] == image
+    assert read_settings(dev_config(workerImage=image)).worker_image == image
 
 
 def test_image_from_a_registry_with_a_port_and_a_version_tag_is_accepted():
     image = "registry.internal:5000/platform/prefect-aws:0.7.12-python3.12"
-    assert worker_container(evaluate(dev_config(workerImage=image)))["image"] == image
+    assert read_settings(dev_config(workerImage=image)).worker_image == image
 
 
 @pytest.mark.parametrize("cpu,memory", [("256", "2048"), ("512", "4096"), ("4096", "30720"),
                                         ("16384", "122880")])
 def test_every_fargate_size_at_the_edge_of_the_table_is_accepted(cpu, memory):
-    task = evaluate(dev_config(workerCpu=cpu, workerMemory=memory)).one(
-        "aws:ecs/taskDefinition:TaskDefinition")
-    assert (task.inputs["cpu"], task.inputs["memory"]) == (cpu, memory)
+    settings = read_settings(dev_config(workerCpu=cpu, workerMemory=memory))
+    assert (settings.worker_cpu, settings.worker_memory) == (int(cpu), int(memory))
 
 
 def test_user_tags_join_the_default_tags():
-    evaluation = evaluate(dev_config(tags='["environment=dev", "team=data", "cost-center=42"]'))
-    tags = evaluation.one("aws:ecs/cluster:Cluster").inputs["tags"]
+    tags = read_settings(dev_config(tags='["environment=dev", "team=data", "cost-center=42"]')).tags
     assert tags == {"project": PROJECT, "stack": "test", "managed-by": "pulumi",
                     "environment": "dev", "team": "data", "cost-center": "42"}

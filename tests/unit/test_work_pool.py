@@ -11,7 +11,7 @@ import pytest
 
 from components.prefect.job_template import FLOW_RUN_STREAM_PREFIX, upstream_template
 from components.prefect.work_pool import ATTEMPTS, PrefectApiError, WorkPoolProvider
-from components.worker.worker import JSON_LOGGING_ENVIRONMENT
+from components.platform.fargate import JSON_LOGGING_ENVIRONMENT
 from tests.support.harness import (
     ACCOUNT, PROJECT, REGION, TEST_API_KEY, WORK_POOL, evaluate_stack, pool_template, runs_server,
     stack_names, worker_container,

@@ -17,7 +17,8 @@ import botocore.validate
 import pytest
 
 from components.prefect.stuck_run_automation import SUBMISSION_LIMIT, WORKER_RETRY_ENVIRONMENT
-from components.worker.worker import HEALTH_CHECK_COMMAND, HEALTH_PORT
+from components.platform.fargate import http_health_check
+from components.worker.worker import HEALTH_PATH, HEALTH_PORT
 from tests.support.harness import (
     CLOUD_URL, TEST_API_KEY, evaluate, project_defaults, is_secret_input, load_stack_config,
     stack_file_values, runs_server, stack_names, with_credentials, worker_container,
@@ -116,8 +117,8 @@ def test_worker_environment_names_the_api_region_health_port_events_queue_and_js
 def test_health_check_probes_the_workers_own_endpoint_with_no_port_published(evaluated):
     container = worker_container(evaluated("dev"))
     check = container["healthCheck"]
-    assert check["command"] == ["CMD-SHELL", HEALTH_CHECK_COMMAND]
-    assert f"http://localhost:{HEALTH_PORT}/health" in HEALTH_CHECK_COMMAND
+    assert check["command"][0] == "CMD-SHELL"
+    assert f"http://localhost:{HEALTH_PORT}/health" in check["command"][1]
     # ECS bounds: interval 5-300, timeout 2-120, retries 1-10, startPeriod 0-300.
     assert 5 <= check["interval"] <= 300 and 2 <= check["timeout"] < check["interval"]
     assert 1 <= check["retries"] <= 10 and 0 <= check["startPeriod"] <= 300
@@ -136,7 +137,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
 
 def _run_health_check(port: int) -> int:
-    command = HEALTH_CHECK_COMMAND.replace(f":{HEALTH_PORT}/", f":{port}/")
+    command = http_health_check(port, HEALTH_PATH, start_period=60)["command"][1]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     return subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True,
                           timeout=30).returncode
