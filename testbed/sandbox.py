@@ -53,7 +53,7 @@ exec "$@"
 def available() -> str:
     """Why the sandbox cannot run here (the exact refusal), or '' when it can."""
     if os.geteuid() != 0:
-        return "mount namespaces with remounts need root"
+        return "needs root: it remounts every mount read-only in a private mount namespace"
     if shutil.which("unshare") is None:
         return "unshare (util-linux) is not installed"
     # A container without CAP_SYS_ADMIN refuses: "unshare failed: Operation not permitted".

@@ -138,8 +138,6 @@ class PrefectServer:
     """`prefect server start` with SQLite in a temporary PREFECT_HOME."""
 
     def __init__(self, workdir: Path, extra_env: Optional[dict[str, str]] = None):
-        self.port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.home = Path(tempfile.mkdtemp(prefix="prefect-home-", dir=workdir))
         self.log_path = workdir / "prefect-server.log"
         self.env = {
@@ -151,15 +149,25 @@ class PrefectServer:
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
             **(extra_env or {}),
         }
-        self.process = spawn(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            self.env, self.log_path)
-        try:
-            # ~10 s on a quiet machine; minutes on a 2-core one shared with other test runs.
-            wait_for_http(f"{self.api_url}/health", 240, self.process)
-        except BaseException:
-            stop(self.process)  # not left running when it answers too late
-            raise
+        # A free port can be taken by another process before the server binds it (a machine
+        # shared with other test runs): a server that exits while starting gets one more port.
+        for attempt in (1, 2):
+            self.port = free_port()
+            self.api_url = f"http://127.0.0.1:{self.port}/api"
+            self.process = spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                                  "--port", str(self.port)], self.env, self.log_path)
+            try:
+                # ~10 s on a quiet machine; minutes on a 2-core one shared with other test runs.
+                wait_for_http(f"{self.api_url}/health", 240, self.process)
+                return
+            except RuntimeError as exited:
+                stop(self.process)
+                log = self.log_path.read_text(errors="replace")[-2000:]
+                if attempt == 2:
+                    raise RuntimeError(f"{exited}; its log ends: {log}") from None
+            except BaseException:
+                stop(self.process)  # not left running when it answers too late
+                raise
 
     def client_env(self) -> dict[str, str]:
         """What a Prefect client (CLI, worker, flow) needs to reach this server."""

@@ -12,6 +12,9 @@ from tests.support.harness import TEST_AUTH_STRING
 from testbed.databases import Postgres, Redis, start_postgres, start_redis
 from testbed.servers import MotoServer, PrefectServer
 
+# Under CI=true a skip is a failure (tests/support/ci_skips.py).
+pytest_plugins = ["tests.support.ci_skips"]
+
 
 @pytest.fixture(scope="session")
 def server_dir(tmp_path_factory) -> Path:

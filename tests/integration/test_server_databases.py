@@ -1,4 +1,5 @@
-"""The real PostgreSQL and Redis of testbed/databases.py behave as the server tests rely on."""
+"""The real PostgreSQL and Redis of testbed/databases.py behave as the server tests rely on, and
+they are the venv's wheels (testbed/binaries.py), not whatever the machine has."""
 
 from __future__ import annotations
 
@@ -7,9 +8,28 @@ import os
 
 import pytest
 
-from testbed.databases import RedisError, start_postgres, start_redis
+from testbed import binaries
+from testbed.databases import RedisError, _pg_bin, start_postgres, start_redis
 
 pytestmark = pytest.mark.slow
+
+
+def test_the_servers_are_the_wheels_binaries(postgres_server, redis_server):
+    postgres = os.readlink(f"/proc/{postgres_server.pid}/exe")
+    # Under root, when `nobody` cannot reach the venv, a copy of the wheel's installation.
+    assert postgres == str(_pg_bin() / "postgres")
+    assert (_pg_bin() / "postgres").read_bytes() == (binaries.postgres_bin() / "postgres").read_bytes()
+    assert postgres_server.sql("SHOW server_version").split(".")[0] == \
+        binaries.versions()["postgresql"].split(".")[0]
+    assert os.readlink(f"/proc/{redis_server.pid}/exe") == str(binaries.redis_server())
+    assert redis_server.command("INFO", "server").count(
+        f"valkey_version:{binaries.versions()['valkey']}") == 1
+
+
+def test_postgres_has_the_extension_prefects_migrations_create(postgres_server):
+    database = postgres_server.create_database("extension_check")
+    postgres_server.sql("CREATE EXTENSION pg_trgm", database)
+    assert postgres_server.sql("SELECT similarity('prefect', 'prefects') > 0.5", database) == "t"
 
 
 def test_postgres_requires_the_password(postgres_server):
@@ -63,6 +83,8 @@ def test_redis_with_tls_refuses_plain_connections():
     with start_redis("token", tls=True) as server:
         assert server.url.startswith("rediss://") and server.ca_file.exists()
         assert server.command("PING") == "PONG"
+        # The server itself has no TCP port: only the TLS terminator's is on the loopback.
+        assert server.command("CONFIG", "GET", "port") == ["port", "0"]
         plain = dataclasses.replace(server, tls=False)  # the same server, spoken to in clear
         with pytest.raises((ConnectionError, OSError)):
             plain.command("PING")

@@ -5,14 +5,13 @@ only through OIDC, run only Makefile targets that exist, and pass actionlint."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
+from testbed import binaries
 from tests.support.harness import ROOT, stack_names
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -28,6 +27,11 @@ def workflow(name: str) -> dict:
 
 def steps_using(job: dict, action: str) -> list[dict]:
     return [s for s in job["steps"] if s.get("uses", "").split("@")[0] == action]
+
+
+# The test jobs run `make test` as root (passwordless sudo on GitHub's runners), with the runner's
+# Python and CI=true: the read-only-root test needs root, and under CI=true a skip fails.
+AS_ROOT = 'sudo env "PATH=$PATH" "CI=$CI" '
 
 
 def make_targets() -> set[str]:
@@ -52,7 +56,7 @@ def test_pull_request_runs_the_tests_then_previews_every_stack_with_a_pr_comment
     data = workflow("pull-request.yml")
     assert "pull_request" in data["on"]
     jobs = data["jobs"]
-    assert [s["run"] for s in jobs["test"]["steps"] if "run" in s] == ["make test"]
+    assert [s["run"] for s in jobs["test"]["steps"] if "run" in s] == [AS_ROOT + "make test"]
     preview = jobs["preview"]
     assert preview["needs"] == "test"
     assert sorted(preview["strategy"]["matrix"]["stack"]) == stack_names()
@@ -101,10 +105,24 @@ def test_workflows_run_only_makefile_targets_that_exist():
     commands = run_commands()
     assert commands
     for command in commands:
-        words = command.split()
+        words = command.removeprefix(AS_ROOT).split()
         assert words[0] == "make", command
         assert set(words[1:]) <= targets, command
     assert {"test", "install", "policy-install", "plan"} <= targets
+
+
+def test_the_test_jobs_need_nothing_but_python_make_and_git():
+    """A test job checks out, sets up Python and runs `make test`, which installs everything else
+    into the venv; .ci/run installs with apt-get only what no wheel brings."""
+    for name in ("pull-request.yml", "deploy.yml"):
+        steps = workflow(name)["jobs"]["test"]["steps"]
+        assert [s["uses"].split("@")[0] if "uses" in s else s["run"] for s in steps] == [
+            "actions/checkout", "actions/setup-python", AS_ROOT + "make test"], name
+    ci = (ROOT / ".ci" / "run").read_text()
+    packages = {p for line in re.findall(r"apt-get install -y -qq ([^;}]+)", ci)
+                for p in line.split()}
+    assert packages and packages <= {"make", "python3-venv", "util-linux"}, packages
+    assert ci.rstrip().splitlines()[-1] == "make test"
 
 
 def test_actions_are_pinned_to_a_major_version():
@@ -121,16 +139,15 @@ def test_actions_are_pinned_to_a_major_version():
 def actionlint_findings(tmp_path_factory):
     """One actionlint run (the WebAssembly start-up is the slow part) over the workflows and a copy
     of deploy.yml with a misspelt input: findings per file."""
-    if not (shutil.which("node") and (ACTIONLINT / "node_modules" / "@tktco").exists()):
-        if os.environ.get("CI"):
-            pytest.fail("actionlint is not installed: make test installs it with npm")
-        pytest.skip("actionlint not installed: make lint-workflows")
+    if not (binaries.node().exists() and (ACTIONLINT / "node_modules" / "@tktco").exists()):
+        # Under CI=true this skip fails (tests/support/ci_skips.py).
+        pytest.skip("actionlint is not installed: `make lint-workflows` installs it")
     broken = tmp_path_factory.mktemp("actionlint") / "misspelt.yml"
     broken.write_text((WORKFLOWS / "deploy.yml").read_text().replace("role-to-assume:",
                                                                      "role-to-asume:", 1))
     files = [*sorted(WORKFLOWS.glob("*.yml")), broken]
-    result = subprocess.run(["node", str(ACTIONLINT / "lint.cjs"), *map(str, files)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([str(binaries.node()), str(ACTIONLINT / "lint.cjs"), *map(str, files)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     findings: dict[str, list[str]] = {str(f): [] for f in files}
     for finding in json.loads(result.stdout):
         findings[finding["file"]].append(finding["message"])

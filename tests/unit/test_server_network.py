@@ -13,6 +13,7 @@ from components.server.database import ENGINE_MAJOR, PARAMETER_GROUP_FAMILY
 from components.server.access import READINESS_PATH, TLS_POLICY
 from components.config.server import SERVER_PORT
 from components.platform.network import POSTGRESQL_PORT, REDIS_PORT
+from testbed import binaries
 from tests.support.harness import (Evaluation, evaluate, server_stack_names, stack_file_values,
                                   stack_settings)
 from tests.support.server_evaluations import server_config
@@ -86,6 +87,13 @@ def test_database_and_redis_accept_only_the_server_group_in_isolated_subnets(eva
     assert bool(groups) == ha
     for group in groups:
         assert group.inputs["subnetIds"] == isolated
+
+
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_the_tests_run_the_postgresql_major_the_database_declares(evaluated, stack):
+    """The server tests' PostgreSQL (a wheel, testbed/binaries.py) is the RDS instance's major."""
+    declared = evaluated(stack).one(DB).inputs["engineVersion"]
+    assert binaries.versions()["postgresql"].split(".")[0] == declared.split(".")[0]
 
 
 @pytest.mark.parametrize("stack", server_stack_names())
