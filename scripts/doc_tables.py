@@ -6,10 +6,13 @@
 - `modules` (docs/architecture.md): each package and module of components/, its docstring's first
   paragraph;
 - `verify` (README.md): each check of scripts/verify.py and, from its docstring, when it passes;
-- `cost` (docs/cost.md): each stack's monthly estimate against the seed, from `tools.cost`;
+- `cost` (docs/cost.md): each stack's monthly estimate against the seed and its cost per 1,000
+  flow runs, from `tools.cost`;
 - `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
 - `migration` and `growth` (docs/self-hosted-server.md): the recorded `make bench-upgrade` run
   (`bench/results/upgrade.json`), the growth through `components.server.growth`.
+- `capacity` and `sizing` (docs/sizing.md): the recorded `make bench-capacity` run
+  (`bench/results/capacity.json`) and the sizes `tools.sizing` derives from it;
 - `destroy` (docs/self-hosted-server.md): what `pulumi destroy` leaves of each server stack's
   database and what keeping it costs a month, from the stack files and `pricing/`;
 - `test-tools` (docs/testing.md): the servers and linters the tests run, each version as the
@@ -37,6 +40,7 @@ CONFIG_DOC = ROOT / "docs" / "configuration.md"
 COST_DOC = ROOT / "docs" / "cost.md"
 ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
+SIZING_DOC = ROOT / "docs" / "sizing.md"
 SERVER_DOC = ROOT / "docs" / "self-hosted-server.md"
 TESTING_DOC = ROOT / "docs" / "testing.md"
 BURST_RESULTS = ROOT / "bench" / "results"
@@ -122,16 +126,24 @@ def verify_table() -> str:
 
 
 def cost_table(evaluated: Optional[Callable[[str], Any]] = None) -> str:
-    from tools.cost import PriceTable, ratio, stack_costs
+    from tools.cost import CLOUD_PLAN_NOTE, SEED_PLAN_NOTE, PriceTable, per_run_basis, ratio, stack_costs
 
     prices = PriceTable.load()
     figures = stack_costs(prices, evaluated)
-    seed = figures["seed"][0]
-    rows = [f"Estimates of {prices.region} list prices of {prices.as_of} (`pricing/{prices.region}.json`).",
-            "", "| stack | $/month | x seed | ceiling with autoscaling |", "|---|---|---|---|"]
-    for stack, (total, ceiling) in figures.items():
-        top = f"${ceiling:.2f}" if ceiling != total else ""
-        rows.append(f"| {stack} | ${total:.2f} | {ratio(total, seed):.3f} | {top} |")
+    seed = figures["seed"].monthly
+    rows = [f"Estimates of {prices.region} list prices of {prices.as_of} (`pricing/{prices.region}.json`); "
+            f"{_markdown(per_run_basis(prices))}.",
+            "", "| stack | $/month | x seed | $/1,000 runs | of which standing | of which flow-run tasks "
+            "| ceiling with autoscaling | Prefect plan |",
+            "|---|---|---|---|---|---|---|---|"]
+    for stack, cost in figures.items():
+        top = f"${cost.ceiling:.2f}" if cost.ceiling != cost.monthly else ""
+        plan = "paid Cloud plan, not priced" if stack == "seed" else (
+            "Cloud plan, not priced" if cost.cloud_plan else "none (self-hosted)")
+        rows.append(f"| {stack} | ${cost.monthly:.2f} | {ratio(cost.monthly, seed):.3f} "
+                    f"| ${cost.per_1000.total:.2f} | ${cost.per_1000.standing:.2f} "
+                    f"| ${cost.per_1000.tasks:.2f} | {top} | {plan} |")
+    rows += ["", f"Notes: {_markdown(SEED_PLAN_NOTE)}; {_markdown(CLOUD_PLAN_NOTE)}."]
     return "\n".join(rows)
 
 
@@ -247,6 +259,118 @@ def growth_table(project_file: Path = ROOT / "Pulumi.yaml") -> str:
               f"{FREE_STORAGE_LOW_SHARE:.0%} of {storage} GB, or {ALARM_HEADROOM_DAYS} days of that "
               "growth if more."]
     return "\n".join(lines)
+NO_CAPACITY_RUN = "No run recorded yet: `make bench-capacity` (as root)."
+
+
+def _measured_at(part: dict[str, Any]) -> str:
+    """A part measured apart from the rest of the record (`--merge`) states its own time and load."""
+    if "date" not in part:
+        return ""
+    return (f"; measured {part['date']}, load average {part['load_average_at_start'][0]:g} to "
+            f"{part['load_average_at_end'][0]:g}")
+
+
+def capacity_table(path: Optional[Path] = None) -> str:
+    """The recorded ramp of each server mode measured, then the worker's figures."""
+    from tools.sizing import CAPACITY_RESULTS, cpu_bound_runs_per_min
+
+    path = path or CAPACITY_RESULTS
+    if not path.exists():
+        return NO_CAPACITY_RUN
+    run = json.loads(path.read_text())
+    worker = run["worker"]
+    lines = [
+        f"Recorded {run['date']} on {run['cpus']} CPUs at nice {run['niceness']}, load average "
+        f"{run['load_average_at_start'][0]:g} at the start and {run['load_average'][0]:g} at the end "
+        f"(a shared machine: the figures are low bounds); {run['wall_s'] / 60:.0f} min in all. "
+        f"A run: {_markdown(run['shape'])}. Steps of {run['step_seconds']:g} s; held = p95 "
+        f"<= {run['p95_limit_s']:g} s, no error, no backlog.",
+    ]
+    for mode in ("single", "ha"):
+        if mode not in run:
+            continue
+        server = run[mode]
+        verdict = (f"held at the {_cell(server['capacity_step_per_min'])}/min step"
+                   if server["held"] else "at best, no step held")
+        lines += [
+            "",
+            f"**{mode}** (`{server['stack']}`: {', '.join(server.get('processes', ['server']))} at "
+            f"{server['cpu_units']} CPU units / {server['memory_mib']} MiB each, on PostgreSQL; "
+            f"healthy after {server['healthy_after_s']:g} s{_measured_at(server)}): "
+            f"**{_cell(server['runs_per_min'])} "
+            f"runs/min** {verdict}, "
+            f"p95 {_cell(server['p95_s'])} s, {server['errors']} errors; at the CPU a run cost, its "
+            f"quota would carry {_cell(cpu_bound_runs_per_min(server))} runs/min on a machine "
+            f"that gave it all of it; "
+            f"{server['task_runs_recorded']} of {server['task_runs_expected']} task runs recorded "
+            f"by the server.",
+            "",
+            "| offered /min | completed /min | p50 (s) | p95 (s) | errors | in flight at end "
+            "| server vCPU | server CPU-s /run | throttled | server RSS MiB (peak) | database vCPU "
+            "| database CPU-s /run | held |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for step in server["steps"]:
+            cells = [step[k] for k in ("offered_per_min", "completed_per_min", "p50_s", "p95_s",
+                                       "errors", "in_flight_at_end", "server_cpu_vcpu",
+                                       "server_cpu_s_per_run", "server_throttled_share",
+                                       "server_rss_peak_mib", "database_cpu_vcpu",
+                                       "database_cpu_s_per_run")]
+            lines.append("| " + " | ".join(map(_cell, cells))
+                         + f" | {'yes' if step['held'] else 'no'} |")
+    lines += [
+        "",
+        f"**worker** (dev's worker task, {worker['cpu_units']} CPU units / {worker['memory_mib']} "
+        f"MiB, on moto): **{_cell(worker['submissions_per_min'])} submissions/min**, "
+        f"{worker['runs']} runs released at once, all submitted in {_cell(worker['all_submitted_s'])} "
+        f"s, pickup p50 {_cell(worker['p50_s'])} s / p95 {_cell(worker['p95_s'])} s, "
+        f"{worker['errors']} errors ({worker['lost']} lost, {worker['duplicated']} submitted twice, "
+        f"{worker['crashed']} crashed). Where its time went: "
+        f"{_cell(worker['worker_cpu_s_per_submission'])} CPU-s per submission, "
+        f"{_cell(worker['worker_cpu_vcpu'])} vCPU used on average, held back by its CPU quota "
+        f"{_cell(worker['worker_throttled_share'])} of the time, RSS peak "
+        f"{_cell(worker['worker_rss_peak_mib'])} MiB of its {worker['memory_mib']}; a submission's "
+        "phases (median s, from its log):",
+        "",
+        "| phase | median (s) |",
+        "|---|---|",
+        *(f"| {_markdown(name)} | {_cell(seconds)} |"
+          for name, seconds in worker["submission_phases_p50_s"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def sizing_table(path: Optional[Path] = None) -> str:
+    from tools.mock_engine import project_defaults
+    from tools.sizing import (CAPACITY_RESULTS, HEADROOM, PEAK_TO_AVERAGE, Measured,
+                              beyond_the_stack, default_verdicts, sizing_rows)
+
+    measured = Measured.load(path or CAPACITY_RESULTS)
+    if measured is None:
+        return NO_CAPACITY_RUN
+    rows = [f"From the run recorded {measured.date}: peak = {PEAK_TO_AVERAGE:g} x the day's "
+            f"average rate, each part planned at {HEADROOM:.0%} of what it held "
+            f"(`tools/sizing.py`).", "",
+            "| runs a day | peak runs /min | prefectServer | serverCpu / serverMemory "
+            "| API tasks | serverDbInstanceClass | workerCount |",
+            "|---|---|---|---|---|---|---|"]
+    for row in sizing_rows(measured):
+        api_tasks = "1 (API + services)" if row.mode == "single" else f"{row.api_tasks} + services"
+        if beyond_the_stack(row):
+            api_tasks += " (more than serverApiCount allows: split the load)"
+        rows.append(f"| {row.runs_per_day:,} | {row.peak_runs_per_min:g} | {row.mode} "
+                    f"| {row.server_cpu} / {row.server_memory} | {api_tasks} | {row.database} "
+                    f"| {row.workers} |")
+    rows += ["", "The defaults (`Pulumi.yaml`) by the same measurement and rules:", "",
+             "| keys | default | carries, at the headroom and peak above | memory |",
+             "|---|---|---|---|"]
+    verdicts = {None: "", True: f" (within {HEADROOM:.0%})", False: f" (above {HEADROOM:.0%})"}
+    rows += [f"| `{v.keys}` | {v.default} | {v.carries} "
+             f"| {v.memory}{verdicts[v.memory_within_headroom]} |"
+             for v in default_verdicts(measured, project_defaults())]
+    return "\n".join(rows)
+
+
 def destroy_table() -> str:
     """Per server stack (and a stack that turns a server on and says nothing more): what a
     destroy keeps, and its monthly price while kept: the retained stack key, and the final
@@ -295,6 +419,8 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "burst": (RUNS_DOC, burst_table),
     "migration": (SERVER_DOC, migration_table),
     "growth": (SERVER_DOC, growth_table),
+    "capacity": (SIZING_DOC, capacity_table),
+    "sizing": (SIZING_DOC, sizing_table),
     "destroy": (SERVER_DOC, destroy_table),
     "test-tools": (TESTING_DOC, tools_table),
 }

@@ -138,8 +138,11 @@ class Bed:
     def __init__(self, workdir: Path, *, poll_seconds: float = 2.0, pending_seconds: int = 10,
                  recovery: bool = True, moto: Optional[MotoServer] = None,
                  prefect: Optional[PrefectServer] = None,
-                 prefect_env: Optional[dict[str, str]] = None):
+                 prefect_env: Optional[dict[str, str]] = None,
+                 launcher: Optional[Callable[[list[str]], list[str]]] = None):
+        """`launcher` wraps each worker's command (testbed/cgroups.py: at its task's size)."""
         self.workdir = workdir
+        self.launcher = launcher
         self.poll_seconds = poll_seconds
         self.pending_seconds = pending_seconds
         self.recovery = recovery
@@ -206,6 +209,8 @@ class Bed:
             at = launch.command.index("--limit")
             del launch.command[at:at + 2]
         log_path = home / "worker.log"
+        if self.launcher is not None:
+            return spawn(self.launcher(launch.command), launch.env, log_path), log_path
         return launch.start(log_path), log_path
 
     def set_paused(self, paused: bool) -> None:
@@ -325,8 +330,10 @@ class _ContainerStandIn(threading.Thread):
 
 def run_burst(bed: Bed, scenario: str, *, runs: int = 100, workers: int = 2,
               fault_seconds: float = 45.0, deadline_s: Optional[float] = None,
-              log: Callable[[str], None] = lambda _: None) -> Figures:
-    """One scenario on a fresh set of runs and workers; the runs are deleted afterwards."""
+              log: Callable[[str], None] = lambda _: None,
+              on_release: Callable[[], None] = lambda: None) -> Figures:
+    """One scenario on a fresh set of runs and workers; the runs are deleted afterwards.
+    `on_release` is called once the workers are up, just before the runs are released."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
     began = time.monotonic()
@@ -352,6 +359,7 @@ def run_burst(bed: Bed, scenario: str, *, runs: int = 100, workers: int = 2,
             proxy.fail(".RunTask", fault_seconds, THROTTLED)
         elif scenario == "runtask-unavailable":
             proxy.fail(".RunTask", fault_seconds, UNAVAILABLE)
+        on_release()
         bed.set_paused(False)
         t0 = time.monotonic()
 

@@ -8,12 +8,15 @@ address for `Single`, one each per AZ for `OnePerAz`, none for `None`. A worker 
 subnet (`assignPublicIp`) holds a public IPv4 address of its own.
 
 With autoscaling the service is priced at its minimum (steady state) and the maximum is shown as
-the ceiling. Flow-run tasks are priced by use and are not part of the stack's fixed cost.
+the ceiling. Flow-run tasks are priced by use and are not part of the stack's fixed cost; the cost
+per 1,000 flow runs adds them at the pool's default size for a stated duration (FLOW_RUN_MINUTES)
+to the monthly cost spread over the price table's `flow_runs_per_month`.
 
 `python -m tools.cost` (`make cost`) prints each stack's monthly cost as a ratio to the seed
 report's architecture (examples/Pulumi.seed.yaml: two AZs, one NAT gateway, one on-demand x86
-worker of dev's size), priced by the same program and the same price table as the stacks, so the
-ratios compare like with like. Figures are estimates of what the stacks declare, not of a bill.
+worker of dev's size), and beside it the cost per 1,000 flow runs, priced by the same program
+and the same price table as the stacks, so the ratios compare like with like. Figures are
+estimates of what the stacks declare, not of a bill.
 """
 
 from __future__ import annotations
@@ -407,40 +410,138 @@ def items_by_name(estimate_: Estimate) -> dict[str, LineItem]:
     return {item.item: item for item in estimate_.items}
 
 
+# --- Cost per 1,000 flow runs ------------------------------------------------------------------
+
+# The average billed life of a flow-run task. Fargate bills from the start of the image pull until
+# the task stops, per second with a one-minute minimum: a flow-run task pulls the flow image and
+# starts Python and Prefect (about a minute on Fargate for the pinned prefect image), runs the
+# flow, reports its final state and exits. Five minutes stands for a short batch flow; a team
+# with longer flows scales the task share of the figure linearly.
+FLOW_RUN_MINUTES = 5.0
+FARGATE_MINIMUM_MINUTES = 1.0
+FLOW_RUN_PLATFORM_NOTE = ("flow-run tasks are x86: the base job template sets no runtime "
+                          "platform, and Fargate's default is X86_64")
+
+
+@dataclass(frozen=True)
+class FlowRunShape:
+    """A flow-run task as the stack's work pool declares it by default (its job variables)."""
+    vcpu: float
+    memory_gb: float
+    spot: bool
+
+
+def flow_run_shape(exports: Mapping[str, Any]) -> FlowRunShape:
+    """From the evaluated stack's `workPoolJobVariables` export: the `cpu` and `memory` the pool
+    gives a flow run unless its deployment overrides them (`flowRunCpu`/`flowRunMemory`), and the
+    capacity provider it runs on."""
+    variables = exports["workPoolJobVariables"]
+    strategy = (variables.get("capacity_provider_strategy") or [{}])[0]
+    return FlowRunShape(vcpu=int(variables["cpu"]) / 1024,
+                        memory_gb=int(variables["memory"]) / 1024,
+                        spot=strategy.get("capacityProvider") == "FARGATE_SPOT")
+
+
+def flow_run_task_cost(shape: FlowRunShape, prices: PriceTable,
+                       minutes: float = FLOW_RUN_MINUTES) -> float:
+    """One flow run's own Fargate task (x86: see FLOW_RUN_PLATFORM_NOTE), billed minutes."""
+    hours = max(minutes, FARGATE_MINIMUM_MINUTES) / 60
+    hourly = (shape.vcpu * prices["fargate_x86_vcpu_hour"]
+              + shape.memory_gb * prices["fargate_x86_gb_hour"])
+    discount = prices.assume("fargate_spot_discount") if shape.spot else 0.0
+    return hourly * hours * (1 - discount)
+
+
+def runs_per_month(prices: PriceTable) -> float:
+    """The volume the standing cost is spread over: the price table's one assumption of it."""
+    return prices.assume("flow_runs_per_month")
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """Cost per 1,000 flow runs: the standing monthly cost spread over `runs_per_month`, plus
+    1,000 flow-run tasks."""
+    standing: float
+    tasks: float
+
+    @property
+    def total(self) -> float:
+        return round(self.standing + self.tasks, 2)
+
+
+def per_thousand_runs(monthly: float, shape: FlowRunShape, prices: PriceTable) -> RunCost:
+    """In cents, each part rounded, so that the parts add up to the total as printed."""
+    return RunCost(standing=round(monthly / runs_per_month(prices) * 1000, 2),
+                   tasks=round(flow_run_task_cost(shape, prices) * 1000, 2))
+
+
+def needs_prefect_plan(exports: Mapping[str, Any]) -> bool:
+    """A stack without its own server (no `serverMode` export: `prefectServer: none`) talks to
+    Prefect Cloud, whose plan the price table does not price; a self-hosted stack needs none."""
+    return not exports.get("serverMode")
+
+
 # --- `python -m tools.cost`: each stack against the seed ---------------------------------------
 
 DEV_TARGET = 0.25
 # Dev with its own Prefect server (single, internal): the seed also needed a paid Prefect plan.
 SELF_HOSTED_DEV_TARGET = 0.75
 TARGETS = {"dev": DEV_TARGET, "selfhosted-dev": SELF_HOSTED_DEV_TARGET}
+SEED_PLAN_NOTE = ("the seed architecture also needed a paid Prefect Cloud plan to run anything "
+                  "(its price is not in pricing/, so not in these figures)")
+CLOUD_PLAN_NOTE = ("stacks without their own server (prefectServer: none) use Prefect Cloud: "
+                   "its plan is not priced here")
+
+
+@dataclass(frozen=True)
+class StackCost:
+    monthly: float
+    ceiling: float
+    per_1000: RunCost
+    cloud_plan: bool
 
 
 def stack_costs(prices: PriceTable, evaluated: Optional[Callable[[str], Any]] = None,
-                ) -> dict[str, tuple[float, float]]:
-    """stack -> (steady-state total, ceiling with autoscaling), for the seed and each stack.
-    `evaluated(stack)` is the mock engine's `evaluate_stack` unless a cached one is given."""
+                ) -> dict[str, StackCost]:
+    """stack -> its steady-state monthly total, the ceiling with autoscaling and the cost per
+    1,000 flow runs, for the seed and each stack. `evaluated(stack)` is the mock engine's
+    `evaluate_stack` unless a cached one is given."""
     evaluated = evaluated or evaluate_stack
     result = {}
     for stack in ("seed", *stack_names()):
-        declared = [(r.type, r.inputs) for r in evaluated(stack).resources]
-        cost = estimate(declared, prices)
-        result[stack] = (cost.total, cost.ceiling)
+        evaluation = evaluated(stack)
+        cost = estimate([(r.type, r.inputs) for r in evaluation.resources], prices)
+        result[stack] = StackCost(
+            cost.total, cost.ceiling,
+            per_thousand_runs(cost.total, flow_run_shape(evaluation.exports), prices),
+            needs_prefect_plan(evaluation.exports))
     return result
+
+
+def per_run_basis(prices: PriceTable) -> str:
+    return (f"per 1,000 flow runs: the monthly cost spread over {runs_per_month(prices):,.0f} runs "
+            f"a month (pricing/'s flow_runs_per_month), plus each run's own Fargate task at the "
+            f"pool's default flowRunCpu/flowRunMemory for {FLOW_RUN_MINUTES:g} min "
+            f"(tools/cost.py FLOW_RUN_MINUTES)")
 
 
 def main(evaluated: Optional[Callable[[str], Any]] = None) -> int:
     prices = PriceTable.load()
     figures = stack_costs(prices, evaluated)
-    seed = figures["seed"][0]
+    seed = figures["seed"].monthly
     print(f"Monthly estimate, {prices.region} list prices of {prices.as_of}; seed = "
           f"${seed:.2f}/month")
-    print(f"{'stack':<16} {'$/month':>9} {'x seed':>7} {'ceiling':>9}")
-    for stack, (total, ceiling) in figures.items():
-        extra = f"${ceiling:.2f}" if ceiling != total else ""
-        print(f"{stack:<16} {f'${total:.2f}':>9} {ratio(total, seed):>7.3f} {extra:>9}".rstrip())
+    print(f"{'stack':<16} {'$/month':>9} {'x seed':>7} {'$/1k runs':>10} {'ceiling':>9}")
+    for stack, cost in figures.items():
+        extra = f"${cost.ceiling:.2f}" if cost.ceiling != cost.monthly else ""
+        plan = " + Prefect plan" if cost.cloud_plan else ""
+        print(f"{stack:<16} {f'${cost.monthly:.2f}':>9} {ratio(cost.monthly, seed):>7.3f} "
+              f"{f'${cost.per_1000.total:.2f}':>10} {extra:>9}{plan}".rstrip())
+    print(f"$/1k runs is {per_run_basis(prices)}.")
+    print(f"Notes: {SEED_PLAN_NOTE}; {CLOUD_PLAN_NOTE}.")
     met = True
     for stack, target in TARGETS.items():
-        stack_ratio = ratio(figures[stack][0], seed)
+        stack_ratio = ratio(figures[stack].monthly, seed)
         verdict = "meets" if stack_ratio <= target else "misses"
         met = met and stack_ratio <= target
         print(f"{stack} is {stack_ratio:.3f}x the seed: {verdict} the {target}x target")

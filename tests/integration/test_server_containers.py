@@ -1,4 +1,4 @@
-"""The container harness (tests/support/server_containers.py) starts a container as ECS would: these pin
+"""The container harness (testbed/server_containers.py) starts a container as ECS would: these pin
 the ECS behaviours it copies, so the server tests built on it mean what they say."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from testbed.replay import Replay
-from tests.support.server_containers import (
+from testbed.server_containers import (
     SecretResolutionError, _listen_locally, relocate_url, resolve_value_from,
 )
 

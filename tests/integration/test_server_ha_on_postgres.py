@@ -3,7 +3,7 @@
 The stack is replayed into moto (RDS, ElastiCache, secrets, the cluster). PostgreSQL gets the RDS
 instance's master user, database and managed-secret password (TLS only); Redis gets the AUTH
 token of the stack's secret and serves TLS only, as ElastiCache with in-transit encryption. Every
-process is a declared container started as ECS would (tests/support/server_containers.py), in the order
+process is a declared container started as ECS would (testbed/server_containers.py), in the order
 the declarations promise:
 
 1. each task's `prefect-migrate` first, all at once as ECS starts the services' tasks together
@@ -35,7 +35,7 @@ from components.server.server import MIGRATE_PROGRAM
 from components.server.migrate import CA_BUNDLE_ENV
 from testbed.databases import start_redis
 from testbed.prefect_worker import api, deploy, wait_for, workers
-from tests.support.server_containers import (
+from testbed.server_containers import (
     container_launch, find_container, rds_master, resolve_value_from, server_evaluation,
 )
 from testbed.servers import BIN, free_port, stop, wait_for_http

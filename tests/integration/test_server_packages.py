@@ -1,7 +1,7 @@
 """The `ha` server installs only what requirements-server-ha.txt pins by hash, or stops at once.
 
 The declared `prefect-api` and `prefect-services` commands run as ECS would start them, install step
-kept (tests/support/server_containers.py `keep_install`), with the package index as the one seam
+kept (testbed/server_containers.py `keep_install`), with the package index as the one seam
 (`PIP_INDEX_URL`; pip reads no other configuration here):
 
 - an index that cannot be reached: the task exits non-zero within seconds with one ERROR line,
@@ -23,7 +23,7 @@ import pytest
 from components.server.migrate import CA_BUNDLE_ENV
 from testbed.prefect_worker import deploy
 from testbed.servers import free_port, spawn, stop
-from tests.support.server_containers import container_launch, find_container, server_evaluation
+from testbed.server_containers import container_launch, find_container, server_evaluation
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import pytest
 
 from testbed.eventpattern import matches
 from testbed.prefect_worker import deploy
-from tests.support.server_containers import rds_master, server_evaluation
+from testbed.server_containers import rds_master, server_evaluation
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ The stack is replayed into moto, so the RDS instance, its managed master secret,
 secret and the auth-string secret exist with moto's ids and values. PostgreSQL gets what RDS would
 create from the replayed instance: its master user (CREATEDB, CREATEROLE, no superuser) and
 database, with the password the managed secret holds (TLS only, as `rds.force_ssl` makes it).
-Then the task's containers run exactly as ECS would start them (tests/support/server_containers.py),
+Then the task's containers run exactly as ECS would start them (testbed/server_containers.py),
 in their declared order: `prefect-migrate` (the master's only user), then `prefect-server`. Their
 command, environment and secrets (resolved from moto by their `valueFrom`; `<arn>:password::` is
 one JSON key) are the declared ones; only the database endpoint, the listening address and the CA
@@ -28,7 +28,7 @@ from components.server.database import MASTER_USER, SERVER_USER
 from components.server.migrate import CA_BUNDLE_ENV, MASTER_PASSWORD_ENV
 from testbed.databases import self_signed_ca
 from testbed.prefect_worker import csrf_headers, deploy
-from tests.support.server_containers import container_launch, rds_master, server_evaluation
+from testbed.server_containers import container_launch, rds_master, server_evaluation
 from testbed.servers import stop, wait_for_http
 
 pytestmark = pytest.mark.slow

@@ -37,7 +37,7 @@ from testbed.servers import BIN, free_port, stop, wait_for_http
 from testbed.upgrade import (
     EVENTS, Api, fill, multiply, row_counts, running, wait_for_rows,
 )
-from tests.support.server_containers import (
+from testbed.server_containers import (
     container_launch, find_container, rds_master, resolve_value_from, server_evaluation,
 )
 

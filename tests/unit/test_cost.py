@@ -5,8 +5,11 @@ import json
 
 import pytest
 
-from tools.cost import (PriceTable, estimate, items_by_name, nat_gateway_count, task_month,
-                        worker_shape)
+from tools.cost import (FLOW_RUN_MINUTES, FlowRunShape, PriceTable, estimate, flow_run_shape,
+                        flow_run_task_cost, items_by_name, nat_gateway_count, per_thousand_runs,
+                        stack_costs, task_month, worker_shape)
+from tools.cost import main as cost_main
+from tools.mock_engine import stack_names
 from tests.support.evaluations import evaluated, evaluated_seed
 from tests.support.harness import ROOT, load_stack_config
 
@@ -115,3 +118,66 @@ def test_dev_costs_at_most_a_quarter_of_the_seed_at_the_same_posture():
         assert all(sg.inputs["ingress"] == []
                    for sg in evaluation.of_type("aws:ec2/securityGroup:SecurityGroup"))
         assert evaluation.of_type("aws:secretsmanager/secret:Secret")
+
+
+# --- Cost per 1,000 flow runs ----------------------------------------------------------------
+
+def test_flow_run_shape_is_the_pools_default_size_and_capacity_provider():
+    defaults = load_stack_config("dev")
+    dev = flow_run_shape(evaluated("dev").exports)
+    assert dev.vcpu == int(defaults["prefect-ecs-worker:flowRunCpu"]) / 1024
+    assert dev.memory_gb == int(defaults["prefect-ecs-worker:flowRunMemory"]) / 1024
+    assert dev.spot
+    assert not flow_run_shape(evaluated_seed().exports).spot
+
+
+def test_flow_run_shape_follows_an_overridden_size():
+    shape = flow_run_shape(evaluated("dev", flowRunCpu="1024", flowRunMemory="4096").exports)
+    assert (shape.vcpu, shape.memory_gb) == (1, 4)
+
+
+def test_a_flow_run_task_is_billed_its_minutes_at_list_price_with_the_fargate_minimum():
+    on_demand = FlowRunShape(vcpu=0.5, memory_gb=1, spot=False)
+    hourly = 0.5 * 0.04048 + 1 * 0.004445
+    assert flow_run_task_cost(on_demand, PRICES) == pytest.approx(hourly * FLOW_RUN_MINUTES / 60)
+    assert flow_run_task_cost(on_demand, PRICES, minutes=10) == pytest.approx(hourly / 6)
+    assert flow_run_task_cost(on_demand, PRICES, minutes=0.1) == pytest.approx(hourly / 60)
+    spot = FlowRunShape(vcpu=0.5, memory_gb=1, spot=True)
+    assert flow_run_task_cost(spot, PRICES) == pytest.approx(
+        flow_run_task_cost(on_demand, PRICES) * 0.30)
+
+
+def test_per_thousand_runs_spreads_the_month_over_the_stated_volume():
+    shape = FlowRunShape(vcpu=0.5, memory_gb=1, spot=False)
+    volume = PRICES.assume("flow_runs_per_month")
+    assert volume > 0
+    cost = per_thousand_runs(73.0, shape, PRICES)
+    assert cost.standing == pytest.approx(73.0 / volume * 1000, abs=0.005)
+    assert cost.tasks == pytest.approx(flow_run_task_cost(shape, PRICES) * 1000, abs=0.005)
+    assert cost.total == pytest.approx(cost.standing + cost.tasks)
+
+
+def test_every_stack_and_the_seed_has_a_cost_per_thousand_runs():
+    figures = stack_costs(PRICES, evaluated)
+    assert set(figures) == {"seed", *stack_names()} and len(figures) > 1
+    for stack, cost in figures.items():
+        assert cost.per_1000.standing > 0 and cost.per_1000.tasks > 0, stack
+        assert cost.per_1000.standing == pytest.approx(
+            cost.monthly / PRICES.assume("flow_runs_per_month") * 1000, abs=0.005), stack
+
+
+def test_the_seed_and_cloud_stacks_are_marked_as_needing_a_prefect_plan():
+    figures = stack_costs(PRICES, evaluated)
+    assert figures["seed"].cloud_plan and figures["dev"].cloud_plan
+    assert not figures["selfhosted-dev"].cloud_plan and not figures["selfhosted-prod"].cloud_plan
+
+
+def test_make_cost_prints_the_cost_per_thousand_runs_beside_the_monthly_figure(capsys):
+    cost_main(evaluated)
+    out = capsys.readouterr().out
+    figures = stack_costs(PRICES, evaluated)
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:2 + len(figures)]}
+    for stack, cost in figures.items():
+        assert rows[stack][1] == f"${cost.monthly:.2f}", stack
+        assert rows[stack][3] == f"${cost.per_1000.total:.2f}", stack
+    assert "paid Prefect Cloud plan" in out

@@ -38,12 +38,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from tests.support.harness import (
-    PROJECT, Declared, Evaluation, evaluate, load_stack_config, stack_file_values, stack_names,
-    with_credentials,
-)
 from testbed.replay import Replay
 from testbed.servers import BIN, _default_sigint, free_port, spawn, stop
+from tools.mock_engine import (
+    PROJECT, Declared, Evaluation, evaluate, load_stack_config, read_yaml, stack_file, stack_names,
+    with_credentials,
+)
 
 # arn:aws:secretsmanager:region:account:secret:name-AbCdEf[:json-key:version-stage:version-id]
 # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/secrets-envvar-secrets-manager.html)
@@ -177,6 +177,7 @@ class TimedProcess:
         self._reader.start()
 
     def _read(self) -> None:
+        assert self.process.stdout is not None  # started with stdout=PIPE
         for raw in self.process.stdout:
             self.lines.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
 
@@ -319,13 +320,22 @@ def container_launch(evaluation: Evaluation, replayed: Replay, name: str, *, hom
                            container)
 
 
+def server_stack_name(mode: str) -> Optional[str]:
+    """The first stack file whose `prefectServer` is `mode`."""
+    for stack in stack_names():
+        values = (read_yaml(stack_file(stack)) or {}).get("config", {})
+        if str(values.get(f"{PROJECT}:prefectServer", "none")) == mode:
+            return stack
+    return None
+
+
 @cache
 def server_evaluation(mode: str) -> Evaluation:
     """The first stack file whose `prefectServer` is `mode`, evaluated; without one, the dev stack
     with `prefectServer` set to it (what `pulumi config set prefectServer <mode>` makes)."""
-    for stack in stack_names():
-        if str(stack_file_values(stack).get("prefectServer", "none")) == mode:
-            return evaluate(with_credentials(load_stack_config(stack)), stack=stack)
+    stack = server_stack_name(mode)
+    if stack is not None:
+        return evaluate(with_credentials(load_stack_config(stack)), stack=stack)
     config = load_stack_config("dev")
     config[f"{PROJECT}:prefectServer"] = mode
     if mode == "ha":  # the stack refuses ha on a micro database (too few connections)
