@@ -1,6 +1,7 @@
 """Alarms for the self-hosted server, on the stack's existing alarm topic (components/worker/alarms.py).
 
-- Database (AWS/RDS): CPU above 80%, free storage below 20% of the allocation, connections above
+- Database (AWS/RDS): CPU above 80%, free storage below 20% of the allocation (or a week of growth
+  at the stated load, components/server/growth.py, if more), connections above
   80% of what the instance class allows (Prefect holds up to 15 per process).
 - Load balancer, when there is one (AWS/ApplicationELB): any unhealthy target (readiness
   `/api/ready` failing: database down or its password rotated under a running task), target 5xx
@@ -24,6 +25,7 @@ import pulumi_aws as aws
 from components.config.reader import NAMESPACE
 from components.platform.alarm import AlarmTarget, threshold_alarm
 from components.server.database import max_connections
+from components.server.growth import ALARM_HEADROOM_DAYS, free_storage_alarm_bytes
 
 CPU_HIGH_PERCENT = 80
 # DatabaseMemoryUsagePercentage is used memory over `maxmemory`. Prefect's streams and leases have no
@@ -60,14 +62,15 @@ class ServerAlarms(pulumi.ComponentResource):
         alarms = AlarmTarget(self, name, args.prefix, args.topic_arn, args.evaluation_minutes,
                              args.tags)
         db = {"DBInstanceIdentifier": args.db_identifier}
-        storage_bytes = args.db_allocated_storage_gb * 1024 ** 3
+        free_storage_low = free_storage_alarm_bytes(args.db_allocated_storage_gb,
+                                                    FREE_STORAGE_LOW_SHARE)
         self.alarms = [
             threshold_alarm(alarms, "db-cpu-high", "Prefect database CPU above 80%", "AWS/RDS",
                             "CPUUtilization", db, CPU_HIGH_PERCENT),
-            threshold_alarm(alarms, "db-storage-low", "Prefect database free storage below 20% of its "
-                            "allocation", "AWS/RDS", "FreeStorageSpace", db,
-                            storage_bytes * FREE_STORAGE_LOW_SHARE, operator="LessThanThreshold",
-                            statistic="Minimum"),
+            threshold_alarm(alarms, "db-storage-low", "Prefect database free storage below 20% "
+                            f"of its allocation or {ALARM_HEADROOM_DAYS} days of growth at the "
+                            "stated load", "AWS/RDS", "FreeStorageSpace", db, free_storage_low,
+                            operator="LessThanThreshold", statistic="Minimum"),
             threshold_alarm(alarms, "db-connections-high",
                             "Prefect database connections above 80% of the instance's maximum",
                             "AWS/RDS", "DatabaseConnections", db,

@@ -142,6 +142,7 @@ def compose_server_stores(settings: Settings, network: Network, key_arn: pulumi.
         client_security_group_id=server_sg,
         instance_class=server.db_instance_class,
         allocated_storage_gb=server.db_allocated_storage_gb,
+        max_allocated_storage_gb=server.db_max_allocated_storage_gb,
         backup_retention_days=server.db_backup_retention_days,
         deletion_protection=server.db_deletion_protection,
         final_snapshot=server.db_final_snapshot,
@@ -226,6 +227,8 @@ def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
         exec_enabled=server.access != "public",
         tags=tags,
         kms_key_arn=key_arn,
+        events_retention_days=server.events_retention_days,
+        flow_run_retention_days=server.flow_run_retention_days,
         depends_on=access.listeners if access else (),
     ))
     rotation = RotationRedeploy("server-rotation", RotationArgs(

@@ -2,7 +2,8 @@
 
 - PostgreSQL major version `ENGINE_MAJOR` (Prefect needs 14.9 or newer), minor versions applied by
   RDS in the maintenance window.
-- Encrypted storage (gp3, growing on its own up to twice the allocation), never publicly
+- Encrypted storage (gp3, growing on its own up to `max_allocated_storage_gb`, the
+  `serverDbMaxAllocatedStorageGb` ceiling), never publicly
   accessible, in subnets with no route to the internet, reachable on 5432 only from the server
   tasks' security group. `rds.force_ssl` is on in the stack's own parameter group: Prefect's
   asyncpg connects encrypted with no TLS setting at all (docs/self-hosted-server.md).
@@ -124,6 +125,8 @@ class DatabaseArgs:
     client_security_group_id: pulumi.Input[str]
     instance_class: str
     allocated_storage_gb: int
+    # RDS storage autoscaling ceiling (serverDbMaxAllocatedStorageGb).
+    max_allocated_storage_gb: int
     backup_retention_days: int
     deletion_protection: bool
     final_snapshot: bool
@@ -226,7 +229,7 @@ class PrefectDatabase(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             instance_class=args.instance_class,
             allocated_storage=args.allocated_storage_gb,
-            max_allocated_storage=2 * args.allocated_storage_gb,
+            max_allocated_storage=args.max_allocated_storage_gb,
             storage_type="gp3",
             storage_encrypted=True,
             kms_key_id=args.kms_key_arn,

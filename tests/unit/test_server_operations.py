@@ -5,12 +5,14 @@ alarms on the stack's topic, and what it all costs."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from components.server.database import max_connections
 from components.server.alarms import CPU_HIGH_PERCENT, REDIS_MEMORY_HIGH_PERCENT
+from components.server.growth import ALARM_HEADROOM_DAYS, STATED_RUNS_PER_DAY, daily_bytes
 from components.server.rotation_redeploy import UPDATE_SERVICE, rotation_pattern
 from testbed.eventpattern import matches
 from tests.support.harness import is_secret_input, policy, server_stack_names, stack_settings
@@ -223,7 +225,10 @@ def test_server_alarms_watch_database_load_balancer_and_redis(evaluated, stack):
     db = evaluation.one("aws:rds/instance:Instance").inputs
     storage = alarms["server-alarms-db-storage-low"]
     assert storage["comparisonOperator"] == "LessThanThreshold"
-    assert storage["threshold"] == db["allocatedStorage"] * 1024 ** 3 * 0.2
+    # A fifth of the allocation, or a week of growth at the stated load (whichever is more).
+    week = ALARM_HEADROOM_DAYS * daily_bytes(STATED_RUNS_PER_DAY)
+    assert week > 0
+    assert storage["threshold"] == math.ceil(max(db["allocatedStorage"] * 1024 ** 3 * 0.2, week))
     assert alarms["server-alarms-db-connections-high"]["threshold"] == int(
         0.8 * max_connections(db["instanceClass"]))
     if stack == "selfhosted-prod":
