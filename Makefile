@@ -96,6 +96,18 @@ bench-upgrade: $(VENV)/.dev-installed $(OLD_PREFECT)  ## migration time and byte
 bench-burst: $(VENV)/.dev-installed  ## runs lost / run twice / crashed per fault scenario (100 runs, 2 workers)
 	$(PY) -m bench.burst $(BURST_ARGS)
 
+.PHONY: sandbox
+sandbox: $(VENV)/.dev-installed  ## STACK's whole platform on this machine, no AWS, Pulumi CLI or Docker (docs/sandbox.md); ONCE=1: sample run, then stop
+	$(PY) -m testbed.local_platform $(STACK) $(if $(ONCE),--once)
+
+.PHONY: screenshot
+screenshot: $(VENV)/.dev-installed  ## the sandbox UI's Runs page (selfhosted-dev, Debian's Chromium) into docs/sandbox-ui.png
+	$(PY) -m testbed.ui_check --stack selfhosted-dev --screenshot docs/sandbox-ui.png
+
+.PHONY: bench-sandbox
+bench-sandbox: $(VENV)/.dev-installed  ## seconds until make sandbox is ready and its sample run completes (dev, selfhosted-dev); BENCH_ARGS=--record
+	$(PY) -m bench.sandbox $(BENCH_ARGS)
+
 .PHONY: bench-capacity
 # As root (cgroups hold each process to its task's size), at nice -10 on a shared machine.
 bench-capacity: $(VENV)/.dev-installed  ## runs/min of the single server, submissions/min of a worker, at their declared sizes

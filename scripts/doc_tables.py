@@ -11,6 +11,7 @@
 - `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
 - `migration` and `growth` (docs/self-hosted-server.md): the recorded `make bench-upgrade` run
   (`bench/results/upgrade.json`), the growth through `components.server.growth`.
+- `sandbox` (docs/sandbox.md): the recorded `make bench-sandbox` run (`bench/results/sandbox.json`);
 - `capacity` and `sizing` (docs/sizing.md): the recorded `make bench-capacity` run
   (`bench/results/capacity.json`) and the sizes `tools.sizing` derives from it;
 - `destroy` (docs/self-hosted-server.md): what `pulumi destroy` leaves of each server stack's
@@ -40,6 +41,7 @@ CONFIG_DOC = ROOT / "docs" / "configuration.md"
 COST_DOC = ROOT / "docs" / "cost.md"
 ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 RUNS_DOC = ROOT / "docs" / "no-lost-runs.md"
+SANDBOX_DOC = ROOT / "docs" / "sandbox.md"
 SIZING_DOC = ROOT / "docs" / "sizing.md"
 SERVER_DOC = ROOT / "docs" / "self-hosted-server.md"
 TESTING_DOC = ROOT / "docs" / "testing.md"
@@ -259,6 +261,26 @@ def growth_table(project_file: Path = ROOT / "Pulumi.yaml") -> str:
               f"{FREE_STORAGE_LOW_SHARE:.0%} of {storage} GB, or {ALARM_HEADROOM_DAYS} days of that "
               "growth if more."]
     return "\n".join(lines)
+
+
+def sandbox_table(results: Path = BURST_RESULTS / "sandbox.json") -> str:
+    """One row per stack of the recorded `make bench-sandbox` run, its conditions above."""
+    if not results.exists():
+        return "No run recorded yet: `make bench-sandbox BENCH_ARGS=--record`."
+    run = json.loads(results.read_text())
+    lines = [f"Recorded {run['date']} on {run['cpus']} CPUs, niceness {run['nice']}; the load "
+             "average (1 min) before each stack's run is in its row.", "",
+             "| stack | ready (s) | target (s) | completed after creation (s) | target (s) "
+             "| final state | processes left | wall (s) | load before |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for stack, figures in run["stacks"].items():
+        cells = [figures[k] for k in ("ready_s", "ready_target_s", "completed_s",
+                                      "completed_target_s", "final_state", "processes_left",
+                                      "wall_s", "load_before")]
+        lines.append(f"| {stack} | " + " | ".join(map(_cell, cells)) + " |")
+    return "\n".join(lines)
+
+
 NO_CAPACITY_RUN = "No run recorded yet: `make bench-capacity` (as root)."
 
 
@@ -419,6 +441,7 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "burst": (RUNS_DOC, burst_table),
     "migration": (SERVER_DOC, migration_table),
     "growth": (SERVER_DOC, growth_table),
+    "sandbox": (SANDBOX_DOC, sandbox_table),
     "capacity": (SIZING_DOC, capacity_table),
     "sizing": (SIZING_DOC, sizing_table),
     "destroy": (SERVER_DOC, destroy_table),

@@ -39,13 +39,12 @@ from components.prefect.stuck_run_automation import (RESCHEDULED_STATE_NAME, WOR
                                                      StuckRunAutomationProvider)
 from testbed.fault_proxy import QUEUE_MISSING, THROTTLED, UNAVAILABLE, FaultProxy
 from tools.mock_engine import evaluate_stack
-from testbed.prefect_worker import api, deploy, wait_for_log, worker_launch
+from testbed.prefect_worker import FINAL, api, deploy, wait_for_log, worker_launch
 from testbed.replay.prefect import AUTOMATION
 from testbed.servers import BIN, MotoServer, PrefectServer, spawn, stop, wait_for_http
 
 POOL = "ecs-burst"
 FLOW_RUN_TAG = "prefect.io/flow-run-id"
-FINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 # The runs wait behind a paused pool while they are created, so Prefect's late-runs service marks
 # them Late one by one, and on SQLite those writes lock out the creations: 100 runs took over 5
 # minutes, about one without them. Runs of a real burst come from a schedule and are due when

@@ -11,6 +11,7 @@ test process needs no Prefect client of its own.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
@@ -46,6 +47,18 @@ def json_log(text: str) -> tuple[list[dict[str, Any]], list[str]]:
         except json.JSONDecodeError:
             others.append(line)
     return records, others
+
+
+# The state types a flow run ends in.
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+
+
+def basic_auth(auth_string: Optional[str]) -> dict[str, str]:
+    """The header a self-hosted server with `PREFECT_SERVER_API_AUTH_STRING` demands (none
+    without a string)."""
+    if not auth_string:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
 
 
 # What Prefect's CSRF protection guards (PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED, on in the
@@ -96,13 +109,14 @@ def workers(api_url: str, pool: str, headers: Optional[dict[str, str]] = None) -
     return api(api_url, "POST", f"/work_pools/{pool}/workers/filter", {}, headers=headers)
 
 
-def wait_online(api_url: str, pool: str, timeout: float, process=None) -> dict[str, Any]:
+def wait_online(api_url: str, pool: str, timeout: float, process=None,
+                headers: Optional[dict[str, str]] = None) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise AssertionError(f"worker exited with {process.returncode} before going ONLINE")
         try:
-            online = [w for w in workers(api_url, pool) if w["status"] == "ONLINE"]
+            online = [w for w in workers(api_url, pool, headers) if w["status"] == "ONLINE"]
         except urllib.error.HTTPError as error:
             if error.code != 404:  # the pool appears when the worker creates it
                 raise
@@ -187,8 +201,8 @@ class WorkerLaunch:
     declared_env: dict[str, str]
     secret_names: list[str]
 
-    def start(self, log_path: Path) -> subprocess.Popen:
-        return spawn(self.command, self.env, log_path)
+    def start(self, log_path: Path, new_session: bool = False) -> subprocess.Popen:
+        return spawn(self.command, self.env, log_path, new_session=new_session)
 
 
 def worker_container(evaluation: Evaluation, replayed: Replay) -> dict[str, Any]:

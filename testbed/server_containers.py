@@ -52,6 +52,7 @@ SECRETS_MANAGER_VALUE_FROM = re.compile(
     r"(?::(?P<key>[^:]*):(?P<stage>[^:]*):(?P<version>[^:]*))?$")
 SSM_VALUE_FROM = re.compile(r"^(?:arn:aws[a-z-]*:ssm:[^:]+:\d{12}:parameter)?(?P<name>/?[^:]+)$")
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+SERVICE = "aws:ecs/service:Service"
 LISTEN_HOST = re.compile(r"(--host[= ])(\S+)")
 LISTEN_PORT = re.compile(r"(--port[= ])(\d+)")
 
@@ -119,6 +120,12 @@ def families(evaluation: Evaluation) -> dict[str, list[str]]:
             for d in evaluation.of_type(TASK_DEFINITION)}
 
 
+def desired_counts(evaluation: Evaluation) -> dict[str, int]:
+    """Task definition family -> the desired count of the ECS service that runs it."""
+    return {s.inputs["taskDefinition"].rsplit("/", 1)[1].rsplit(":", 1)[0]:
+            int(s.inputs.get("desiredCount", 1)) for s in evaluation.of_type(SERVICE)}
+
+
 def relocate_url(url: str, host: str, port: int, scheme: Optional[str] = None) -> str:
     """`url` with its host and port replaced, its credentials and path kept."""
     parts = urllib.parse.urlsplit(url)
@@ -144,8 +151,8 @@ class ContainerLaunch:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
-    def start(self, log_path: Path) -> subprocess.Popen:
-        return spawn(self.command, self.env, log_path)
+    def start(self, log_path: Path, new_session: bool = False) -> subprocess.Popen:
+        return spawn(self.command, self.env, log_path, new_session=new_session)
 
     def start_timed(self) -> "TimedProcess":
         """Start with each output line recorded with its arrival time (wall clock, as a

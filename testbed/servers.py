@@ -62,16 +62,20 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "wb")
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
+def spawn(command: list[str], env: dict[str, str], log_path: Path, *,
+          new_session: bool = False, cwd: Optional[Path] = None) -> subprocess.Popen:
+    """`command` with its output in `log_path`. `new_session`: in a session (and process group) of
+    its own, whose id is its PID, so a terminal's Ctrl-C reaches only its parent, which stops it."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=_default_sigint,
+                                start_new_session=new_session, cwd=cwd)
 
 
 class MotoServer:
     """`moto_server` on a free port; ECS services report running tasks."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, new_session: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "moto.log"
@@ -79,7 +83,7 @@ class MotoServer:
                # Where /moto-api/recorder/* keeps recorded requests (tests read RunTask back).
                "MOTO_RECORDER_FILEPATH": str(workdir / "moto-recording")}
         self.process = spawn([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-                             env, self.log_path)
+                             env, self.log_path, new_session=new_session)
         wait_for_http(f"{self.url}/moto-api/", 30, self.process)
 
     def _post(self, path: str, body: Optional[dict] = None) -> bytes:
@@ -92,10 +96,11 @@ class MotoServer:
     def reset(self) -> None:
         self._post("/moto-api/reset")
 
-    def hold_tasks(self) -> None:
-        """Keep ECS tasks RUNNING: moto otherwise moves a task one state on at each describe."""
+    def hold_tasks(self, describes: int = 1000) -> None:
+        """Keep ECS tasks RUNNING: moto otherwise moves a task one state on at each describe
+        (here, after `describes` of them)."""
         self._post("/moto-api/state-manager/set-transition", {
-            "model_name": "ecs::task", "transition": {"progression": "manual", "times": 1000}})
+            "model_name": "ecs::task", "transition": {"progression": "manual", "times": describes}})
 
     def start_recording(self) -> None:
         """Record every request from now on, starting from an empty record."""
@@ -137,7 +142,8 @@ class MotoServer:
 class PrefectServer:
     """`prefect server start` with SQLite in a temporary PREFECT_HOME."""
 
-    def __init__(self, workdir: Path, extra_env: Optional[dict[str, str]] = None):
+    def __init__(self, workdir: Path, extra_env: Optional[dict[str, str]] = None,
+                 new_session: bool = False, wait: bool = True):
         self.home = Path(tempfile.mkdtemp(prefix="prefect-home-", dir=workdir))
         self.log_path = workdir / "prefect-server.log"
         self.env = {
@@ -149,22 +155,33 @@ class PrefectServer:
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
             **(extra_env or {}),
         }
-        # A free port can be taken by another process before the server binds it (a machine
-        # shared with other test runs): a server that exits while starting gets one more port.
+        self._new_session = new_session
+        self._start()
+        if wait:
+            self.wait_healthy()
+
+    def _start(self) -> None:
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.process = spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                              "--port", str(self.port)], self.env, self.log_path,
+                             new_session=self._new_session)
+
+    def wait_healthy(self, timeout: float = 240) -> None:
+        """Until /api/health answers: ~10 s on a quiet machine; minutes on a 2-core one shared
+        with other test runs. Stopped, not left running, when it answers too late. A free port
+        can be taken by another process before the server binds it: a server that exits while
+        starting gets one more port (a new `process`)."""
         for attempt in (1, 2):
-            self.port = free_port()
-            self.api_url = f"http://127.0.0.1:{self.port}/api"
-            self.process = spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                  "--port", str(self.port)], self.env, self.log_path)
             try:
-                # ~10 s on a quiet machine; minutes on a 2-core one shared with other test runs.
-                wait_for_http(f"{self.api_url}/health", 240, self.process)
+                wait_for_http(f"{self.api_url}/health", timeout, self.process)
                 return
             except RuntimeError as exited:
                 stop(self.process)
                 log = self.log_path.read_text(errors="replace")[-2000:]
                 if attempt == 2:
                     raise RuntimeError(f"{exited}; its log ends: {log}") from None
+                self._start()
             except BaseException:
                 stop(self.process)  # not left running when it answers too late
                 raise

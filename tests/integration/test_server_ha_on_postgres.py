@@ -20,7 +20,6 @@ task run.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import subprocess
@@ -34,15 +33,15 @@ import pytest
 from components.server.server import MIGRATE_PROGRAM
 from components.server.migrate import CA_BUNDLE_ENV
 from testbed.databases import start_redis
-from testbed.prefect_worker import api, deploy, wait_for, workers
+from testbed.prefect_worker import api, basic_auth, deploy, wait_for, workers
 from testbed.server_containers import (
-    container_launch, find_container, rds_master, resolve_value_from, server_evaluation,
+    container_launch, desired_counts, find_container, rds_master, resolve_value_from,
+    server_evaluation,
 )
 from testbed.servers import BIN, free_port, stop, wait_for_http
 
 pytestmark = pytest.mark.slow
 
-SERVICE = "aws:ecs/service:Service"
 MIGRATE_WITHIN_S = 300  # three serialized upgrades; measured 8 s + 2 x 4 s idle, 80 s loaded
 HEALTHY_WITHIN_S = 240  # one API alone: ~10 s idle, 49 s at load 10 on 2 cores
 ONLINE_WITHIN_S = 240  # ~2 s idle; the worker imports prefect-aws first (90 s was short at load 10)
@@ -59,12 +58,6 @@ BEGIN
 END $$;
 CREATE EVENT TRIGGER record_ddl ON ddl_command_end EXECUTE FUNCTION ddl_audit.record();
 """
-
-
-def declared_desired_counts(evaluation) -> dict[str, int]:
-    """Task definition family -> the desired count of the service that runs it."""
-    return {s.inputs["taskDefinition"].rsplit("/", 1)[1].rsplit(":", 1)[0]:
-            int(s.inputs["desiredCount"]) for s in evaluation.of_type(SERVICE)}
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +126,7 @@ def migrations(stack, families, database, postgres_server, tmp_path_factory):
     API task and one for the services task. If they deadlock, the ones still waiting for the lock
     are stopped by PID (ECS would leave them hanging, and their tasks would never start), so the
     holder finishes and the tests after this one still have a migrated database."""
-    desired = declared_desired_counts(stack.evaluation)
+    desired = desired_counts(stack.evaluation)
     runs = []
     for role in ("api", "services"):
         for index in range(desired[families[role]]):
@@ -209,7 +202,7 @@ def servers(stack, families, migrations, redis, postgres_server, tmp_path_factor
     started = []
     try:
         apis = []
-        for index in range(declared_desired_counts(stack.evaluation)[families["api"]]):
+        for index in range(desired_counts(stack.evaluation)[families["api"]]):
             home = tmp_path_factory.mktemp(f"api-{index}")
             api_launch = launch(stack, postgres_server, "prefect-api", families["api"], home,
                                 redis)
@@ -233,13 +226,9 @@ def servers(stack, families, migrations, redis, postgres_server, tmp_path_factor
             stop(process)
 
 
-def basic(auth: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
-
-
 def test_both_apis_serve_the_same_database_and_the_services_process_stays_up(servers):
     (first, *_), (second, *_) = servers["apis"]
-    auth = basic(first.env["PREFECT_SERVER_API_AUTH_STRING"])
+    auth = basic_auth(first.env["PREFECT_SERVER_API_AUTH_STRING"])
     for api_launch in (first, second):
         assert "--no-services" in api_launch.command[-1]
         assert api(api_launch.api_url, "GET", "/ready") == {"message": "OK"}
@@ -272,7 +261,7 @@ def worker_fleet(stack, families, servers, moto_server, postgres_server, tmp_pat
                            "PREFECT_WORKER_WEBSERVER_PORT": str(free_port())})
             started.append((worker, worker.start(home / "worker.log"), home / "worker.log"))
         pool = stack.exports["workPoolName"]
-        auth = basic(apis[0][0].env["PREFECT_SERVER_API_AUTH_STRING"])
+        auth = basic_auth(apis[0][0].env["PREFECT_SERVER_API_AUTH_STRING"])
 
         def both_online():
             online = [w for w in workers(apis[0][0].api_url, pool, headers=auth)
@@ -300,7 +289,7 @@ def test_the_pool_bootstrap_created_the_pool_with_the_declared_template(worker_f
     (first, *_), _ = servers["apis"]
     assert "work pool created" in worker_fleet["log"]
     pool = api(first.api_url, "GET", f"/work_pools/{worker_fleet['pool']}",
-               headers=basic(first.env["PREFECT_SERVER_API_AUTH_STRING"]))
+               headers=basic_auth(first.env["PREFECT_SERVER_API_AUTH_STRING"]))
     assert pool["type"] == "ecs"
     assert "prefect_api_auth_string_secret_arn" in pool["base_job_template"]["variables"][
         "properties"]
@@ -318,7 +307,7 @@ def test_the_pool_bootstrap_created_the_stuck_run_automation_on_the_ha_server(
         "PREFECT_AUTOMATION_JSON"])["name"]
     (automation,) = api(first.api_url, "POST", "/automations/filter",
                         {"automations": {"name": {"any_": [name]}}},
-                        headers=basic(first.env["PREFECT_SERVER_API_AUTH_STRING"]))
+                        headers=basic_auth(first.env["PREFECT_SERVER_API_AUTH_STRING"]))
     assert automation["enabled"] is True
     assert automation["trigger"]["match_related"]["prefect.resource.name"] == worker_fleet["pool"]
 
@@ -326,7 +315,7 @@ def test_the_pool_bootstrap_created_the_stuck_run_automation_on_the_ha_server(
 @pytest.fixture(scope="module")
 def submitted(worker_fleet, servers, moto_server):
     apis = [a for a, *_ in servers["apis"]]
-    auth = basic(apis[0].env["PREFECT_SERVER_API_AUTH_STRING"])
+    auth = basic_auth(apis[0].env["PREFECT_SERVER_API_AUTH_STRING"])
     runs = [create_run(apis[i % len(apis)].api_url, worker_fleet["pool"], auth, f"ha-{i}")
             for i in range(RUNS)]
 
@@ -383,7 +372,7 @@ def test_a_flow_runs_task_run_events_reach_the_services_and_every_api_reads_it(s
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     run_id = result.stdout.split("FLOW_RUN")[-1].split()[0]
-    auth = basic(auth_string)
+    auth = basic_auth(auth_string)
     assert api(first.api_url, "GET", f"/flow_runs/{run_id}", headers=auth)["state"]["type"] \
         == "COMPLETED"
 
