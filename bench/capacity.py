@@ -115,9 +115,10 @@ def declared_poll_seconds(evaluation: Any) -> float:
 
 def measure_server(mode: str, workdir: Path, steps: tuple[float, ...], step_seconds: float,
                    poll_seconds: Optional[float] = None) -> dict[str, Any]:
-    """`single`: the `prefect-server` task. `ha`: `prefect-migrate` once, then each declared API
+    """`prefect-migrate` once, then `single`: the `prefect-server` container; `ha`: each declared API
     task (`prefect-api`) and the services task (`prefect-services`) on Redis, the calls spread
     over the APIs in turn as the ALB does. Each process in its own task's limits."""
+    from components.server.migrate import CA_BUNDLE_ENV
     from testbed.databases import start_postgres, start_redis
     from testbed.prefect_worker import deploy
     from testbed.server_containers import (
@@ -137,13 +138,16 @@ def measure_server(mode: str, workdir: Path, steps: tuple[float, ...], step_seco
         master = rds_master(stack.replayed)
         database = start_postgres(user="postgres", database="postgres", ssl=True)
         database.rds_database(master.user, master.password, master.database)
+        assert database.ca_file is not None  # started with ssl
         # PostgreSQL unlimited, measured only: its CPU per run sizes the database class.
         database_group = TaskLimits(f"capacity-{os.getpid()}-{mode}-database", None, None).create()
         groups["database"] = database_group
         database_group.adopt(database._process.pid)
+        # The test PostgreSQL's own CA in place of the RDS root CAs: the one TLS seam.
         database_endpoints: dict[str, Endpoint] = {
             "PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
-            "PREFECT_SERVER_DATABASE_PORT": str(database.port)}
+            "PREFECT_SERVER_DATABASE_PORT": str(database.port),
+            CA_BUNDLE_ENV: database.ca_file.read_text()}
         endpoints, extra = dict(database_endpoints), {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         if mode == "ha":
             _, api_container = find_container(evaluation, "prefect-api")
@@ -158,18 +162,21 @@ def measure_server(mode: str, workdir: Path, steps: tuple[float, ...], step_seco
             return container_launch(evaluation, stack.replayed, container, home=workdir / home,
                                     endpoints=endpoints, extra_env=extra)
 
-        if mode == "ha":  # migrate once, before the API tasks start (the declared dependsOn)
-            api_family = find_container(evaluation, "prefect-api")[0].inputs["family"]
-            migrate = container_launch(  # the database only, as the declared container has
-                evaluation, stack.replayed, "prefect-migrate", family=api_family,
-                home=workdir / "migrate-home", endpoints=database_endpoints,
-                extra_env={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-            code, output = migrate.run(workdir / "migrate.log", HEALTHY_WITHIN_S)
-            if code != 0:
-                raise RuntimeError(f"prefect-migrate exited {code}: {output[-1500:]}")
+        # Migrate once, before the server tasks start (the declared dependsOn): ha's from the API
+        # task's family, single's from its one task; the database only, as the container has.
+        first = "prefect-api" if mode == "ha" else "prefect-server"
+        family = find_container(evaluation, first)[0].inputs["family"]
+        migrate = container_launch(
+            evaluation, stack.replayed, "prefect-migrate", family=family,
+            home=workdir / "migrate-home", endpoints=database_endpoints,
+            extra_env={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+        code, output = migrate.run(workdir / "migrate.log", HEALTHY_WITHIN_S)
+        if code != 0:
+            raise RuntimeError(f"prefect-migrate exited {code}: {output[-1500:]}")
+        if mode == "ha":
             api_count = next(int(r.inputs["desiredCount"])
                              for r in evaluation.of_type("aws:ecs/service:Service")
-                             if r.inputs["taskDefinition"].rsplit("/", 1)[1].startswith(api_family + ":"))
+                             if r.inputs["taskDefinition"].rsplit("/", 1)[1].startswith(family + ":"))
             roles = [(f"api-{i}", "prefect-api") for i in range(api_count)]
             roles.append(("services", "prefect-services"))
         else:

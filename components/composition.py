@@ -7,9 +7,10 @@ from typing import Any, Optional
 
 import pulumi
 
+from components.platform.access_logs import AccessLogs, AccessLogsArgs
 from components.worker.alarms import AlarmsArgs, WorkerAlarms, key_statements as alarm_key_statements
 from components.worker.ecs_events import EcsEvents, EcsEventsArgs
-from components.platform.flow_code import FlowCode, FlowCodeArgs
+from components.platform.flow_code import FlowCode, FlowCodeArgs, created_bucket_name
 from components.worker.iam import IamArgs, WorkerIam
 from components.prefect.job_template import FlowRunDefaults
 from components.platform.aws import AwsContext
@@ -22,11 +23,12 @@ from components.server.composition import (SERVER_EXPORTS, SelfHostedServer, com
                                            compose_server_stores)
 from components.config.server import SERVER_PORT
 from components.config.settings import Settings
-from components.platform.stack_key import (StackKey, StackKeyArgs, logs_statement,
-                                           secrets_manager_statements)
+from components.platform.stack_key import (StackKey, StackKeyArgs, exec_sessions_statement,
+                                           logs_statement, secrets_manager_statements)
 from components.platform.vpc_hardening import VpcHardening, VpcHardeningArgs, flow_log_group_name
 from components.prefect.work_pool import WorkPool, WorkPoolArgs
-from components.worker.worker import PrefectWorker, WorkerArgs
+from components.server.rotation_redeploy import execution_log_group_name
+from components.worker.worker import PrefectWorker, WorkerArgs, exec_log_group_name
 
 
 # Every stack output and what it is for: the README's exports table and the test of which outputs
@@ -173,13 +175,17 @@ def compose_stack(settings: Settings) -> Stack:
     ))
     flow_logs = settings.existing_vpc is None and hardening.vpc_flow_logs
     # The server's database and Redis hold secrets on the stack key: declared before its policy.
-    stores = compose_server_stores(settings, network, key.arn, key.key_id) if self_hosted else None
+    stores = (compose_server_stores(settings, network, key.arn, key.key_id, context)
+              if self_hosted else None)
+    exec_logs = exec_log_group_name(settings.prefix)
     key.set_policy([
         *(secrets_manager_statements(context, [iam.execution_role.arn,
                                                    iam.flow_run_execution_role.arn], secret.arn)
           if secret.created else []),
-        logs_statement(context, [log_group_name, *(
-            [flow_log_group_name(settings.prefix)] if flow_logs else [])]),
+        logs_statement(context, [log_group_name, exec_logs, *(
+            [flow_log_group_name(settings.prefix)] if flow_logs else []), *(
+            [execution_log_group_name(settings.prefix)] if self_hosted else [])]),
+        exec_sessions_statement(context),
         *alarm_key_statements(context),
         *(stores.key_statements(context) if stores else []),
     ])
@@ -188,9 +194,19 @@ def compose_stack(settings: Settings) -> Stack:
         flow_log_retention_days=hardening.vpc_flow_log_retention_days,
         kms_key_arn=key.arn_after_policy, tags=tags,
     )) if settings.existing_vpc is None else None
+    # One bucket for the server ALB's and the flow-code bucket's access logs, when either exists.
+    flow_code_bucket = settings.flow_code.bucket.mode == "create"
+    access_logs = AccessLogs("access-logs", AccessLogsArgs(
+        prefix=settings.prefix, context=context,
+        retention_days=settings.log_retention_days, tags=tags,
+        s3_sources=[created_bucket_name(settings.flow_code, settings.prefix, context)]
+        if flow_code_bucket else [],
+    )) if flow_code_bucket or settings.server.load_balanced else None
     flow_code = FlowCode("flow-code", FlowCodeArgs(
         settings.flow_code, settings.prefix, context, iam.flow_run_execution_role.name,
-        iam.flow_run_execution_role.arn, iam.flow_run_task_role.name, tags))
+        iam.flow_run_execution_role.arn, iam.flow_run_task_role.name, tags,
+        access_log_bucket=access_logs.bucket.bucket if access_logs else None,
+        access_log_ready=access_logs.policy if access_logs else None))
     # Named up front, as IAM does, so the pool and the events rule exist before the worker polls.
     cluster_arn = context.arn("ecs", f"cluster/{cluster_name}")
     flow_runs = FlowRunDefaults(
@@ -265,14 +281,15 @@ def compose_stack(settings: Settings) -> Stack:
         container_insights=settings.operations.container_insights,
         autoscaling=settings.operations.autoscaling,
         log_kms_key_arn=key.arn_after_policy,
+        exec_log_group_name=exec_logs,
         pool_bootstrap=pool_bootstrap,
     ), pulumi.ResourceOptions(depends_on=[events, *([work_pool] if work_pool else [])]))
     alarms, scaling = compose_operations(settings, context, worker,
                                          dead_letter_queue_name=events.dead_letter_queue.name,
                                          key_arn=key.arn_after_policy)
-    server = compose_server(settings, network, secret, stores, context, worker.cluster.arn,
-                            cluster_name, log_group_name, alarms.topic.arn,
-                            key.arn_after_policy) if stores else None
+    server = compose_server(settings, network, secret, stores, access_logs, context,
+                            worker.cluster.arn, cluster_name, log_group_name, exec_logs,
+                            alarms.topic.arn, key.arn_after_policy) if stores else None
     return Stack(settings, network, secret, iam, worker, flow_runs, events, work_pool,
                  alarms, scaling, key, vpc_hardening, flow_code, stuck_runs, server)
 

@@ -51,6 +51,8 @@ DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 # KMS actions that use a key's material; granting them is granting the data it protects.
 KMS_DATA_ACTIONS = re.compile(r"^(\*|kms:\*|kms:(Decrypt|Encrypt|ReEncrypt|GenerateDataKey)\w*\*?)$")
 LOGS_CONTEXT = "kms:EncryptionContext:aws:logs:arn"
+# Session Manager's context on an ECS Exec session's data key (components/platform/stack_key.py).
+SSM_SESSION_CONTEXT = "kms:EncryptionContext:aws:ssm:SessionId"
 # ECS actions whose IAM resource is the task definition they register (Service Authorization
 # Reference: RegisterTaskDefinition -> task-definition).
 REGISTER_ACTIONS = {"ecs:RegisterTaskDefinition", "ecs:Register*", "ecs:*", "*"}
@@ -258,7 +260,8 @@ def _condition_keys(statement: Mapping[str, Any]) -> set[str]:
 
 def key_use_scoped(type_: str, props: Props) -> list[str]:
     """A key policy grants use of the key (decrypt, encrypt, data keys) only with a condition
-    that pins it: through a named service (kms:ViaService) for AWS principals, to named log groups
+    that pins it: through a named service (kms:ViaService) or to ECS Exec sessions (Session
+    Manager's session id in the encryption context) for AWS principals, to named log groups
     for CloudWatch Logs. An account-wide grant would let IAM alone decide who decrypts."""
     document = _json(props.get("policy"))
     if not document:
@@ -272,9 +275,9 @@ def key_use_scoped(type_: str, props: Props) -> list[str]:
         aws_principals, services = _principals(statement)
         keys = _condition_keys(statement)
         sid = statement.get("Sid", "")
-        if aws_principals and "kms:ViaService" not in keys:
+        if aws_principals and not keys & {"kms:ViaService", SSM_SESSION_CONTEXT}:
             violations.append(f"statement {sid!r} lets {aws_principals} use the key without a "
-                              "kms:ViaService condition")
+                              f"kms:ViaService (or {SSM_SESSION_CONTEXT}) condition")
         if any(s.startswith("logs.") for s in services) and LOGS_CONTEXT not in keys:
             violations.append(f"statement {sid!r} lets CloudWatch Logs use the key for any log "
                               f"group: add a {LOGS_CONTEXT} condition")

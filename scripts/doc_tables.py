@@ -9,6 +9,8 @@
 - `cost` (docs/cost.md): each stack's monthly estimate against the seed and its cost per 1,000
   flow runs, from `tools.cost`;
 - `burst` (docs/no-lost-runs.md): each recorded `make bench-burst` run (`bench/results/*.json`);
+- `migration` and `growth` (docs/self-hosted-server.md): the recorded `make bench-upgrade` run
+  (`bench/results/upgrade.json`), the growth through `components.server.growth`.
 - `sandbox` (docs/sandbox.md): the recorded `make bench-sandbox` run (`bench/results/sandbox.json`);
 - `capacity` and `sizing` (docs/sizing.md): the recorded `make bench-capacity` run
   (`bench/results/capacity.json`) and the sizes `tools.sizing` derives from it;
@@ -182,6 +184,85 @@ def burst_table(results: Path = BURST_RESULTS) -> str:
     return "\n".join(lines).strip() or "No run recorded yet: `make bench-burst BURST_ARGS=--record`."
 
 
+def _mb(value: float) -> str:
+    return f"{value / 1024 ** 2:.1f}"
+
+
+def migration_table(result: Path = BURST_RESULTS / "upgrade.json") -> str:
+    """Each database of the recorded upgrade: its size, the migration's time, the rows kept."""
+    run = json.loads(result.read_text())
+    shape = run["shape"]
+    lines = [
+        f"Prefect {run['from_version']} → {run['to_version']} on PostgreSQL {run['postgresql']} "
+        f"({run['date']}, {run['cpus']} CPUs, load {run['load_1m']:g}); each flow run with "
+        f"{shape['task_runs_per_run']} task runs, {shape['log_lines_per_run']} log lines and "
+        f"{shape['events_per_run']} events.",
+        "",
+        "| flow runs | task runs | log lines | events | database (MB) | migration (s) "
+        "| rows changed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for db in run["databases"]:
+        changed = ", ".join(
+            f"{table}: new, {after} rows" if before is None else f"{table}: {before} → {after}"
+            for table, (before, after) in sorted(db["rows_changed"].items())) or "none"
+        lines.append(f"| {db['flow_runs']:,} | {db['task_runs']:,} | {db['logs']:,} "
+                     f"| {db['events']:,} | {_mb(db['bytes_before'])} | {db['migration_s']:g} "
+                     f"| {_markdown(changed)} |")
+    vacuum = run["vacuum"]
+    lines += ["", f"Retention, proven on the 1,000-run database: with both retentions at "
+              f"{vacuum['retention']} and a {vacuum['loop_seconds']} s loop, the DB vacuum left "
+              + ", ".join(f"{table} {vacuum['before'][table]:,} → {vacuum['after'][table]:,}"
+                          for table in vacuum["after"])
+              + f" (exactly the rows older than the retention) within {vacuum['seconds']:g} s."]
+    return "\n".join(lines)
+
+
+GROWTH_LOADS = (100, 1_000, 10_000, 50_000, 100_000)
+
+
+def growth_table(project_file: Path = ROOT / "Pulumi.yaml") -> str:
+    """Runs a day → what the defaults hold → days until the allocation and the ceiling fill."""
+    from components.server.alarms import FREE_STORAGE_LOW_SHARE
+    from components.server.growth import (
+        ALARM_HEADROOM_DAYS, GIB, STATED_RUNS_PER_DAY, daily_bytes, days_until_full,
+        free_storage_alarm_bytes, held_bytes, measured,
+    )
+
+    config = yaml.safe_load(project_file.read_text())["config"]
+    events = config["serverEventsRetentionDays"]["default"]
+    runs = config["serverFlowRunRetentionDays"]["default"]
+    storage = config["serverDbAllocatedStorageGb"]["default"]
+    ceiling = config["serverDbMaxAllocatedStorageGb"]["default"]
+    m = measured()
+    steady = max(events, runs)
+
+    def days(value: Optional[int]) -> str:
+        return "never (steady state fits)" if value is None else f"{value:,}"
+
+    lines = [
+        f"Measured: 1,000 flow runs hold {_mb(m.run_bytes_per_1000)} MB of runs, task runs, states "
+        f"and logs, and {_mb(m.event_bytes_per_1000)} MB of events. With the defaults "
+        f"(`serverEventsRetentionDays` {events}, `serverFlowRunRetentionDays` {runs}, "
+        f"`serverDbAllocatedStorageGb` {storage}, `serverDbMaxAllocatedStorageGb` {ceiling}):",
+        "",
+        f"| runs a day | GB held after {steady} days (steady) | days until {storage} GB fills "
+        f"| days until {ceiling} GB fills |",
+        "|---|---|---|---|",
+    ]
+    for load in GROWTH_LOADS:
+        held = held_bytes(load, events, runs, steady) / GIB
+        lines.append(f"| {load:,} | {held:.2f} | {days(days_until_full(load, events, runs, storage))} "
+                     f"| {days(days_until_full(load, events, runs, ceiling))} |")
+    alarm = free_storage_alarm_bytes(storage, FREE_STORAGE_LOW_SHARE)
+    lines += ["", f"The stated load is {STATED_RUNS_PER_DAY:,} runs a day; it adds "
+              f"{_mb(daily_bytes(STATED_RUNS_PER_DAY))} MB a day before retention deletes any. "
+              f"The free-storage alarm fires below {alarm / GIB:.1f} GB free: "
+              f"{FREE_STORAGE_LOW_SHARE:.0%} of {storage} GB, or {ALARM_HEADROOM_DAYS} days of that "
+              "growth if more."]
+    return "\n".join(lines)
+
+
 def sandbox_table(results: Path = BURST_RESULTS / "sandbox.json") -> str:
     """One row per stack of the recorded `make bench-sandbox` run, its conditions above."""
     if not results.exists():
@@ -198,8 +279,6 @@ def sandbox_table(results: Path = BURST_RESULTS / "sandbox.json") -> str:
                                       "wall_s", "load_before")]
         lines.append(f"| {stack} | " + " | ".join(map(_cell, cells)) + " |")
     return "\n".join(lines)
-
-
 
 
 NO_CAPACITY_RUN = "No run recorded yet: `make bench-capacity` (as root)."
@@ -360,6 +439,8 @@ TABLES: dict[str, tuple[Path, Callable[[], str]]] = {
     "verify": (README, verify_table),
     "cost": (COST_DOC, cost_table),
     "burst": (RUNS_DOC, burst_table),
+    "migration": (SERVER_DOC, migration_table),
+    "growth": (SERVER_DOC, growth_table),
     "sandbox": (SANDBOX_DOC, sandbox_table),
     "capacity": (SIZING_DOC, capacity_table),
     "sizing": (SIZING_DOC, sizing_table),

@@ -135,7 +135,7 @@ class Postgres:
 
     def sql(self, query: str, database: Optional[str] = None, *, user: Optional[str] = None,
             password: Optional[str] = None, sslmode: Optional[str] = None,
-            check: bool = True) -> str:
+            check: bool = True, timeout: float = 30) -> str:
         """`psql -At` over TCP as `user` (the superuser by default); the output's text, or with
         `check=False` the error text. The password goes in PGPASSWORD, never in argv."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -146,7 +146,7 @@ class Postgres:
             [str(_pg_bin() / "psql"), "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
              "-h", self.host, "-p", str(self.port), "-U", user or self.user,
              "-d", database or self.database, "-c", query],
-            env=env, capture_output=True, text=True, timeout=30)
+            env=env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise RuntimeError(f"psql failed ({result.returncode}): {result.stderr.strip()}")
         return result.stdout.strip() if result.returncode == 0 else result.stderr.strip()

@@ -49,6 +49,7 @@ QUEUE = "aws:sqs/queue:Queue"
 FLOW_LOG = "aws:ec2/flowLog:FlowLog"
 ECR_REPOSITORY = "aws:ecr/repository:Repository"
 S3_BUCKET = "aws:s3/bucket:Bucket"
+S3_LOGGING = "aws:s3/bucketLogging:BucketLogging"
 RDS_INSTANCE = "aws:rds/instance:Instance"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
@@ -319,7 +320,14 @@ def add_flow_code(resources: Sequence[Resource], prices: PriceTable, add: Any) -
     usage the price table assumes (an adopted repository or bucket is not the stack's cost)."""
     add("ECR flow images stored", len(_of(resources, ECR_REPOSITORY))
         * prices.assume("ecr_gb_per_repository"), "GB-month", "ecr_storage_gb_month")
-    buckets = len(_of(resources, S3_BUCKET))
+    # The stack's access-log bucket (components/platform/access_logs.py) receives the others' logs.
+    log_buckets = {str(b.get("targetBucket")) for b in _of(resources, S3_LOGGING)} | {
+        str((lb.get("accessLogs") or {}).get("bucket")) for lb in _of(resources, LOAD_BALANCER)
+        if lb.get("accessLogs")}
+    all_buckets = _of(resources, S3_BUCKET)
+    buckets = len([b for b in all_buckets if str(b.get("bucket")) not in log_buckets])
+    add("S3 access logs stored", (len(all_buckets) - buckets)
+        * prices.assume("access_log_gb_per_month"), "GB-month", "s3_standard_gb_month")
     runs = buckets * prices.assume("flow_runs_per_month")
     add("S3 flow code and results stored", buckets * prices.assume("s3_gb_per_bucket"),
         "GB-month", "s3_standard_gb_month")
@@ -363,6 +371,10 @@ def server_items(resources: Sequence[Resource], prices: PriceTable,
             db.get("backupRetentionPeriod", 0))
         line("RDS backup storage beyond the free allowance", max(0.0, kept - storage),
              "GB-month", prices["rds_backup_gb_month"])
+        if db.get("monitoringInterval"):
+            line("RDS Enhanced Monitoring (CloudWatch Logs ingested)",
+                 prices.assume("rds_enhanced_monitoring_gb_month"), "GB",
+                 prices["cloudwatch_logs_ingest_gb"])
         if db.get("manageMasterUserPassword"):
             line("Secrets Manager secrets (RDS managed)", 1, "secret-month",
                  prices["secrets_manager_secret_month"])

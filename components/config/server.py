@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal, Optional, get_args
@@ -51,6 +52,14 @@ CACHE_NODE_TYPE = re.compile(
 MIN_STORAGE_GB, MAX_STORAGE_GB = 20, 65536
 # RDS keeps automated backups 0 (off) to 35 days.
 MAX_BACKUP_RETENTION_DAYS = 35
+# RDS storage autoscaling: the ceiling must be at least 10% above the allocation (RDS refuses a
+# smaller one; docs: USER_PIOPS.StorageTypes, "Managing capacity automatically").
+MIN_AUTOSCALING_HEADROOM = 1.1
+# Retention (Prefect's DB vacuum service, run by the process that runs the services): events 1
+# day to a year; flow runs 0 (keep every run: the flow_runs vacuum stays off) or 1 day to ten
+# years (Prefect refuses a flow-run retention under an hour).
+MAX_EVENTS_RETENTION_DAYS = 365
+MAX_FLOW_RUN_RETENTION_DAYS = 3650
 # A DB snapshot identifier (RDS: 1-255 letters, digits and hyphens, starting with a letter, no two
 # hyphens in a row, no hyphen at the end); an automated one carries the `rds:` prefix.
 DB_SNAPSHOT_NAME = re.compile(r"^(rds:)?[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-)$")
@@ -105,6 +114,11 @@ class ServerSettings:
     # The acknowledgement that the restore replaces an existing database (check_restore_target).
     db_restore_replaces: Optional[str]
     redis_node_type: str
+    lb_deletion_protection: bool
+    events_retention_days: int
+    # 0: flow runs are kept forever (Prefect's flow_runs vacuum off).
+    flow_run_retention_days: int
+    db_max_allocated_storage_gb: int
 
     @property
     def enabled(self) -> bool:
@@ -157,7 +171,11 @@ def parse_server(reader: Reader, *, availability_zone_count: int,
     final_snapshot = reader.boolean("serverDbFinalSnapshot")
     restore_snapshot = reader.optional("serverDbRestoreSnapshot")
     restore_replaces = reader.optional("serverDbRestoreReplaces")
+    lb_deletion_protection = reader.boolean("serverLbDeletionProtection")
     redis_node_type = reader.string("serverRedisNodeType")
+    events_retention = reader.integer("serverEventsRetentionDays")
+    flow_run_retention = reader.integer("serverFlowRunRetentionDays")
+    max_storage = reader.integer("serverDbMaxAllocatedStorageGb")
 
     def settings() -> ServerSettings:
         return ServerSettings(
@@ -168,6 +186,9 @@ def parse_server(reader: Reader, *, availability_zone_count: int,
             db_backup_retention_days=retention, db_deletion_protection=deletion_protection,
             db_final_snapshot=final_snapshot, db_restore_snapshot=restore_snapshot,
             db_restore_replaces=restore_replaces, redis_node_type=redis_node_type,
+            lb_deletion_protection=lb_deletion_protection,
+            events_retention_days=events_retention, flow_run_retention_days=flow_run_retention,
+            db_max_allocated_storage_gb=max_storage,
         )
 
     if mode == "none":
@@ -249,6 +270,7 @@ def parse_server(reader: Reader, *, availability_zone_count: int,
         raise ConfigError("serverDbBackupRetentionDays", retention,
                           "at least 1 with prefectServer ha: without automated backups there is "
                           "no point-in-time restore")
+    _check_retention(storage, max_storage, events_retention, flow_run_retention)
     _restore(restore_snapshot, restore_replaces, region)
     if not CACHE_NODE_TYPE.match(redis_node_type):
         raise ConfigError("serverRedisNodeType", redis_node_type,
@@ -256,6 +278,25 @@ def parse_server(reader: Reader, *, availability_zone_count: int,
                           "cache.r7g.large")
     image = check_image(image, "serverImage")
     return settings()
+
+
+def _check_retention(storage: int, max_storage: int, events_days: int,
+                     flow_run_days: int) -> None:
+    if not 1 <= events_days <= MAX_EVENTS_RETENTION_DAYS:
+        raise ConfigError("serverEventsRetentionDays", events_days,
+                          f"a whole number of days from 1 to {MAX_EVENTS_RETENTION_DAYS} "
+                          "(Prefect's DB vacuum deletes older events)")
+    if not 0 <= flow_run_days <= MAX_FLOW_RUN_RETENTION_DAYS:
+        raise ConfigError("serverFlowRunRetentionDays", flow_run_days,
+                          f"0 (keep every flow run) or a whole number of days from 1 to "
+                          f"{MAX_FLOW_RUN_RETENTION_DAYS} (older finished runs are deleted "
+                          "with their task runs and logs)")
+    floor = math.ceil(storage * MIN_AUTOSCALING_HEADROOM)
+    if not floor <= max_storage <= MAX_STORAGE_GB:
+        raise ConfigError("serverDbMaxAllocatedStorageGb", max_storage,
+                          f"a whole number of GiB from {floor} (10% above "
+                          f"serverDbAllocatedStorageGb {storage}, what RDS storage autoscaling "
+                          f"needs) to {MAX_STORAGE_GB}")
 
 
 def _restore(snapshot: Optional[str], replaces: Optional[str], region: Optional[str]) -> None:

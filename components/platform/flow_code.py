@@ -29,6 +29,7 @@ import pulumi_aws as aws
 # Image references are parsed by the policy pack's rule (stdlib only, shared with the config).
 from policies.worker_rules import image_tag
 from components.config.reader import NAMESPACE
+from components.platform.access_logs import S3_PREFIX
 from components.config.flow_code import (
     CODE_PREFIX, RESULTS_PREFIX, FlowCodeSettings, default_bucket_name,
 )
@@ -57,6 +58,18 @@ class FlowCodeArgs:
     tags: Mapping[str, str]
     # A customer-managed key for the repository and the bucket; None: AWS-managed aws/ecr, aws/s3.
     kms_key_arn: Optional[pulumi.Input[str]] = None
+    # The stack's access-log bucket (components/platform/access_logs.py): a created bucket's S3 server
+    # access logs go there, under `s3/<bucket>/`, once its policy lets S3 logging write.
+    access_log_bucket: Optional[pulumi.Input[str]] = None
+    access_log_ready: Optional[pulumi.Resource] = None
+
+
+def created_bucket_name(settings: FlowCodeSettings, prefix: str,
+                        ctx: AwsContext) -> pulumi.Input[str]:
+    """The name of the bucket the stack creates (`flowCodeBucket: create`): `flowCodeBucketName`,
+    or `<project>-<stack>-flows-<account>`."""
+    return settings.bucket.name or ctx.account_id.apply(
+        lambda account: default_bucket_name(prefix, account))
 
 
 def lifecycle_policy(keep_tagged: int, untagged_days: int) -> dict[str, Any]:
@@ -198,8 +211,7 @@ class FlowCode(pulumi.ComponentResource):
         args, ctx, settings = self._args, self._args.context, self._args.settings.bucket
         child = pulumi.ResourceOptions(parent=self)
         if settings.mode == "create":
-            bucket_name: pulumi.Input[str] = settings.name or ctx.account_id.apply(
-                lambda account: default_bucket_name(args.prefix, account))
+            bucket_name = created_bucket_name(args.settings, args.prefix, ctx)
             self.bucket = aws.s3.Bucket(
                 f"{self._name}-bucket", bucket=bucket_name, tags=dict(args.tags), opts=child)
             self.bucket_name = self.bucket.bucket
@@ -337,6 +349,16 @@ class FlowCode(pulumi.ComponentResource):
             f"{self._name}-bucket-policy", bucket=bucket, policy=policy_document(statements),
             # S3 checks a new policy against the public access block: put the block first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]))
+        if args.access_log_bucket is not None:
+            # Who read or wrote which object, and from where (CIS AWS 3.6 / checkov CKV_AWS_18).
+            # Server access logs rather than CloudTrail data events: delivery is free (only the
+            # log bucket's storage), where data events cost $0.10 per 100,000 requests.
+            aws.s3.BucketLogging(
+                f"{self._name}-bucket-logging", bucket=bucket,
+                target_bucket=args.access_log_bucket,
+                target_prefix=pulumi.Output.concat(S3_PREFIX, "/", bucket, "/"),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                    r for r in (args.access_log_ready,) if r is not None]))
 
     # -- for the stack ------------------------------------------------------------------------
 

@@ -103,19 +103,27 @@ class Network(pulumi.ComponentResource):
             # Inbound rules are separate resources (components/server/server.py and server_access.py):
             # the worker's egress names this group, so inline ingress naming the worker's group
             # would be a cycle.
+            # Its egress is separate rules too: PostgreSQL and Redis go to their stores' groups,
+            # declared later (components/server/database.py, redis.py, through
+            # `clients_only_security_group`), and the provider manages a group's egress either
+            # inline or as rules, never both (inline rules would revoke the separate ones).
             self.server_security_group = aws.ec2.SecurityGroup(
                 f"{name}-server-sg",
                 description="Prefect server: inbound only from the worker, flow runs and its "
-                            "load balancer (separate rules); outbound HTTPS, PostgreSQL, Redis",
+                            "load balancer; outbound HTTPS, and PostgreSQL and Redis to their "
+                            "groups only (all separate rules)",
                 vpc_id=self.vpc_id,
-                egress=[
-                    _egress("HTTPS out: image, AWS APIs, PyPI", "tcp", HTTPS_PORT, HTTPS_PORT),
-                    _egress("PostgreSQL in the VPC", "tcp", POSTGRESQL_PORT, POSTGRESQL_PORT,
-                            [args.vpc_cidr]),
-                    _egress("Redis in the VPC", "tcp", REDIS_PORT, REDIS_PORT, [args.vpc_cidr]),
-                ],
                 tags={**args.tags, "Name": f"{name}-server"},
                 opts=child,
+            )
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-server-https-out",
+                security_group_id=self.server_security_group.id,
+                cidr_ipv4=ANYWHERE_V4,
+                ip_protocol="tcp", from_port=HTTPS_PORT, to_port=HTTPS_PORT,
+                description="HTTPS out: image, AWS APIs, PyPI",
+                tags=dict(args.tags),
+                opts=pulumi.ResourceOptions(parent=self.server_security_group),
             )
             to_server.append(aws.ec2.SecurityGroupEgressArgs(
                 description="Prefect server API", protocol="tcp", from_port=args.server_port,
@@ -174,8 +182,9 @@ def clients_only_security_group(name: str, *, description: str, rule_description
                                 client_security_group_id: pulumi.Input[str],
                                 tags: dict[str, str], opts: pulumi.ResourceOptions,
                                 ) -> aws.ec2.SecurityGroup:
-    """A data store's security group: `port` from one client group, nothing out."""
-    return aws.ec2.SecurityGroup(
+    """A data store's security group: `port` from one client group, nothing out; and the
+    client's way out to it (`<name>-client-out`), to this group only, not to an address range."""
+    group = aws.ec2.SecurityGroup(
         name,
         description=description,
         vpc_id=vpc_id,
@@ -186,6 +195,16 @@ def clients_only_security_group(name: str, *, description: str, rule_description
         tags=tags,
         opts=opts,
     )
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-client-out",
+        security_group_id=client_security_group_id,
+        referenced_security_group_id=group.id,
+        ip_protocol="tcp", from_port=port, to_port=port,
+        description=f"TCP {port} out to {name} only",
+        tags={key: value for key, value in tags.items() if key != "Name"},
+        opts=pulumi.ResourceOptions(parent=group),
+    )
+    return group
 
 
 def _egress(description: str, protocol: str, from_port: int, to_port: int,

@@ -31,6 +31,7 @@ import pulumi_aws as aws
 
 from components.config.reader import NAMESPACE
 from components.platform.aws import AwsContext
+from policies.worker_rules import SSM_SESSION_CONTEXT
 
 Statement = Mapping[str, Any]
 
@@ -121,6 +122,24 @@ def logs_statement(ctx: AwsContext, log_group_names: Sequence[str]) -> dict[str,
         "Resource": "*",
         "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": [
             log_group_arn(ctx, name) for name in log_group_names]}},
+    }
+
+
+def exec_sessions_statement(ctx: AwsContext) -> dict[str, Any]:
+    """ECS Exec's data channel: the person opening a session (GenerateDataKey) and the task's
+    agent (Decrypt), each only if its IAM policy grants it on this key too, and only with a
+    Session Manager session id in the encryption context."""
+    return {
+        "Sid": "EcsExecSessionsWithIam",
+        "Effect": "Allow",
+        "Principal": {"AWS": pulumi.Output.format("arn:{0}:iam::{1}:root", ctx.partition,
+                                                  ctx.account_id)},
+        "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+        # AWS: in a key policy "*" is this key. Session Manager (under ECS Exec) puts the
+        # session id in the data key's encryption context (Systems Manager User Guide, "Turn on
+        # KMS key encryption of session data"): the condition pins the use to exec sessions.
+        "Resource": "*",
+        "Condition": {"StringLike": {SSM_SESSION_CONTEXT: "*"}},
     }
 
 

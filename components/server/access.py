@@ -2,13 +2,17 @@
 
 - `serverAccess: internal` (default): no public endpoint at all. `single` has no load balancer
   (people use `make ui`: an SSM port forward through ECS Exec to the server task); `ha` has an
-  internal ALB in front of its API tasks, HTTP on port 80 from inside the VPC only.
+  internal ALB in front of its API tasks, HTTP on port 80 from the worker's, the flow runs' and
+  the server's security groups only (`internal_client_security_group_ids`), not the VPC range.
 - `serverAccess: public`: an internet-facing ALB in the public subnets. HTTPS only on 443 with a
   TLS 1.3/1.2 policy (`TLS_POLICY`); port 80 only answers with a redirect to HTTPS. Its security
   group admits `serverAllowedCidrs` and nothing else. The certificate is `serverCertificateArn`, or
   one the stack issues for `serverDomainName` and validates by DNS in `serverHostedZoneId` (which
   also gets an alias record to the ALB). Basic auth stays on: the ALB forwards the Authorization
   header to Prefect.
+
+Every request is logged to the stack's access-log bucket (`alb/`, SSE-S3: ELB writes to no
+other kind of bucket); `serverLbDeletionProtection` turns on deletion protection (prod).
 
 The target group checks `/api/ready` (readiness: it checks the database) and drops invalid
 headers; the idle timeout is 60 s, below the server's keep-alive.
@@ -23,6 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config.reader import NAMESPACE
+from components.platform.access_logs import ALB_PREFIX as ACCESS_LOG_PREFIX
 from components.server.server import LB_IDLE_TIMEOUT_SECONDS
 from components.config.server import physical_name
 
@@ -35,7 +40,8 @@ class AccessArgs:
     prefix: str
     public: bool
     vpc_id: pulumi.Input[str]
-    vpc_cidr: str
+    # Internal: the groups admitted on port 80, by role (worker, flow runs, server).
+    internal_client_security_group_ids: Mapping[str, pulumi.Input[str]]
     subnet_ids: pulumi.Input[Sequence[str]]
     server_security_group_id: pulumi.Input[str]
     port: int
@@ -44,6 +50,11 @@ class AccessArgs:
     hosted_zone_id: Optional[str]
     certificate_arn: Optional[str]
     tags: Mapping[str, str]
+    # The stack's access-log bucket (components/platform/access_logs.py) and what must exist before ELB
+    # checks it may write there (the bucket policy).
+    access_log_bucket: pulumi.Input[str]
+    access_log_ready: pulumi.Resource
+    deletion_protection: bool
 
 
 class ServerAccess(pulumi.ComponentResource):
@@ -59,16 +70,20 @@ class ServerAccess(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
         listen_ports = (443, 80) if args.public else (80,)
-        sources = list(args.allowed_cidrs) if args.public else [args.vpc_cidr]
 
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             description=("Prefect server ALB: HTTPS (and the redirect) from the allowed networks"
-                         if args.public else "Prefect server internal ALB: HTTP from the VPC"),
+                         if args.public else
+                         "Prefect server internal ALB: HTTP from the worker, flow runs, server"),
             vpc_id=args.vpc_id,
             ingress=[aws.ec2.SecurityGroupIngressArgs(
                 description=f"TCP {port} in", protocol="tcp", from_port=port, to_port=port,
-                cidr_blocks=sources) for port in listen_ports],
+                cidr_blocks=list(args.allowed_cidrs)) for port in listen_ports] if args.public
+            else [aws.ec2.SecurityGroupIngressArgs(
+                description=f"TCP 80 in from the {role}", protocol="tcp", from_port=80,
+                to_port=80, security_groups=[group_id])
+                for role, group_id in args.internal_client_security_group_ids.items()],
             egress=[aws.ec2.SecurityGroupEgressArgs(
                 description="to the Prefect server tasks", protocol="tcp", from_port=args.port,
                 to_port=args.port, security_groups=[args.server_security_group_id])],
@@ -93,8 +108,12 @@ class ServerAccess(pulumi.ComponentResource):
             security_groups=[self.security_group.id],
             idle_timeout=LB_IDLE_TIMEOUT_SECONDS,
             drop_invalid_header_fields=True,
+            # Every request, its client and its answer (checkov CKV_AWS_91).
+            access_logs=aws.lb.LoadBalancerAccessLogsArgs(
+                bucket=args.access_log_bucket, prefix=ACCESS_LOG_PREFIX, enabled=True),
+            enable_deletion_protection=args.deletion_protection,
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.access_log_ready]),
         )
         self.target_group = aws.lb.TargetGroup(
             f"{name}-targets",

@@ -1,11 +1,13 @@
 """Alarms for the self-hosted server, on the stack's existing alarm topic (components/worker/alarms.py).
 
-- Database (AWS/RDS): CPU above 80%, free storage below 20% of the allocation, connections above
+- Database (AWS/RDS): CPU above 80%, free storage below 20% of the allocation (or a week of growth
+  at the stated load, components/server/growth.py, if more), connections above
   80% of what the instance class allows (Prefect holds up to 15 per process).
 - Load balancer, when there is one (AWS/ApplicationELB): any unhealthy target (readiness
   `/api/ready` failing: database down or its password rotated under a running task), target 5xx
   responses, and 5xx answered by the ALB itself (no healthy target).
-- Redis (ha, AWS/ElastiCache): engine CPU and memory above 80%.
+- Redis (ha, AWS/ElastiCache): engine CPU above 80%, memory above 75% of `maxmemory`
+  (`REDIS_MEMORY_HIGH_PERCENT`).
 
 Without a load balancer (`single`, internal) the server task's health is its container health
 check: ECS replaces an unhealthy task, and the service events rule of components/worker/alarms.py reports
@@ -23,8 +25,14 @@ import pulumi_aws as aws
 from components.config.reader import NAMESPACE
 from components.platform.alarm import AlarmTarget, threshold_alarm
 from components.server.database import max_connections
+from components.server.growth import ALARM_HEADROOM_DAYS, free_storage_alarm_bytes
 
 CPU_HIGH_PERCENT = 80
+# DatabaseMemoryUsagePercentage is used memory over `maxmemory`. Prefect's streams and leases have no
+# TTL, and ElastiCache's default policy (volatile-lru) evicts only keys with one, so at 100% Redis
+# refuses writes and the server's messaging stops: warn with a quarter of the room left, earlier
+# than a CPU alarm would, since memory does not come back by itself.
+REDIS_MEMORY_HIGH_PERCENT = 75
 FREE_STORAGE_LOW_SHARE = 0.2
 CONNECTIONS_HIGH_SHARE = 0.8
 TARGET_5XX_PER_MINUTE = 5
@@ -54,14 +62,15 @@ class ServerAlarms(pulumi.ComponentResource):
         alarms = AlarmTarget(self, name, args.prefix, args.topic_arn, args.evaluation_minutes,
                              args.tags)
         db = {"DBInstanceIdentifier": args.db_identifier}
-        storage_bytes = args.db_allocated_storage_gb * 1024 ** 3
+        free_storage_low = free_storage_alarm_bytes(args.db_allocated_storage_gb,
+                                                    FREE_STORAGE_LOW_SHARE)
         self.alarms = [
             threshold_alarm(alarms, "db-cpu-high", "Prefect database CPU above 80%", "AWS/RDS",
                             "CPUUtilization", db, CPU_HIGH_PERCENT),
-            threshold_alarm(alarms, "db-storage-low", "Prefect database free storage below 20% of its "
-                            "allocation", "AWS/RDS", "FreeStorageSpace", db,
-                            storage_bytes * FREE_STORAGE_LOW_SHARE, operator="LessThanThreshold",
-                            statistic="Minimum"),
+            threshold_alarm(alarms, "db-storage-low", "Prefect database free storage below 20% "
+                            f"of its allocation or {ALARM_HEADROOM_DAYS} days of growth at the "
+                            "stated load", "AWS/RDS", "FreeStorageSpace", db, free_storage_low,
+                            operator="LessThanThreshold", statistic="Minimum"),
             threshold_alarm(alarms, "db-connections-high",
                             "Prefect database connections above 80% of the instance's maximum",
                             "AWS/RDS", "DatabaseConnections", db,
@@ -87,8 +96,9 @@ class ServerAlarms(pulumi.ComponentResource):
             self.alarms += [
                 threshold_alarm(alarms, "redis-cpu-high", "Prefect Redis engine CPU above 80%",
                                 "AWS/ElastiCache", "EngineCPUUtilization", redis, CPU_HIGH_PERCENT),
-                threshold_alarm(alarms, "redis-memory-high", "Prefect Redis memory above 80%",
-                                "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", redis,
-                                CPU_HIGH_PERCENT),
+                threshold_alarm(alarms, "redis-memory-high",
+                                f"Prefect Redis memory above {REDIS_MEMORY_HIGH_PERCENT}% of "
+                                "maxmemory", "AWS/ElastiCache", "DatabaseMemoryUsagePercentage",
+                                redis, REDIS_MEMORY_HIGH_PERCENT),
             ]
         self.register_outputs({"alarm_names": [a.name for a in self.alarms]})

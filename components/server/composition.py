@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import pulumi
 
+from components.platform.access_logs import AccessLogs
 from components.server.database import DatabaseArgs, PrefectDatabase
 from components.platform.network import Network
 from components.server.redis import PrefectRedis, RedisArgs
@@ -130,7 +131,7 @@ class SelfHostedServer:
 
 
 def compose_server_stores(settings: Settings, network: Network, key_arn: pulumi.Input[str],
-                          key_id: pulumi.Input[str]) -> ServerStores:
+                          key_id: pulumi.Input[str], context: AwsContext) -> ServerStores:
     server, tags, prefix = settings.server, settings.tags, settings.prefix
     assert network.server_security_group is not None, "the network was built without a server"
     server_sg = network.server_security_group.id
@@ -141,6 +142,7 @@ def compose_server_stores(settings: Settings, network: Network, key_arn: pulumi.
         client_security_group_id=server_sg,
         instance_class=server.db_instance_class,
         allocated_storage_gb=server.db_allocated_storage_gb,
+        max_allocated_storage_gb=server.db_max_allocated_storage_gb,
         backup_retention_days=server.db_backup_retention_days,
         deletion_protection=server.db_deletion_protection,
         final_snapshot=server.db_final_snapshot,
@@ -149,6 +151,7 @@ def compose_server_stores(settings: Settings, network: Network, key_arn: pulumi.
         kms_key_arn=key_arn,
         kms_key_id=key_id,
         restore_snapshot=server.db_restore_snapshot,
+        context=context,
     ))
     redis = PrefectRedis("server-redis", RedisArgs(
         identifier=physical_name(prefix, "redis", 40),
@@ -163,8 +166,9 @@ def compose_server_stores(settings: Settings, network: Network, key_arn: pulumi.
 
 
 def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
-                   stores: ServerStores, context: AwsContext, cluster_arn: pulumi.Input[str],
-                   cluster_name: str, log_group_name: str, topic_arn: pulumi.Input[str],
+                   stores: ServerStores, access_logs: Optional[AccessLogs], context: AwsContext,
+                   cluster_arn: pulumi.Input[str], cluster_name: str, log_group_name: str,
+                   exec_log_group_name: str, topic_arn: pulumi.Input[str],
                    key_arn: pulumi.Input[str]) -> SelfHostedServer:
     """The rest of the server, once the stack key's policy is in place (`key_arn` after it)."""
     server, tags, prefix = settings.server, settings.tags, settings.prefix
@@ -175,7 +179,10 @@ def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
         prefix=prefix,
         public=server.public,
         vpc_id=network.vpc_id,
-        vpc_cidr=settings.vpc_cidr,
+        internal_client_security_group_ids={
+            "worker": network.worker_security_group.id,
+            "flow runs": network.flow_run_security_group.id,
+            "server": server_sg},
         subnet_ids=network.public_subnet_ids if server.public else network.worker_subnet_ids,
         server_security_group_id=server_sg,
         port=SERVER_PORT,
@@ -184,7 +191,10 @@ def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
         hosted_zone_id=server.hosted_zone_id,
         certificate_arn=server.certificate_arn,
         tags=tags,
-    )) if server.load_balanced else None
+        access_log_bucket=access_logs.bucket.bucket,
+        access_log_ready=access_logs.policy,
+        deletion_protection=server.lb_deletion_protection,
+    )) if server.load_balanced and access_logs is not None else None
     prefect_server = PrefectServer("server", ServerArgs(
         mode=server.mode,
         prefix=prefix,
@@ -192,6 +202,7 @@ def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
         cluster_arn=cluster_arn,
         cluster_name=cluster_name,
         log_group_name=log_group_name,
+        exec_log_group_name=exec_log_group_name,
         image=server.image,
         cpu=server.cpu,
         memory=server.memory,
@@ -216,6 +227,8 @@ def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
         exec_enabled=server.access != "public",
         tags=tags,
         kms_key_arn=key_arn,
+        events_retention_days=server.events_retention_days,
+        flow_run_retention_days=server.flow_run_retention_days,
         depends_on=access.listeners if access else (),
     ))
     rotation = RotationRedeploy("server-rotation", RotationArgs(
@@ -225,6 +238,8 @@ def compose_server(settings: Settings, network: Network, secret: PrefectSecret,
         cluster_arn=cluster_arn,
         service_arns={role: s.arn for role, s in prefect_server.services.items()},
         tags=tags,
+        log_retention_days=settings.log_retention_days,
+        kms_key_arn=key_arn,
     ))
     alarms = ServerAlarms("server-alarms", ServerAlarmsArgs(
         prefix=prefix,

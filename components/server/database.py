@@ -2,7 +2,8 @@
 
 - PostgreSQL major version `ENGINE_MAJOR` (Prefect needs 14.9 or newer), minor versions applied by
   RDS in the maintenance window.
-- Encrypted storage (gp3, growing on its own up to twice the allocation), never publicly
+- Encrypted storage (gp3, growing on its own up to `max_allocated_storage_gb`, the
+  `serverDbMaxAllocatedStorageGb` ceiling), never publicly
   accessible, in subnets with no route to the internet, reachable on 5432 only from the server
   tasks' security group. `rds.force_ssl` is on in the stack's own parameter group: Prefect's
   asyncpg connects encrypted with no TLS setting at all (docs/self-hosted-server.md).
@@ -19,6 +20,11 @@
 - The final snapshot is named `<identifier>-final-<the stack key id's first 8 characters>`, plus a
   digest of the restored snapshot: each life of the stack (a new key after each destroy) and each
   restore leaves its own name, so a second destroy never collides with the first one's snapshot.
+- Observability (checkov CKV_AWS_129/118/353): the `postgresql` and `upgrade` logs exported to
+  CloudWatch Logs (`LOG_EXPORTS`; RDS creates `/aws/rds/instance/<id>/<log>`), Enhanced
+  Monitoring every `MONITORING_INTERVAL_SECONDS` through a role only RDS monitoring may assume,
+  and Performance Insights (7 days, the free tier, on the stack key) where the instance class
+  offers it (`performance_insights_available`).
 - The master password: RDS's managed master secret (`manage_master_user_password`). RDS creates
   the password; it never passes through Pulumi, the state or a task environment. The server gets
   it through ECS `secrets` as one JSON key: `valueFrom: <secret_arn>:password::` into
@@ -50,6 +56,7 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.platform.aws import AwsContext
 from components.config.reader import NAMESPACE
 from components.config.server import RESTORED_FROM_TAG
 from components.platform.network import POSTGRESQL_PORT, clients_only_security_group
@@ -70,6 +77,22 @@ _PEM_BLOCK = re.compile(r"^# (?P<name>[^\n]+?) \(expires [^)]*\)\n"
 # The driver Prefect builds its connection URL with. Without PREFECT_SERVER_DATABASE_DRIVER the
 # other split settings are ignored and the server silently uses SQLite in the container.
 DRIVER = "postgresql+asyncpg"
+LOG_EXPORTS = ("postgresql", "upgrade")
+MONITORING_INTERVAL_SECONDS = 60
+MONITORING_SERVICE = "monitoring.rds.amazonaws.com"
+MONITORING_POLICY = "policy/service-role/AmazonRDSEnhancedMonitoringRole"
+# Performance Insights keeps 7 days free; longer retention is billed per vCPU-month.
+PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7
+# Classes RDS offers no Performance Insights on (RDS User Guide, "Amazon RDS DB engine, Region,
+# and instance class support for Performance Insights"): the smallest burstable ones.
+NO_PERFORMANCE_INSIGHTS = frozenset(f"db.{family}.{size}" for family in ("t2", "t3", "t4g")
+                                    for size in ("micro", "small"))
+
+
+def performance_insights_available(instance_class: str) -> bool:
+    return instance_class not in NO_PERFORMANCE_INSIGHTS
+
+
 # UTC; backups before the maintenance window, both outside European and American working hours.
 BACKUP_WINDOW = "03:00-03:30"
 MAINTENANCE_WINDOW = "sun:04:00-sun:04:30"
@@ -102,6 +125,8 @@ class DatabaseArgs:
     client_security_group_id: pulumi.Input[str]
     instance_class: str
     allocated_storage_gb: int
+    # RDS storage autoscaling ceiling (serverDbMaxAllocatedStorageGb).
+    max_allocated_storage_gb: int
     backup_retention_days: int
     deletion_protection: bool
     final_snapshot: bool
@@ -114,6 +139,8 @@ class DatabaseArgs:
     kms_key_id: pulumi.Input[str]
     # A DB snapshot (identifier or ARN, validated) the instance starts from; None: empty.
     restore_snapshot: Optional[str]
+    # The account and partition: the monitoring role's trust and managed policy.
+    context: AwsContext
 
 
 class PrefectDatabase(pulumi.ComponentResource):
@@ -155,6 +182,30 @@ class PrefectDatabase(pulumi.ComponentResource):
             vpc_id=args.vpc_id, client_security_group_id=args.client_security_group_id,
             tags={**tags, "Name": f"{name}-db"}, opts=child,
         )
+        monitoring_role = aws.iam.Role(
+            f"{name}-monitoring-role",
+            description=f"{NAMESPACE}: RDS Enhanced Monitoring of the Prefect database",
+            assume_role_policy=pulumi.Output.json_dumps({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Service": MONITORING_SERVICE},
+                    "Action": "sts:AssumeRole",
+                    # Confused deputy: only on behalf of this account.
+                    "Condition": {"StringEquals": {"aws:SourceAccount": args.context.account_id}},
+                }],
+            }),
+            tags=tags,
+            opts=child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-monitoring-managed",
+            role=monitoring_role.name,
+            policy_arn=pulumi.Output.format("arn:{0}:iam::aws:{1}", args.context.partition,
+                                            MONITORING_POLICY),
+            opts=pulumi.ResourceOptions(parent=monitoring_role),
+        )
+        insights = performance_insights_available(args.instance_class)
         restore = args.restore_snapshot
         digest = hashlib.sha256(restore.encode()).hexdigest()[:8] if restore else None
         self.restore_copy: Optional[aws.rds.SnapshotCopy] = None
@@ -178,7 +229,7 @@ class PrefectDatabase(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             instance_class=args.instance_class,
             allocated_storage=args.allocated_storage_gb,
-            max_allocated_storage=2 * args.allocated_storage_gb,
+            max_allocated_storage=args.max_allocated_storage_gb,
             storage_type="gp3",
             storage_encrypted=True,
             kms_key_id=args.kms_key_arn,
@@ -196,6 +247,13 @@ class PrefectDatabase(pulumi.ComponentResource):
             backup_window=BACKUP_WINDOW,
             maintenance_window=MAINTENANCE_WINDOW,
             copy_tags_to_snapshot=True,
+            enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
+            monitoring_interval=MONITORING_INTERVAL_SECONDS,
+            monitoring_role_arn=monitoring_role.arn,
+            performance_insights_enabled=insights,
+            performance_insights_kms_key_id=args.kms_key_arn if insights else None,
+            performance_insights_retention_period=(PERFORMANCE_INSIGHTS_RETENTION_DAYS
+                                                   if insights else None),
             deletion_protection=args.deletion_protection,
             skip_final_snapshot=not args.final_snapshot,
             final_snapshot_identifier=final_snapshot if args.final_snapshot else None,

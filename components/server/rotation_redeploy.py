@@ -20,6 +20,11 @@ So each successful rotation starts new server tasks, which read the new password
 - The state machine's role may `ecs:UpdateService` on exactly those services; EventBridge's role
   may start exactly that state machine.
 
+Each execution is logged (level ALL, with its input and results: the rotation event and ECS's
+answers, no secret value) to `/aws/vendedlogs/states/<project>-<stack>-server-redeploy`, encrypted
+with the stack key, and traced with X-Ray (checkov CKV_AWS_285/284; a few executions a month stay
+inside both free tiers).
+
 The window between the rotation and the new tasks being ready (a minute or two) still answers
 503; workers and flow runs retry through it. The schedule is RDS's default (7 days).
 """
@@ -38,6 +43,12 @@ from components.platform.aws import (EVENTBRIDGE, STEP_FUNCTIONS, AwsContext, po
                                      service_trust_policy)
 
 UPDATE_SERVICE = "arn:aws:states:::aws-sdk:ecs:updateService"
+
+
+def execution_log_group_name(prefix: str) -> str:
+    """Step Functions' vended logs: the /aws/vendedlogs/ prefix keeps CloudWatch Logs' resource
+    policy short (Step Functions Developer Guide, "Logging using CloudWatch Logs")."""
+    return f"/aws/vendedlogs/states/{prefix}-server-redeploy"
 
 
 def rotation_pattern(secret_arns: list[str]) -> dict[str, Any]:
@@ -88,6 +99,10 @@ class RotationArgs:
     # role -> ECS service ARN
     service_arns: Mapping[str, pulumi.Input[str]]
     tags: Mapping[str, str]
+    # The execution log: its group's name (`execution_log_group_name`), retention and key (the
+    # stack key, after its policy names the group).
+    log_retention_days: int
+    kms_key_arn: pulumi.Input[str]
 
 
 class RotationRedeploy(pulumi.ComponentResource):
@@ -113,8 +128,31 @@ class RotationRedeploy(pulumi.ComponentResource):
                 "Effect": "Allow",
                 "Action": "ecs:UpdateService",
                 "Resource": list(args.service_arns.values()),
+            }, {
+                "Sid": "DeliverExecutionLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogDelivery", "logs:GetLogDelivery",
+                           "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+                           "logs:ListLogDeliveries", "logs:PutResourcePolicy",
+                           "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"],
+                # AWS: these log-delivery actions support no resource-level permissions (Step
+                # Functions Developer Guide, "IAM policies for logging to CloudWatch Logs").
+                "Resource": "*",
+            }, {
+                "Sid": "SendTraces",
+                "Effect": "Allow",
+                "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                           "xray:GetSamplingRules", "xray:GetSamplingTargets"],
+                # AWS: X-Ray's write actions support no resource-level permissions.
+                "Resource": "*",
             }]),
             opts=pulumi.ResourceOptions(parent=machine_role))
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=execution_log_group_name(args.prefix),
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            tags=tags, opts=child)
         self.state_machine = aws.sfn.StateMachine(
             f"{name}-machine",
             name=f"{args.prefix}-server-redeploy",
@@ -122,6 +160,10 @@ class RotationRedeploy(pulumi.ComponentResource):
             role_arn=machine_role.arn,
             definition=pulumi.Output.all(args.cluster_arn, dict(args.service_arns)).apply(
                 lambda v: json.dumps(redeploy_definition(v[0], v[1]))),
+            logging_configuration=aws.sfn.StateMachineLoggingConfigurationArgs(
+                level="ALL", include_execution_data=True,
+                log_destination=pulumi.Output.concat(log_group.arn, ":*")),
+            tracing_configuration=aws.sfn.StateMachineTracingConfigurationArgs(enabled=True),
             tags=tags, opts=child)
 
         events_role = aws.iam.Role(

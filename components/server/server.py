@@ -68,8 +68,10 @@ not match), the task stops within seconds with one ERROR line. A team that build
 with prefect-redis sets `serverImage` to it; the install then finds the packages already there.
 
 ECS Exec is on for the server (single) or API (ha) service only, with a task role that allows the
-four `ssmmessages` actions and nothing else; `make ui` opens a port forward through it
-(`scripts/server_ui.py`). Everything else keeps exec off.
+four `ssmmessages` actions, writing the cluster's exec log group and decrypting with the stack key
+(the session's data channel), and nothing else; `make ui` opens a port forward through it
+(`scripts/server_ui.py`). Everything else keeps exec off. Who may open a session, and what it
+can read, is in docs/self-hosted-server.md ("ECS Exec").
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.server import migrate as server_migrate
+from components.server.migrate import MIGRATION_LOCK_WAIT_SECONDS
 from components.server.migrate import CA_BUNDLE_ENV, CA_FILE_ENV, MASTER_PASSWORD_ENV, MASTER_USER_ENV
 from components.config.reader import NAMESPACE
 from components.platform.network import POSTGRESQL_PORT as DB_PORT, REDIS_PORT
@@ -99,6 +102,16 @@ SERVER_CONTAINER = "prefect-server"
 API_CONTAINER = "prefect-api"
 SERVICES_CONTAINER = "prefect-services"
 MIGRATE_CONTAINER = "prefect-migrate"
+# A migration of up to MIGRATION_BOUND_SECONDS finishes instead of looping the service:
+# - it runs in prefect-migrate, so no health check runs meanwhile (the main container starts, and
+#   its health check's start period begins, only on its SUCCESS);
+# - prefect-migrate has no `startTimeout`: the ECS agent applies none to a SUCCESS dependency when
+#   it is unset (aws/amazon-ecs-agent agent/engine/dependencygraph/graph.go,
+#   hasDependencyTimedOut), and Fargate accepts at most 120 s;
+# - a task queued on the lock waits MIGRATION_LOCK_WAIT_SECONDS, longer than the bound;
+# - a load-balanced service ignores its health checks for that wait plus the start period.
+HEALTH_CHECK_START_PERIOD_SECONDS = 180
+HEALTH_CHECK_GRACE_SECONDS = MIGRATION_LOCK_WAIT_SECONDS + HEALTH_CHECK_START_PERIOD_SECONDS
 # The ALB's idle timeout; Prefect's keep-alive must outlast it or the ALB reuses a connection the
 # server just closed (intermittent 502s).
 LB_IDLE_TIMEOUT_SECONDS = 60
@@ -157,6 +170,22 @@ def server_requirements() -> str:
     return SERVER_REQUIREMENTS_FILE.read_text()
 
 
+def retention_environment(events_days: int, flow_run_days: int) -> list[tuple[str, str]]:
+    """Prefect 3.9.1's retention settings (prefect/settings/models/server/services.py and
+    events.py) as ISO 8601 durations: the events period is a plain pydantic timedelta, which
+    refuses a number of seconds in a string ("259200" stops the server at start), so both take
+    `P<n>D`. Events older than `events_days` and, unless `flow_run_days` is 0, finished flow runs
+    older than it with their task runs and logs are deleted by the DB vacuum service (it loops
+    hourly)."""
+    env = [("PREFECT_SERVER_EVENTS_RETENTION_PERIOD", f"P{events_days}D")]
+    if flow_run_days:
+        env += [("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", "events,flow_runs"),
+                ("PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD", f"P{flow_run_days}D")]
+    else:
+        env.append(("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", "events"))
+    return env
+
+
 @dataclass(frozen=True)
 class RedisEndpoint:
     host: pulumi.Input[str]
@@ -171,6 +200,8 @@ class ServerArgs:
     cluster_arn: pulumi.Input[str]
     cluster_name: str
     log_group_name: str
+    # Where the cluster logs ECS Exec sessions (components/worker/worker.py); the exec task role writes it.
+    exec_log_group_name: str
     image: str
     cpu: int
     memory: int
@@ -202,6 +233,11 @@ class ServerArgs:
     # encrypted with it; the key policy lets principals IAM grants decrypt them only through
     # Secrets Manager (components/server/composition.py), and the execution role is granted here.
     kms_key_arn: pulumi.Input[str]
+    # What a load-balanced service needs first (the listeners that use its target group).
+    # Retention, for the process that runs Prefect's services (DB vacuum): events, and finished
+    # flow runs with their task runs and logs (0: kept forever).
+    events_retention_days: int
+    flow_run_retention_days: int
     # What a load-balanced service needs first (the listeners that use its target group).
     depends_on: Sequence[pulumi.Resource] = ()
 
@@ -266,9 +302,13 @@ class PrefectServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self.execution_role),
         )
         # Prefect itself makes no AWS call: the tasks get a role only for ECS Exec (make ui).
+        # The cluster logs every session to an encrypted group and encrypts its data channel
+        # with the stack key (components/worker/worker.py); the agent in the task does both with this
+        # role (Amazon ECS Developer Guide, "ECS Exec": IAM permissions for logging and KMS).
         self.task_role = None
         if args.exec_enabled:
             self.task_role = self._role("task", "ECS Exec into the Prefect server (make ui)")
+            exec_logs = ctx.arn("logs", f"log-group:{args.exec_log_group_name}")
             aws.iam.RolePolicy(
                 f"{name}-task-exec",
                 role=self.task_role.name,
@@ -283,6 +323,25 @@ class PrefectServer(pulumi.ComponentResource):
                     # Authorization Reference lists no resource type), so "*" is the only value.
                     # The role belongs to the server tasks alone, so only they open channels.
                     "Resource": "*",
+                }, {
+                    "Sid": "LogExecSessions",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams",
+                               "logs:PutLogEvents"],
+                    # Stream names are the session ids, known only when a session opens.
+                    "Resource": pulumi.Output.concat(exec_logs, ":*"),
+                }, {
+                    "Sid": "FindTheExecLogGroup",
+                    "Effect": "Allow",
+                    "Action": "logs:DescribeLogGroups",
+                    # AWS: DescribeLogGroups lists groups and supports no resource-level
+                    # permission (the ECS Developer Guide's ECS Exec policy uses "*" too).
+                    "Resource": "*",
+                }, {
+                    "Sid": "DecryptExecSessions",
+                    "Effect": "Allow",
+                    "Action": "kms:Decrypt",
+                    "Resource": args.kms_key_arn,
                 }]),
                 opts=pulumi.ResourceOptions(parent=self.task_role),
             )
@@ -365,6 +424,9 @@ class PrefectServer(pulumi.ComponentResource):
             ]
         if role == SERVICES_CONTAINER:
             env.append(("PREFECT_UI_ENABLED", "false"))
+        if role in (SERVER_CONTAINER, SERVICES_CONTAINER):
+            env += retention_environment(args.events_retention_days,
+                                         args.flow_run_retention_days)
         if args.redis is not None and role != MIGRATE_CONTAINER:
             env += [
                 *MULTI_PROCESS_SETTINGS,
@@ -428,8 +490,8 @@ class PrefectServer(pulumi.ComponentResource):
             container["portMappings"] = [{"containerPort": self._args.port, "protocol": "tcp",
                                           "name": "prefect-api"}]
             # The prefect-redis install (ha) and the UI build at start.
-            container["healthCheck"] = http_health_check(self._args.port, HEALTH_PATH,
-                                                         start_period=180)
+            container["healthCheck"] = http_health_check(
+                self._args.port, HEALTH_PATH, start_period=HEALTH_CHECK_START_PERIOD_SECONDS)
             container["memory" if role == SERVER_CONTAINER else "memoryReservation"] = memory
         container["dependsOn"] = [{"containerName": MIGRATE_CONTAINER, "condition": "SUCCESS"}]
         return container
@@ -498,7 +560,10 @@ class PrefectServer(pulumi.ComponentResource):
                 container_name=load_balanced_container or "",
                 container_port=args.port,
             )] if load_balanced else None,
-            health_check_grace_period_seconds=240 if load_balanced else None,
+            # The ALB's first failures, while prefect-migrate runs or waits for another task's
+            # migration, must not stop the task (MIGRATION_BOUND_SECONDS).
+            health_check_grace_period_seconds=HEALTH_CHECK_GRACE_SECONDS if load_balanced
+            else None,
         )
         self.task_definitions[role] = task_definition
         self.services[role] = service

@@ -55,11 +55,19 @@ class WorkerArgs:
     container_insights: bool
     # Application Auto Scaling owns desiredCount; `pulumi up` must not reset it to desired_count.
     autoscaling: bool
-    # The stack key (after its policy): encrypts the log group.
+    # The stack key (after its policy): encrypts the log groups and ECS Exec sessions.
     log_kms_key_arn: Optional[pulumi.Input[str]] = None
+    # Where ECS Exec sessions are logged (`exec_log_group_name`); every cluster has it, though
+    # only the server's internal service enables exec.
+    exec_log_group_name: Optional[str] = None
     # With the stack's own server: the container that upserts the work pool from inside the VPC
     # before the worker starts (components/prefect/pool_bootstrap.py).
     pool_bootstrap: Optional[Mapping[str, Any]] = None
+
+
+def exec_log_group_name(prefix: str) -> str:
+    """The log group of the cluster's ECS Exec sessions (what was typed and printed)."""
+    return f"/ecs/{prefix}/exec"
 
 
 def worker_command(work_pool_name: str, work_queues: Sequence[str]) -> list[str]:
@@ -144,12 +152,36 @@ class PrefectWorker(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
+        # ECS Exec sessions (the server's `make ui`) are logged to an encrypted group of their
+        # own, and their data channel is encrypted with the stack key: OVERRIDE, not the default
+        # (which logs only where the task's awslogs driver points, unencrypted by exec itself).
+        self.exec_log_group: Optional[aws.cloudwatch.LogGroup] = None
+        configuration = None
+        if args.exec_log_group_name is not None:
+            self.exec_log_group = aws.cloudwatch.LogGroup(
+                f"{name}-exec-logs",
+                name=args.exec_log_group_name,
+                retention_in_days=args.log_retention_days,
+                kms_key_id=args.log_kms_key_arn,
+                tags=tags,
+                opts=child,
+            )
+            configuration = aws.ecs.ClusterConfigurationArgs(
+                execute_command_configuration=aws.ecs.ClusterConfigurationExecuteCommandConfigurationArgs(
+                    kms_key_id=args.log_kms_key_arn,
+                    logging="OVERRIDE",
+                    log_configuration=aws.ecs.ClusterConfigurationExecuteCommandConfigurationLogConfigurationArgs(
+                        cloud_watch_encryption_enabled=True,
+                        cloud_watch_log_group_name=self.exec_log_group.name,
+                    ),
+                ))
         self.cluster = aws.ecs.Cluster(
             f"{name}-cluster",
             name=args.cluster_name,
             settings=[aws.ecs.ClusterSettingArgs(name="containerInsights",
                                                  value="enabled" if args.container_insights
                                                  else "disabled")],
+            configuration=configuration,
             tags=tags,
             opts=child,
         )

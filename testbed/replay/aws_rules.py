@@ -247,3 +247,39 @@ def availability_zone_count(resource: Declared, asked: int, zones: list[str]) ->
     https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-regions-availability-zones.html"""
     if asked > len(zones):
         raise ReplayError(resource, f"{asked} AZs asked, the region has {len(zones)}")
+
+
+# --- IAM ------------------------------------------------------------------------------------------
+
+ECS_TASKS_SERVICE = "ecs-tasks.amazonaws.com"
+
+
+def roles_an_ecs_request_passes(request: dict[str, Any]) -> list[str]:
+    """The roles a RegisterTaskDefinition or RunTask request hands to ECS: the task and execution
+    roles, and a RunTask override's. ECS checks that its caller may `iam:PassRole` each one.
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html
+    ("The user ... must have iam:PassRole"; the same holds for the task role)"""
+    overrides = request.get("overrides") or {}
+    found = [request.get("taskRoleArn"), request.get("executionRoleArn"),
+             overrides.get("taskRoleArn"), overrides.get("executionRoleArn")]
+    return [arn for arn in found if arn]
+
+
+def pass_role_refusals(policies: Iterable[str], request: dict[str, Any],
+                       service: str = ECS_TASKS_SERVICE) -> list[str]:
+    """The roles of `request` the caller's identity policies do not let it pass to `service`:
+    moto evaluates IAM only for the action called, never the iam:PassRole that AWS checks
+    inside ECS, so its own policy engine evaluates that here, with `iam:PassedToService`.
+    An explicit Deny wins; anything not allowed is refused (IAM policy evaluation logic:
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html)."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    documents = list(policies)
+    refused = []
+    for role_arn in roles_an_ecs_request_passes(request):
+        results = [IAMPolicy(document).is_action_permitted(
+            "iam:PassRole", role_arn, incoming_condition_values={
+                "iam:PassedToService": service}) for document in documents]
+        if PermissionResult.DENIED in results or PermissionResult.PERMITTED not in results:
+            refused.append(role_arn)
+    return refused

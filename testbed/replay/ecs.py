@@ -10,11 +10,43 @@ from tools.mock_engine import Declared
 from testbed.replay.core import HANDLERS, Inputs, Replay, ReplayError, _physical_name, ecs_tags
 
 
+# ExecuteCommandConfiguration (ECS API Reference): logging DEFAULT, NONE or OVERRIDE, and a log
+# configuration only with OVERRIDE, where it must name a destination.
+EXEC_LOGGING = ("DEFAULT", "NONE", "OVERRIDE")
+
+
+def _exec_configuration(resource: Declared, declared: dict[str, Any]) -> dict[str, Any]:
+    logging = declared.get("logging", "DEFAULT")
+    log = declared.get("logConfiguration") or {}
+    if logging not in EXEC_LOGGING:
+        raise ReplayError(resource, f"InvalidParameterException: logging {logging!r} is not one "
+                                    f"of {', '.join(EXEC_LOGGING)}")
+    if log and logging != "OVERRIDE":
+        raise ReplayError(resource, "InvalidParameterException: logConfiguration is only "
+                                    "valid with logging OVERRIDE")
+    if logging == "OVERRIDE" and not (log.get("cloudWatchLogGroupName")
+                                      or log.get("s3BucketName")):
+        raise ReplayError(resource, "InvalidParameterException: logging OVERRIDE needs a "
+                                    "CloudWatch log group or an S3 bucket")
+    configuration: dict[str, Any] = {"logging": logging}
+    if declared.get("kmsKeyId"):
+        configuration["kmsKeyId"] = declared["kmsKeyId"]
+    if log:
+        configuration["logConfiguration"] = {
+            key: log[key] for key in ("cloudWatchLogGroupName", "cloudWatchEncryptionEnabled",
+                                      "s3BucketName", "s3EncryptionEnabled", "s3KeyPrefix")
+            if key in log}
+    return configuration
+
+
 def ecs_cluster(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    configuration = (inputs.get("configuration") or {}).get("executeCommandConfiguration")
     cluster = replay.client("ecs").create_cluster(
         clusterName=_physical_name(resource, inputs),
         settings=inputs.get("settings") or [],
         tags=ecs_tags(inputs.get("tags")),
+        **({"configuration": {"executeCommandConfiguration": _exec_configuration(
+            resource, configuration)}} if configuration else {}),
     )["cluster"]
     replay.map(resource.id, cluster["clusterArn"])
     replay.map(resource.outputs.get("arn"), cluster["clusterArn"])

@@ -13,6 +13,7 @@ From the ELBv2 API reference and the ALB User Guide:
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -37,6 +38,31 @@ def _name(resource: Declared, inputs: Inputs) -> str:
         raise ReplayError(resource, f"ValidationError: name {name!r} (1-32 letters, digits, "
                                     f"hyphens; not internal-*, no trailing hyphen)")
     return name
+
+
+def bucket_access_logs(replay: Replay, resource: Declared, logs: dict[str, Any]) -> None:
+    """ELB checks the bucket when access logging is turned on: it exists, its default encryption
+    is SSE-S3 (SSE-KMS is refused), and its policy lets ELB put objects under the prefix (ELB
+    User Guide, "Access logs for your Application Load Balancer"; "Access Denied for bucket"
+    otherwise)."""
+    s3, bucket, prefix = replay.client("s3"), logs.get("bucket"), logs.get("prefix") or ""
+    try:
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
+            "Rules"]
+        document = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except s3.exceptions.ClientError as error:
+        raise ReplayError(resource, f"InvalidConfigurationRequest: access log bucket {bucket!r}: "
+                                    f"{error.response['Error']['Code']}") from error
+    if any(r["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] != "AES256" for r in rules):
+        raise ReplayError(resource, f"InvalidConfigurationRequest: {bucket!r} is not encrypted "
+                                    "with SSE-S3, the only encryption ELB access logs support")
+    wanted = f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}AWSLogs/"
+    if not any(s.get("Effect") == "Allow" and "s3:PutObject" in json.dumps(s.get("Action"))
+               and any(str(r).startswith(wanted) for r in
+                       (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]))
+               for s in document.get("Statement", [])):
+        raise ReplayError(resource, f"InvalidConfigurationRequest: Access Denied for bucket: "
+                                    f"{bucket}. Please check S3bucket permission")
 
 
 def load_balancer(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
@@ -66,6 +92,12 @@ def load_balancer(replay: Replay, resource: Declared, inputs: Inputs) -> dict[st
                            ("enableHttp2", "routing.http2.enabled")):
         if inputs.get(key) is not None:
             attributes.append({"Key": attribute, "Value": str(bool(inputs.get(key))).lower()})
+    logs = inputs.get("accessLogs") or {}
+    if logs.get("enabled"):
+        bucket_access_logs(replay, resource, logs)
+        attributes += [{"Key": "access_logs.s3.enabled", "Value": "true"},
+                       {"Key": "access_logs.s3.bucket", "Value": logs["bucket"]},
+                       {"Key": "access_logs.s3.prefix", "Value": logs.get("prefix") or ""}]
     elbv2.modify_load_balancer_attributes(LoadBalancerArn=balancer["LoadBalancerArn"],
                                           Attributes=attributes)
     replay.map(resource.id, balancer["LoadBalancerArn"])

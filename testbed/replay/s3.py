@@ -11,7 +11,10 @@ largely as given. AWS also refuses, and these handlers check:
 - a KMS key with a non-KMS algorithm (PutBucketEncryption);
 - versioning states other than Enabled / Suspended (PutBucketVersioning);
 - lifecycle rules with duplicate or over-long ids, no action, non-positive days, or Days together
-  with ExpiredObjectDeleteMarker (PutBucketLifecycleConfiguration).
+  with ExpiredObjectDeleteMarker (PutBucketLifecycleConfiguration);
+- server access logging into a bucket that does not exist, into itself, or into one whose default
+  encryption is SSE-KMS (PutBucketLogging; S3 User Guide, "Enabling Amazon S3 server access
+  logging": the destination must use SSE-S3).
 """
 
 from __future__ import annotations
@@ -178,7 +181,33 @@ def s3_bucket_policy(replay: Replay, resource: Declared, inputs: Inputs) -> dict
     return {"bucket": bucket}
 
 
+def s3_logging(replay: Replay, resource: Declared, inputs: Inputs) -> dict[str, Any]:
+    bucket, target = inputs.require("bucket"), inputs.require("targetBucket")
+    prefix = inputs.get("targetPrefix") or ""
+    if target == bucket:
+        raise ReplayError(resource, "InvalidTargetBucketForLogging: a bucket logging into "
+                                    "itself logs its own log writes without end")
+    s3 = replay.client("s3")
+    try:
+        rules = s3.get_bucket_encryption(Bucket=target)[
+            "ServerSideEncryptionConfiguration"]["Rules"]
+    except s3.exceptions.ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code == "NoSuchBucket":
+            raise ReplayError(resource, f"InvalidTargetBucketForLogging: {target!r} does not "
+                                        "exist") from error
+        rules = []
+    algorithms = {r["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules}
+    if any(a.startswith("aws:kms") for a in algorithms):
+        raise ReplayError(resource, f"InvalidTargetBucketForLogging: {target!r} encrypts with "
+                                    "SSE-KMS by default; server access logs need SSE-S3")
+    s3.put_bucket_logging(Bucket=bucket, BucketLoggingStatus={"LoggingEnabled": {
+        "TargetBucket": target, "TargetPrefix": prefix}})
+    return {"bucket": bucket, "target_bucket": target, "target_prefix": prefix}
+
+
 HANDLERS.update({
+    "aws:s3/bucketLogging:BucketLogging": s3_logging,
     "aws:s3/bucket:Bucket": s3_bucket,
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": s3_public_access_block,
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls": s3_ownership_controls,

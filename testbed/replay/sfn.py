@@ -82,6 +82,18 @@ def state_machine(replay: Replay, resource: Declared, inputs: Inputs) -> dict[st
         if inputs.get(key):
             block = inputs.get(key)
             request[key] = {k: v for k, v in block.items() if v not in (None, "")}
+    logging = request.get("loggingConfiguration")
+    if logging is not None and "logDestination" in logging:
+        # The provider's one `logDestination` (a log group ARN ending ":*") is the API's list.
+        destination = logging.pop("logDestination")
+        if not str(destination).endswith(":*"):
+            raise ReplayError(resource, "InvalidLoggingConfiguration: the log group ARN must end "
+                                        f"with ':*', got {destination!r}")
+        logging["destinations"] = [{"cloudWatchLogsLogGroup": {"logGroupArn": destination}}]
+    if logging is not None and logging.get("level", "OFF") != "OFF" and not logging.get(
+            "destinations"):
+        raise ReplayError(resource, "InvalidLoggingConfiguration: a level other than OFF needs "
+                                    "a destination")
     inputs.engine_side("publish")
     arn = replay.client("stepfunctions").create_state_machine(**request)["stateMachineArn"]
     replay.map(resource.outputs.get("arn"), arn)

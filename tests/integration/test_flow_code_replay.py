@@ -40,12 +40,15 @@ def flow_code_part(evaluation: Evaluation) -> list[Declared]:
     """The flow-code component's resources and the two roles it grants to, in declaration order
     (every stack file is replayed whole in tests/integration/test_moto_replay.py)."""
     roles = ("iam-flow-run-execution", "iam-flow-run-task")
-    return [r for r in evaluation.resources if r.name.startswith("flow-code") or r.name in roles]
+    # The access-log bucket receives the flow-code bucket's server access logs.
+    return [r for r in evaluation.resources
+            if r.name.startswith(("flow-code", "access-logs")) or r.name in roles]
 
 
 def subset(evaluation: Evaluation, *types: str) -> list[Declared]:
-    """The resources of these types, in declaration order, as copies a test may break."""
-    return [copy.deepcopy(r) for r in evaluation.resources if r.type in types]
+    """The flow-code resources of these types, in declaration order, as copies a test may break."""
+    return [copy.deepcopy(r) for r in evaluation.resources
+            if r.type in types and r.name.startswith("flow-code")]
 
 
 @pytest.mark.slow
@@ -77,7 +80,10 @@ def test_repository_and_bucket_are_stored_as_declared(moto, published):
     assert rules["expire-results"]["Expiration"] == {"Days": 45}
     assert rules["expire-results"]["Filter"] == {"Prefix": "results/"}
     assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(
-        replayed.real(published.one(BUCKET_POLICY).inputs["policy"]))
+        replayed.real(published.one(BUCKET_POLICY, "flow-code-bucket-policy").inputs["policy"]))
+    # Its server access logs go to the stack's access-log bucket, under its own prefix.
+    logging = s3.get_bucket_logging(Bucket=bucket)["LoggingEnabled"]
+    assert logging["TargetPrefix"] == f"s3/{bucket}/" and logging["TargetBucket"] != bucket
     assert s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"] == [
         {"ObjectOwnership": "BucketOwnerEnforced"}]
 

@@ -94,6 +94,33 @@ def test_a_sound_database_is_created_as_declared_with_its_managed_secret(network
     assert replayed.real(declared[2].outputs["address"]) == instance["Endpoint"]["Address"]
 
 
+def test_log_exports_enhanced_monitoring_and_insights_are_stored_as_declared(network):
+    """What components/server/database.py adds for the scanners (issue 19): the postgresql and
+    upgrade logs exported, Enhanced Monitoring through its role, Performance Insights."""
+    replayed = Replay(network["replay"].endpoint_url)
+    role = replayed.client("iam").create_role(
+        RoleName="server-db-monitoring", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "monitoring.rds.amazonaws.com"},
+                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    declared = database(network, "-observed")
+    declared[2].inputs.update(enabledCloudwatchLogsExports=["postgresql", "upgrade"],
+                              monitoringInterval=60.0, monitoringRoleArn=role,
+                              performanceInsightsEnabled=True,
+                              performanceInsightsRetentionPeriod=7.0)
+    replayed.run(declared)
+    (instance,) = replayed.client("rds").describe_db_instances(
+        DBInstanceIdentifier="server-db-observed")["DBInstances"]
+    assert instance["EnabledCloudwatchLogsExports"] == ["postgresql", "upgrade"]
+    assert (instance["MonitoringInterval"], instance["MonitoringRoleArn"]) == (60, role)
+    # moto takes the Performance Insights parameters (botocore checks them against the API
+    # model) but describes no PerformanceInsightsEnabled: there is nothing more to read back.
+    without_role = database(network, "-unmonitored")
+    without_role[2].inputs.update(monitoringInterval=60.0)
+    with pytest.raises(ReplayError, match="monitoringInterval needs monitoringRoleArn"):
+        Replay(network["replay"].endpoint_url).run(without_role)
+
+
 def _with(index: int, **changes: Any) -> Callable[[list[Declared]], None]:
     def change(resources: list[Declared]) -> None:
         for key, value in changes.items():

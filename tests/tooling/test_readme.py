@@ -65,12 +65,15 @@ def test_readme_stays_an_overview():
     assert len(prose.splitlines()) <= 230
 
 
-def test_quick_start_is_two_commands_that_the_makefile_has():
+def test_quick_start_is_three_commands_that_the_makefile_has():
+    """The first screen: try it, deploy it, test it; the quick start comes before anything else."""
+    assert README.split("\n## ", 1)[1].startswith("Quick start\n")
     quick_start = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in quick_start.strip().splitlines()]
-    assert commands == ["make deploy STACK=dev", "make test"]
+    assert commands == ["make sandbox", "make deploy STACK=dev", "make test"]
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^deploy:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+    for target in ("sandbox", "deploy", "test"):
+        assert re.search(rf"^{target}:", makefile, re.M), target
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 

@@ -113,7 +113,8 @@ def test_workflows_run_only_makefile_targets_that_exist():
 
 def test_the_test_jobs_need_nothing_but_python_make_and_git():
     """A test job checks out, sets up Python and runs `make test`, which installs everything else
-    into the venv; .ci/run installs with apt-get only what no wheel brings."""
+    into the venv; .ci/run installs with apt-get only what no wheel brings, and Debian's Chromium
+    for the one real-browser check of the sandbox UI (no wheel ships a browser that runs here)."""
     for name in ("pull-request.yml", "deploy.yml"):
         steps = workflow(name)["jobs"]["test"]["steps"]
         assert [s["uses"].split("@")[0] if "uses" in s else s["run"] for s in steps] == [
@@ -121,7 +122,7 @@ def test_the_test_jobs_need_nothing_but_python_make_and_git():
     ci = (ROOT / ".ci" / "run").read_text()
     packages = {p for line in re.findall(r"apt-get install -y -qq ([^;}]+)", ci)
                 for p in line.split()}
-    assert packages and packages <= {"make", "python3-venv", "util-linux"}, packages
+    assert packages and packages <= {"make", "python3-venv", "util-linux", "chromium"}, packages
     assert ci.rstrip().splitlines()[-1] == "make test"
 
 

@@ -15,6 +15,7 @@ from components.config.flow_code import (
 )
 from components.platform.aws import AwsContext
 from tests.support import flow_code_stack
+from tests.support.harness import Evaluation
 from tests.support.flow_code_stack import PUBLISHER
 from tests.support.harness import ACCOUNT, REGION, ROOT, RecordingMocks, policy, stack_names
 
@@ -32,6 +33,12 @@ INLINE = "aws:iam/rolePolicy:RolePolicy"
 ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 FLOW_CODE_TYPES = {REPOSITORY, LIFECYCLE, REPOSITORY_POLICY, BUCKET, BUCKET_POLICY, PUBLIC_ACCESS,
                    ENCRYPTION, VERSIONING, BUCKET_LIFECYCLE, OWNERSHIP}
+
+
+def flow_code_only(evaluation: Evaluation) -> Evaluation:
+    """The flow-code component's resources (the stack's access-log bucket is another bucket)."""
+    return Evaluation([r for r in evaluation.resources if r.name.startswith("flow-code")],
+                      evaluation.calls, evaluation.exports)
 
 
 def as_list(value):
@@ -122,25 +129,43 @@ def test_flow_run_execution_role_may_pull_this_repository_only(evaluated):
 def test_every_stack_has_a_private_encrypted_versioned_bucket(evaluated, stack):
     evaluation = evaluated(stack)
     name = f"prefect-ecs-worker-{stack}-flows-{ACCOUNT}"
-    assert evaluation.one(BUCKET).inputs["bucket"] == name
+    assert flow_code_only(evaluation).one(BUCKET).inputs["bucket"] == name
     assert evaluation.exports["flowCodeBucketName"] == name
-    block = evaluation.one(PUBLIC_ACCESS).inputs
+    block = flow_code_only(evaluation).one(PUBLIC_ACCESS).inputs
     assert {k: block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
                                   "restrictPublicBuckets")} == dict.fromkeys(
         ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"), True)
-    assert evaluation.one(OWNERSHIP).inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
-    (rule,) = evaluation.one(ENCRYPTION).inputs["rules"]
+    assert flow_code_only(evaluation).one(OWNERSHIP).inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+    (rule,) = flow_code_only(evaluation).one(ENCRYPTION).inputs["rules"]
     assert rule == {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"},
                     "bucketKeyEnabled": True}
-    assert evaluation.one(VERSIONING).inputs["versioningConfiguration"] == {"status": "Enabled"}
+    assert flow_code_only(evaluation).one(VERSIONING).inputs["versioningConfiguration"] == {"status": "Enabled"}
     for type_ in FLOW_CODE_TYPES - {REPOSITORY, LIFECYCLE, REPOSITORY_POLICY, BUCKET}:
-        assert evaluation.one(type_).inputs["bucket"] == name, type_
+        assert flow_code_only(evaluation).one(type_).inputs["bucket"] == name, type_
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_the_flow_code_bucket_logs_its_requests_to_the_stacks_log_bucket(evaluated, stack):
+    evaluation = evaluated(stack)
+    logging = evaluation.one("aws:s3/bucketLogging:BucketLogging").inputs
+    name = evaluation.exports["flowCodeBucketName"]
+    log_bucket = evaluation.one(BUCKET, "access-logs-bucket").inputs["bucket"]
+    assert (logging["bucket"], logging["targetBucket"]) == (name, log_bucket) and name != log_bucket
+    assert logging["targetPrefix"] == f"s3/{name}/"
+    statements = {s["Sid"]: s for s in json.loads(evaluation.one(
+        BUCKET_POLICY, "access-logs-policy").inputs["policy"])["Statement"]}
+    delivery = statements["S3DeliversServerAccessLogs0"]
+    assert delivery["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert delivery["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT},
+                                     "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{name}"}}
+    assert delivery["Resource"] == f"arn:aws:s3:::{log_bucket}/s3/{name}/*"
+    assert [s for s in statements if s.startswith("S3Delivers")] == ["S3DeliversServerAccessLogs0"]
 
 
 def test_bucket_refuses_anything_but_tls(evaluated):
     evaluation = evaluated("prod")
     name = evaluation.exports["flowCodeBucketName"]
-    document = statements(evaluation.one(BUCKET_POLICY))
+    document = statements(flow_code_only(evaluation).one(BUCKET_POLICY))
     for sid, condition in (("DenyInsecureTransport", {"Bool": {"aws:SecureTransport": "false"}}),
                            ("DenyTlsBelow12", {"NumericLessThan": {"s3:TlsVersion": "1.2"}})):
         deny = document[sid]
@@ -152,7 +177,7 @@ def test_bucket_refuses_anything_but_tls(evaluated):
 
 def test_publisher_may_write_flow_code_only_under_flows(published):
     name = published.exports["flowCodeBucketName"]
-    document = statements(published.one(BUCKET_POLICY))
+    document = statements(flow_code_only(published).one(BUCKET_POLICY))
     allows = [s for s in document.values() if s["Effect"] == "Allow"]
     assert {s["Principal"]["AWS"] for s in allows} == {PUBLISHER}
     assert document["PublisherWritesFlowCode"]["Resource"] == f"arn:aws:s3:::{name}/flows/*"
@@ -161,7 +186,7 @@ def test_publisher_may_write_flow_code_only_under_flows(published):
 
 
 def test_results_expire_after_the_configured_days_and_old_versions_go_too(published):
-    rules = {r["id"]: r for r in published.one(BUCKET_LIFECYCLE).inputs["rules"]}
+    rules = {r["id"]: r for r in flow_code_only(published).one(BUCKET_LIFECYCLE).inputs["rules"]}
     results = rules["expire-results"]
     assert results["filter"] == {"prefix": "results/"} and results["status"] == "Enabled"
     assert results["expiration"] == {"days": 45}
@@ -212,7 +237,7 @@ def test_adopted_repository_and_bucket_are_granted_not_managed(evaluated):
 
 def test_a_named_bucket_is_created_under_that_name(evaluated):
     evaluation = evaluated("dev", flowCodeBucketName="team-flow-code")
-    assert evaluation.one(BUCKET).inputs["bucket"] == "team-flow-code"
+    assert flow_code_only(evaluation).one(BUCKET).inputs["bucket"] == "team-flow-code"
 
 
 @pytest.mark.parametrize("image, expected", [

@@ -40,7 +40,7 @@ def test_one_rotating_key_encrypts_secret_log_groups_and_topic(evaluated, stack)
     secrets = evaluation.of_type(SECRET)
     assert secrets and all(s.inputs["kmsKeyId"] == arn for s in secrets)
     groups = evaluation.of_type(LOG_GROUP)
-    assert len(groups) == 2 and all(g.inputs["kmsKeyId"] == arn for g in groups)
+    assert len(groups) >= 3 and all(g.inputs["kmsKeyId"] == arn for g in groups)
     assert evaluation.one("aws:sns/topic:Topic").inputs["kmsMasterKeyId"] == arn
 
 
@@ -67,7 +67,11 @@ def test_decrypting_is_through_secrets_manager_for_this_secret_only(evaluated):
     decrypters = [s for s in statements(evaluation).values()
                   if "kms:Decrypt" in json.dumps(s["Action"]) and "AWS" in s["Principal"]]
     deployers = statements(evaluation)["DeployersUseTheSecretViaSecretsManagerWithIam"]
-    assert decrypters == [decrypt, deployers]
+    exec_sessions = statements(evaluation)["EcsExecSessionsWithIam"]
+    assert decrypters == [decrypt, deployers, exec_sessions]
+    # ECS Exec's data channel: only with a Session Manager session id in the context.
+    assert exec_sessions["Condition"] == {"StringLike": {
+        "kms:EncryptionContext:aws:ssm:SessionId": "*"}}
     assert deployers["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
     assert set(deployers["Action"]) == {"kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"}
     assert deployers["Condition"] == decrypt["Condition"]
@@ -79,9 +83,10 @@ def test_cloudwatch_logs_may_use_the_key_for_this_stacks_log_groups_only(evaluat
     logs = statements(evaluation)["CloudWatchLogsUsesKeyForTheseLogGroups"]
     assert logs["Principal"] == {"Service": f"logs.{REGION}.amazonaws.com"}
     names = sorted(g.inputs["name"] for g in evaluation.of_type(LOG_GROUP))
-    assert logs["Condition"] == {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": [
-        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}" for name in sorted(
-            names, key=lambda n: not n.startswith("/ecs/"))]}}
+    assert names and sorted(logs["Condition"]["ArnEquals"][
+        "kms:EncryptionContext:aws:logs:arn"]) == sorted(
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}" for name in names)
+    assert list(logs["Condition"]) == ["ArnEquals"]
 
 
 def test_alarm_publishers_keep_their_grants_on_the_stack_key(evaluated):

@@ -1,15 +1,17 @@
 """Who may talk to whom once the stack runs a server: the worker's egress to the server only, the
 server's port open to the worker, flow runs and its ALB only, the database and Redis in isolated
 subnets reachable from the server only, and the ALB: HTTPS only from the allowed networks
-(public) or HTTP from the VPC (internal)."""
+(public) or HTTP from the worker, flow-run and server groups (internal)."""
 
 from __future__ import annotations
 
+import json
 from functools import cache
 
 import pytest
 
-from components.server.database import ENGINE_MAJOR, PARAMETER_GROUP_FAMILY
+from components.server.database import (ENGINE_MAJOR, PARAMETER_GROUP_FAMILY,
+                                        performance_insights_available)
 from components.server.access import READINESS_PATH, TLS_POLICY
 from components.config.server import SERVER_PORT
 from components.platform.network import POSTGRESQL_PORT, REDIS_PORT
@@ -20,6 +22,7 @@ from tests.support.server_evaluations import server_config
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
 RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 DB = "aws:rds/instance:Instance"
 LISTENER = "aws:lb/listener:Listener"
 
@@ -65,6 +68,25 @@ def test_server_port_is_open_only_to_the_worker_flow_runs_and_its_alb(evaluated,
         assert (rule.inputs["fromPort"], rule.inputs["toPort"], rule.inputs["ipProtocol"]) == (
             4200, 4200, "tcp")
         assert "cidrIpv4" not in rule.inputs
+
+
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_server_egress_is_https_out_and_its_stores_by_group_never_an_address_range(evaluated,
+                                                                                 stack):
+    evaluation = evaluated(stack)
+    server_sg = group_id(evaluation, "network-server-sg")
+    assert evaluation.one(SG, "network-server-sg").inputs.get("egress") is None
+    egress = [r.inputs for r in evaluation.of_type(EGRESS)
+              if r.inputs["securityGroupId"] == server_sg]
+    assert egress
+    https = [r for r in egress if "cidrIpv4" in r]
+    assert [(r["fromPort"], r["cidrIpv4"]) for r in https] == [(443, "0.0.0.0/0")]
+    stores = {(r["fromPort"], r["toPort"], r["referencedSecurityGroupId"])
+              for r in egress if r not in https}
+    expected = {(5432, 5432, group_id(evaluation, "server-db-sg"))}
+    if "prod" in stack:
+        expected.add((6379, 6379, group_id(evaluation, "server-redis-sg")))
+    assert stores == expected
 
 
 @pytest.mark.parametrize("stack", server_stack_names())
@@ -123,6 +145,29 @@ def test_database_is_encrypted_private_tls_only_with_a_managed_password(evaluate
     assert db["parameterGroupName"] == params["name"]
 
 
+@pytest.mark.parametrize("stack", server_stack_names())
+def test_database_exports_its_logs_and_is_monitored_with_insights_where_the_class_offers_them(
+        evaluated, stack):
+    evaluation = evaluated(stack)
+    db = evaluation.one(DB).inputs
+    assert db["enabledCloudwatchLogsExports"] == ["postgresql", "upgrade"]
+    assert db["monitoringInterval"] == 60
+    role = evaluation.one("aws:iam/role:Role", "server-db-monitoring-role")
+    assert db["monitoringRoleArn"] == role.outputs["arn"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "monitoring.rds.amazonaws.com"}]
+    assert trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    (attachment,) = [a.inputs for a in evaluation.of_type(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment") if a.name == "server-db-monitoring-managed"]
+    assert attachment["policyArn"].endswith("service-role/AmazonRDSEnhancedMonitoringRole")
+    offered = performance_insights_available(db["instanceClass"])
+    assert offered is (db["instanceClass"] != "db.t4g.micro")
+    assert db["performanceInsightsEnabled"] is offered
+    if offered:
+        assert db["performanceInsightsKmsKeyId"] == evaluation.exports["stackKeyArn"]
+        assert db["performanceInsightsRetentionPeriod"] == 7
+
+
 def test_dev_database_is_a_small_graviton_instance(evaluated):
     assert evaluated("selfhosted-dev").one(DB).inputs["instanceClass"] == "db.t4g.micro"
 
@@ -159,12 +204,39 @@ def test_public_alb_is_https_only_from_the_allowed_networks(evaluated):
     assert evaluation.exports["serverUrl"] == "https://prefect.example.com"
 
 
-def test_internal_ha_alb_takes_http_from_the_vpc_only():
+def test_alb_logs_every_request_to_the_sse_s3_log_bucket_and_prod_protects_it(evaluated):
+    for stack, protected in (("selfhosted-prod", True),):
+        evaluation = evaluated(stack)
+        lb = evaluation.one("aws:lb/loadBalancer:LoadBalancer").inputs
+        assert lb["enableDeletionProtection"] is protected
+        bucket = evaluation.one("aws:s3/bucket:Bucket", "access-logs-bucket").inputs["bucket"]
+        assert lb["accessLogs"] == {"bucket": bucket, "prefix": "alb", "enabled": True}
+        (rule,) = evaluation.one(
+            "aws:s3/bucketServerSideEncryptionConfiguration:"
+            "BucketServerSideEncryptionConfiguration", "access-logs-encryption").inputs["rules"]
+        # ELB delivers access logs to SSE-S3 buckets only.
+        assert rule == {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}
+        statements = {s["Sid"]: s for s in json.loads(evaluation.one(
+            "aws:s3/bucketPolicy:BucketPolicy", "access-logs-policy").inputs["policy"])[
+            "Statement"]}
+        elb = statements["ElbDeliversAlbAccessLogs"]
+        assert elb["Principal"] == {"AWS": "arn:aws:iam::127311923021:root"}  # us-east-1's ELB
+        assert elb["Resource"] == f"arn:aws:s3:::{bucket}/alb/AWSLogs/123456789012/*"
+    internal = ha_internal().one("aws:lb/loadBalancer:LoadBalancer").inputs
+    assert internal["enableDeletionProtection"] is True and internal["accessLogs"]["enabled"]
+
+
+def test_internal_ha_alb_takes_http_from_the_worker_flow_run_and_server_groups_only():
     evaluation = ha_internal()
     lb = evaluation.one("aws:lb/loadBalancer:LoadBalancer").inputs
     assert lb["internal"] is True
     alb_sg = evaluation.one(SG, "server-access-sg").inputs
-    assert [(i["fromPort"], i["cidrBlocks"]) for i in alb_sg["ingress"]] == [(80, ["10.60.0.0/16"])]
+    assert alb_sg["ingress"] and all(
+        (i["fromPort"], i["toPort"]) == (80, 80) and not i.get("cidrBlocks")
+        for i in alb_sg["ingress"])
+    assert sorted(g for i in alb_sg["ingress"] for g in i["securityGroups"]) == sorted(
+        group_id(evaluation, name)
+        for name in ("network-worker-sg", "network-flow-run-sg", "network-server-sg"))
     assert [lst.inputs["port"] for lst in evaluation.of_type(LISTENER)] == [80]
     assert not evaluation.of_type("aws:acm/certificate:Certificate")
 

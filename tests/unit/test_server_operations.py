@@ -5,11 +5,14 @@ alarms on the stack's topic, and what it all costs."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from components.server.database import max_connections
+from components.server.alarms import CPU_HIGH_PERCENT, REDIS_MEMORY_HIGH_PERCENT
+from components.server.growth import ALARM_HEADROOM_DAYS, STATED_RUNS_PER_DAY, daily_bytes
 from components.server.rotation_redeploy import UPDATE_SERVICE, rotation_pattern
 from testbed.eventpattern import matches
 from tests.support.harness import is_secret_input, policy, server_stack_names, stack_settings
@@ -71,13 +74,28 @@ def test_database_redis_and_their_secrets_are_on_the_stack_key(evaluated, stack)
         ["elasticache.us-east-1.amazonaws.com"] if tokens else [])]
 
 
-def test_exec_role_allows_the_four_ssmmessages_actions_and_nothing_else(evaluated):
+def test_exec_role_opens_channels_logs_its_sessions_and_decrypts_them_and_nothing_else(
+        evaluated):
     evaluation = evaluated("selfhosted-dev")
-    (statement,) = policy(evaluation.one(ROLE_POLICY, "server-task-exec"))["Statement"]
-    assert sorted(statement["Action"]) == [
+    statements = {s["Sid"]: s for s in policy(
+        evaluation.one(ROLE_POLICY, "server-task-exec"))["Statement"]}
+    assert set(statements) == {"EcsExecChannels", "LogExecSessions", "FindTheExecLogGroup",
+                               "DecryptExecSessions"}
+    channels = statements["EcsExecChannels"]
+    assert sorted(channels["Action"]) == [
         "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
         "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"]
-    assert statement["Resource"] == "*"
+    assert channels["Resource"] == "*"
+    cluster = evaluation.one("aws:ecs/cluster:Cluster").inputs
+    exec_config = cluster["configuration"]["executeCommandConfiguration"]
+    group = exec_config["logConfiguration"]["cloudWatchLogGroupName"]
+    assert statements["LogExecSessions"]["Resource"] == (
+        f"arn:aws:logs:us-east-1:123456789012:log-group:{group}:*")
+    assert sorted(statements["LogExecSessions"]["Action"]) == [
+        "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    assert statements["DecryptExecSessions"] == {
+        "Sid": "DecryptExecSessions", "Effect": "Allow", "Action": "kms:Decrypt",
+        "Resource": exec_config["kmsKeyId"]}
     task = evaluation.one("aws:ecs/taskDefinition:TaskDefinition", "server-server-task").inputs
     role = evaluation.one("aws:iam/role:Role", "server-task")
     assert task["taskRoleArn"] == role.outputs["arn"]
@@ -85,6 +103,31 @@ def test_exec_role_allows_the_four_ssmmessages_actions_and_nothing_else(evaluate
     others = [t for t in evaluation.of_type("aws:ecs/taskDefinition:TaskDefinition")
               if t.name != "server-server-task"]
     assert all(t.inputs.get("taskRoleArn") != role.outputs["arn"] for t in others)
+
+
+@pytest.mark.parametrize("stack", ["dev", *server_stack_names()])
+def test_the_cluster_logs_exec_sessions_to_an_encrypted_group_and_encrypts_their_channel(
+        evaluated, stack):
+    evaluation = evaluated(stack)
+    key_arn = evaluation.exports["stackKeyArn"]
+    exec_config = evaluation.one("aws:ecs/cluster:Cluster").inputs["configuration"][
+        "executeCommandConfiguration"]
+    assert exec_config["logging"] == "OVERRIDE" and exec_config["kmsKeyId"] == key_arn
+    log = exec_config["logConfiguration"]
+    assert log["cloudWatchEncryptionEnabled"] is True
+    group = next(g.inputs for g in evaluation.of_type("aws:cloudwatch/logGroup:LogGroup")
+                 if g.inputs["name"] == log["cloudWatchLogGroupName"])
+    assert group["kmsKeyId"] == key_arn
+    key_policy = policy(evaluation.one("aws:kms/keyPolicy:KeyPolicy"))
+    statements = {s["Sid"]: s for s in key_policy["Statement"]}
+    logs_groups = statements["CloudWatchLogsUsesKeyForTheseLogGroups"]["Condition"][
+        "ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
+    assert (f"arn:aws:logs:us-east-1:123456789012:log-group:{group['name']}"
+            in logs_groups)
+    sessions = statements["EcsExecSessionsWithIam"]
+    assert sessions["Condition"] == {"StringLike": {
+        "kms:EncryptionContext:aws:ssm:SessionId": "*"}}
+    assert sorted(sessions["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
 
 
 @pytest.mark.parametrize("stack", server_stack_names())
@@ -145,7 +188,18 @@ def test_a_rotation_of_either_database_secret_redeploys_every_server_service(eva
                  if t.name == "server-rotation-target"]
     assert target.inputs["arn"] == evaluation.exports["serverRedeployStateMachineArn"]
 
-    (update,) = policy(evaluation.one(ROLE_POLICY, "server-rotation-machine-policy"))["Statement"]
+    statements = {s["Sid"]: s for s in policy(
+        evaluation.one(ROLE_POLICY, "server-rotation-machine-policy"))["Statement"]}
+    assert set(statements) == {"RedeployServerServices", "DeliverExecutionLogs", "SendTraces"}
+    update = statements["RedeployServerServices"]
+    # Execution history to the stack key's group, and X-Ray traces (CKV_AWS_285/284).
+    assert machine["tracingConfiguration"] == {"enabled": True}
+    logging = machine["loggingConfiguration"]
+    assert (logging["level"], logging["includeExecutionData"]) == ("ALL", True)
+    group = evaluation.one("aws:cloudwatch/logGroup:LogGroup", "server-rotation-logs")
+    assert logging["logDestination"] == group.outputs["arn"] + ":*"
+    assert group.inputs["kmsKeyId"] == evaluation.exports["stackKeyArn"]
+    assert group.inputs["name"].startswith("/aws/vendedlogs/states/")
     assert update["Action"] == "ecs:UpdateService"
     assert sorted(update["Resource"]) == sorted(s.outputs["arn"] for s in services.values())
     (start,) = policy(evaluation.one(ROLE_POLICY, "server-rotation-events-policy"))["Statement"]
@@ -171,9 +225,17 @@ def test_server_alarms_watch_database_load_balancer_and_redis(evaluated, stack):
     db = evaluation.one("aws:rds/instance:Instance").inputs
     storage = alarms["server-alarms-db-storage-low"]
     assert storage["comparisonOperator"] == "LessThanThreshold"
-    assert storage["threshold"] == db["allocatedStorage"] * 1024 ** 3 * 0.2
+    # A fifth of the allocation, or a week of growth at the stated load (whichever is more).
+    week = ALARM_HEADROOM_DAYS * daily_bytes(STATED_RUNS_PER_DAY)
+    assert week > 0
+    assert storage["threshold"] == math.ceil(max(db["allocatedStorage"] * 1024 ** 3 * 0.2, week))
     assert alarms["server-alarms-db-connections-high"]["threshold"] == int(
         0.8 * max_connections(db["instanceClass"]))
+    if stack == "selfhosted-prod":
+        memory = alarms["server-alarms-redis-memory-high"]
+        assert memory["metricName"] == "DatabaseMemoryUsagePercentage"
+        assert memory["threshold"] == REDIS_MEMORY_HIGH_PERCENT != CPU_HIGH_PERCENT
+        assert alarms["server-alarms-redis-cpu-high"]["threshold"] == CPU_HIGH_PERCENT
 
 
 def test_max_connections_follow_rds_formula():

@@ -120,6 +120,18 @@ BAD_SERVER_CONFIGS = [
      "serverHostedZoneId", '"example.com"', "a Route 53 hosted zone id"),
     ("redis-node-unknown", ha(serverRedisNodeType="cache.x1.huge"),
      "serverRedisNodeType", '"cache.x1.huge"', "an ElastiCache node type"),
+    ("events-retention-zero", single(serverEventsRetentionDays="0"),
+     "serverEventsRetentionDays", "0", "from 1 to 365"),
+    ("events-retention-not-a-number", single(serverEventsRetentionDays="3d"),
+     "serverEventsRetentionDays", '"3d"', "a whole number"),
+    ("flow-run-retention-negative", single(serverFlowRunRetentionDays="-1"),
+     "serverFlowRunRetentionDays", "-1", "0 (keep every flow run)"),
+    ("flow-run-retention-above-ten-years", ha(serverFlowRunRetentionDays="3651"),
+     "serverFlowRunRetentionDays", "3651", "from 1 to 3650"),
+    ("max-storage-below-the-allocation", single(serverDbMaxAllocatedStorageGb="20"),
+     "serverDbMaxAllocatedStorageGb", "20", "from 22 (10% above serverDbAllocatedStorageGb 20"),
+    ("max-storage-above-gp3", ha(serverDbMaxAllocatedStorageGb="70000"),
+     "serverDbMaxAllocatedStorageGb", "70000", "to 65536"),
     ("vpc-too-small-for-three-tiers", single(natGateways="single", availabilityZoneCount="6"),
      "availabilityZoneCount", "6", "3 subnet tier(s)"),
     # serverDbRestoreSnapshot: RDS's identifier rules, the stack's region, instance snapshots only.
@@ -188,11 +200,13 @@ def test_every_new_key_has_a_bad_value_case():
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     server_keys = {k for k in declared if k == "prefectServer" or k.startswith("server")}
     covered = {case[2] for case in BAD_SERVER_CONFIGS}
-    boolean = {"serverDbDeletionProtection", "serverDbFinalSnapshot"}  # test_server_database
+    boolean = {"serverDbDeletionProtection", "serverDbFinalSnapshot",
+               "serverLbDeletionProtection"}  # test_server_database
     assert server_keys - covered == boolean
 
 
-@pytest.mark.parametrize("key", ["serverDbDeletionProtection", "serverDbFinalSnapshot"])
+@pytest.mark.parametrize("key", ["serverDbDeletionProtection", "serverDbFinalSnapshot",
+                                 "serverLbDeletionProtection"])
 def test_boolean_server_keys_refuse_anything_but_true_or_false(key):
     message, mocks = refused(single(**{key: "yes"}))
     assert f"{PROJECT}:{key} = \"yes\" is not valid: true or false" in message

@@ -121,6 +121,7 @@ def test_untaggable_types_are_the_ones_aws_cannot_tag(evaluated):
         "aws:s3/bucketVersioning:BucketVersioning",
         "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
         "aws:s3/bucketPolicy:BucketPolicy",
+        "aws:s3/bucketLogging:BucketLogging",
     }
 
 
