@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import threading
@@ -32,7 +31,7 @@ from bench.upgrade import NEW_TABLES
 from components.server.migrate import CA_BUNDLE_ENV
 from testbed.databases import start_redis
 from testbed.old_prefect import OLD_PREFECT_VERSION, ensure
-from testbed.prefect_worker import api as rest, deploy, wait_for
+from testbed.prefect_worker import api as rest, basic_auth, deploy, wait_for
 from testbed.servers import BIN, free_port, stop, wait_for_http
 from testbed.upgrade import (
     EVENTS, Api, fill, multiply, row_counts, running, wait_for_rows,
@@ -72,10 +71,6 @@ def unordered(value):
             return sorted(value)
         return [unordered(v) for v in value]
     return value
-
-
-def basic(auth: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +140,7 @@ def filled(stack, families, database, postgres_server, tmp_path_factory):
                  env, home / "old-server.log", f"http://127.0.0.1:{port}/api/health",
                  HEALTHY_WITHIN_S):
         api_url = f"http://127.0.0.1:{port}/api"
-        version = rest(api_url, "GET", "/admin/version", headers=basic(auth))
+        version = rest(api_url, "GET", "/admin/version", headers=basic_auth(auth))
         assert version == OLD_PREFECT_VERSION
         bootstrap_home = tmp_path_factory.mktemp("work-pool-old")
         bootstrap = container_launch(
@@ -180,7 +175,7 @@ def upgraded(stack, families, filled, database, postgres_server, tmp_path_factor
     home = tmp_path_factory.mktemp("old-api")
     env = old_server_env(stack, postgres_server, families, home, services=False)
     port = free_port()
-    auth = basic(filled["auth"])
+    auth = basic_auth(filled["auth"])
     pool = stack.exports["workPoolName"]
     answers: list[tuple[str, float, int]] = []
     migrating = threading.Event()
@@ -291,7 +286,7 @@ def new_servers(stack, families, upgraded, redis, postgres_server, tmp_path_fact
 
 def test_the_pool_automation_blocks_and_variables_read_back_as_they_were(filled, new_servers,
                                                                          stack):
-    api_url, auth = new_servers.api_url, basic(filled["auth"])
+    api_url, auth = new_servers.api_url, basic_auth(filled["auth"])
     before = filled["before"]
     pool = rest(api_url, "GET", f"/work_pools/{stack.exports['workPoolName']}", headers=auth)
     for key in ("id", "type", "base_job_template", "concurrency_limit", "description"):
@@ -314,7 +309,7 @@ def test_the_pool_automation_blocks_and_variables_read_back_as_they_were(filled,
 
 def test_a_new_run_of_an_old_deployment_completes_through_the_declared_worker(
         stack, families, filled, new_servers, moto_server, tmp_path_factory):
-    api_url, auth = new_servers.api_url, basic(filled["auth"])
+    api_url, auth = new_servers.api_url, basic_auth(filled["auth"])
     home = tmp_path_factory.mktemp("work-pool-new")
     bootstrap = container_launch(stack.evaluation, stack.replayed, "prefect-work-pool",
                                  family=families["worker"], home=home,
