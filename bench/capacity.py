@@ -122,7 +122,7 @@ def measure_server(mode: str, workdir: Path, steps: tuple[float, ...], step_seco
     from testbed.databases import start_postgres, start_redis
     from testbed.prefect_worker import deploy
     from testbed.server_containers import (
-        Endpoint, container_launch, find_container, rds_master, resolve_value_from, server_evaluation,
+        Endpoint, container_launch, family_of, find_container, rds_master, resolve_value_from, server_evaluation,
         server_stack_name)
     from testbed.servers import MotoServer, spawn, stop, wait_for_http
 
@@ -165,7 +165,7 @@ def measure_server(mode: str, workdir: Path, steps: tuple[float, ...], step_seco
         # Migrate once, before the server tasks start (the declared dependsOn): ha's from the API
         # task's family, single's from its one task; the database only, as the container has.
         first = "prefect-api" if mode == "ha" else "prefect-server"
-        family = find_container(evaluation, first)[0].inputs["family"]
+        family = family_of(evaluation, first)
         migrate = container_launch(
             evaluation, stack.replayed, "prefect-migrate", family=family,
             home=workdir / "migrate-home", endpoints=database_endpoints,

@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional
 from components.config.credential import CREDENTIAL_KEYS
 from components.server.migrate import CA_BUNDLE_ENV
 from testbed.server_containers import (
-    ContainerLaunch, container_launch, desired_counts, find_container, rds_master,
+    ContainerLaunch, container_launch, desired_counts, family_of, find_container, rds_master,
     resolve_value_from,
 )
 from testbed.databases import Postgres, Redis, postgres, redis
@@ -274,7 +274,7 @@ class Platform:
 
     def _family(self, container: str) -> str:
         assert self.deployed is not None
-        return find_container(self.deployed.evaluation, container)[0].inputs["family"]
+        return family_of(self.deployed.evaluation, container)
 
     def _log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"

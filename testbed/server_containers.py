@@ -114,6 +114,11 @@ def find_container(evaluation: Evaluation, name: str, family: Optional[str] = No
     return found[0]
 
 
+def family_of(evaluation: Evaluation, container: str) -> str:
+    """The task definition family of the one task that runs `container`."""
+    return str(find_container(evaluation, container)[0].inputs["family"])
+
+
 def families(evaluation: Evaluation) -> dict[str, list[str]]:
     """Each task definition family and its container names, in declared order."""
     return {d.inputs["family"]: [c["name"] for c in json.loads(d.inputs["containerDefinitions"])]

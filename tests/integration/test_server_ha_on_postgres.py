@@ -35,7 +35,7 @@ from components.server.migrate import CA_BUNDLE_ENV
 from testbed.databases import start_redis
 from testbed.prefect_worker import api, basic_auth, deploy, wait_for, workers
 from testbed.server_containers import (
-    container_launch, desired_counts, find_container, rds_master, resolve_value_from,
+    container_launch, desired_counts, family_of, find_container, rds_master, resolve_value_from,
     server_evaluation,
 )
 from testbed.servers import BIN, free_port, stop, wait_for_http
@@ -68,7 +68,7 @@ def stack(moto_server):
 @pytest.fixture(scope="module")
 def families(stack) -> dict[str, str]:
     """Role -> task definition family, read from which container each family runs."""
-    return {role: find_container(stack.evaluation, container)[0].inputs["family"]
+    return {role: family_of(stack.evaluation, container)
             for role, container in (("api", "prefect-api"), ("services", "prefect-services"),
                                     ("worker", "prefect-worker"))}
 

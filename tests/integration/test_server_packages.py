@@ -23,7 +23,7 @@ import pytest
 from components.server.migrate import CA_BUNDLE_ENV
 from testbed.prefect_worker import deploy
 from testbed.servers import free_port, spawn, stop
-from testbed.server_containers import container_launch, find_container, server_evaluation
+from testbed.server_containers import container_launch, family_of, server_evaluation
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def stack(moto_server):
 
 
 def run_declared(stack, container: str, home: Path, index_url: str) -> tuple[int, str, float]:
-    family = find_container(stack.evaluation, container)[0].inputs["family"]
+    family = family_of(stack.evaluation, container)
     launch = container_launch(
         stack.evaluation, stack.replayed, container, family=family, home=home,
         endpoints={CA_BUNDLE_ENV: "not used: the task stops before it connects"},

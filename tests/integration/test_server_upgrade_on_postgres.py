@@ -37,7 +37,7 @@ from testbed.upgrade import (
     EVENTS, Api, fill, multiply, row_counts, running, wait_for_rows,
 )
 from testbed.server_containers import (
-    container_launch, find_container, rds_master, resolve_value_from, server_evaluation,
+    container_launch, family_of, find_container, rds_master, resolve_value_from, server_evaluation,
 )
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ def stack(moto_server):
 
 @pytest.fixture(scope="module")
 def families(stack) -> dict[str, str]:
-    return {role: find_container(stack.evaluation, container)[0].inputs["family"]
+    return {role: family_of(stack.evaluation, container)
             for role, container in (("api", "prefect-api"), ("services", "prefect-services"),
                                     ("worker", "prefect-worker"))}
 
