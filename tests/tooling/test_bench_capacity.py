@@ -67,11 +67,13 @@ def test_a_submissions_phases_are_read_from_the_workers_log_lines(tmp_path):
     assert len(phases) == len(capacity.PHASES) - 1
 
 
+@pytest.mark.slow  # a process in the kernel's control groups, for a second of wall time
 @AS_ROOT
 def test_a_process_in_its_groups_gets_its_cpu_quota_and_the_groups_go_away():
     limits = TaskLimits(f"test-{os.getpid()}", 256, 512).create()
     try:
-        busy = "import time\nt = time.time()\nwhile time.time() - t < 3: pass"
+        # Unthrottled, the loop would take 1.2 s of CPU: well over the bound below.
+        busy = "import time\nt = time.time()\nwhile time.time() - t < 1.2: pass"
         began = time.monotonic()
         subprocess.run(limits.wrap([sys.executable, "-c", busy]), check=True, timeout=30)
         wall = time.monotonic() - began

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.harness import ROOT
+from tests.support.sources import nodes
 
 NOT_TESTS = ["__main__.py", "components", "tools", "scripts", "policies", "bench", "testbed"]
 
@@ -25,7 +26,7 @@ def python_files(*homes: str) -> list[Path]:
 
 def imported_modules(path: Path) -> set[str]:
     modules = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in nodes(path):
         if isinstance(node, ast.Import):
             modules |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -42,7 +43,7 @@ def test_no_file_edits_sys_path():
     edits = [str(p.relative_to(ROOT)) for p in python_files(*NOT_TESTS, "tests")
              if any(isinstance(n, ast.Attribute) and n.attr == "path"
                     and isinstance(n.value, ast.Name) and n.value.id == "sys"
-                    for n in ast.walk(ast.parse(p.read_text())))]
+                    for n in nodes(p))]
     assert not edits, f"sys.path edited in {edits}: the root is the import root (pyproject.toml)"
 
 
@@ -68,7 +69,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         edges = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in nodes(path):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -188,7 +189,7 @@ def test_tools_need_no_aws_account_and_write_no_file():
     reaching = [str(p.relative_to(ROOT)) for p in tools
                 if imported_modules(p) & {"boto3", "botocore", "subprocess"}
                 or any(isinstance(n, ast.Attribute) and n.attr in ("write_text", "write_bytes")
-                       for n in ast.walk(ast.parse(p.read_text())))]
+                       for n in nodes(p))]
     assert not reaching, f"move to scripts/: {reaching}"
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from components.config import operations, reader, settings
 from tests.support.harness import ROOT, project_defaults
+from tests.support.sources import nodes, parsed
 
 PROGRAM = [ROOT / "__main__.py", *sorted((ROOT / "components").rglob("*.py"))]
 READER_METHODS = {name for name in vars(reader.Reader) if not name.startswith("__")}
@@ -19,7 +20,7 @@ READER_METHODS = {name for name in vars(reader.Reader) if not name.startswith("_
 
 def reader_calls():
     for path in PROGRAM:
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in nodes(path):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr in READER_METHODS
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "reader"):
@@ -69,7 +70,7 @@ def test_no_string_default_is_copied_into_the_program(key):
     default = project_defaults()[key]
     copies = [path.name for path in PROGRAM
               if any(isinstance(node, ast.Constant) and node.value == default
-                     for node in _outside_literal_types(ast.parse(path.read_text())))]
+                     for node in _outside_literal_types(parsed(path)))]
     assert not copies, f"{key}'s default {default!r} is written again in {copies}"
 
 
@@ -103,9 +104,9 @@ def test_the_project_name_is_written_once_and_every_type_token_uses_it():
     spelled = [path.relative_to(ROOT).as_posix() for path in PROGRAM
                if any(isinstance(node, ast.Constant) and isinstance(node.value, str)
                       and reader.NAMESPACE in node.value
-                      for node in ast.walk(ast.parse(path.read_text())))]
+                      for node in nodes(path))]
     assert spelled == ["components/config/reader.py"]
-    tokens = [node.args[0] for path in PROGRAM for node in ast.walk(ast.parse(path.read_text()))
+    tokens = [node.args[0] for path in PROGRAM for node in nodes(path)
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
               and node.func.attr == "__init__" and node.args
               and isinstance(node.args[0], ast.JoinedStr) and ":index:" in ast.unparse(node.args[0])]

@@ -2,8 +2,7 @@
 the AWS errors they stand for, and it clocks each RunTask with its flow run."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import boto3
 import botocore.exceptions
@@ -11,6 +10,7 @@ import pytest
 from botocore.config import Config
 
 from testbed.fault_proxy import QUEUE_MISSING, THROTTLED, UNAVAILABLE, FaultProxy
+from tests.support.loopback_http import serving
 
 
 class _Ecs(BaseHTTPRequestHandler):
@@ -30,12 +30,10 @@ class _Ecs(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def proxy():
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Ecs)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    proxy = FaultProxy(f"http://127.0.0.1:{upstream.server_address[1]}")
-    yield proxy
-    proxy.stop()
-    upstream.shutdown()
+    with serving(_Ecs, threads=True) as upstream:
+        proxy = FaultProxy(upstream)
+        yield proxy
+        proxy.stop()
 
 
 def client(proxy, service):

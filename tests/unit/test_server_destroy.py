@@ -6,22 +6,22 @@ exists unless told to."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
 
 import pulumi
-import pulumi_aws
 import pytest
 
 from components.config.server import RESTORED_FROM_TAG, db_identifier
 from components.config.reader import ConfigError
 from tests.support.harness import (
-    PROJECT, ROOT, RecordingMocks, evaluate, load_stack_config, server_stack_names, stack_file_values,
-    stack_names, with_credentials,
+    PROJECT, ROOT, Evaluation, RecordingMocks, evaluate, load_stack_config, server_stack_names,
+    stack_file_values, stack_names, with_credentials,
 )
 
 DB = "aws:rds/instance:Instance"
 COPY = "aws:rds/snapshotCopy:SnapshotCopy"
 KEY = "aws:kms/key:Key"
+ALIAS = "aws:kms/alias:Alias"
 SNAPSHOT = "arn:aws:rds:us-east-1:123456789012:snapshot:prefect-ecs-worker-old-db-final-1a2b3c4d"
 
 
@@ -33,15 +33,21 @@ def server(**overrides: str) -> dict[str, str]:
     return with_credentials(config, **overrides)
 
 
+@cache
+def server_evaluation(**overrides: str) -> Evaluation:
+    """`server(**overrides)` evaluated once for the tests of this file that only read it."""
+    return evaluate(server(**overrides), stack="dev")
+
+
 def test_a_server_turned_on_without_a_word_keeps_a_snapshot_and_is_protected():
-    db = evaluate(server(), stack="dev").one(DB).inputs
+    db = server_evaluation().one(DB).inputs
     assert db["deletionProtection"] is True
     assert db["skipFinalSnapshot"] is False and db["finalSnapshotIdentifier"]
     assert db["deleteAutomatedBackups"] is False
 
 
 def test_without_a_final_snapshot_nothing_is_kept_and_the_backups_go_too():
-    db = evaluate(server(serverDbFinalSnapshot="false"), stack="dev").one(DB).inputs
+    db = server_evaluation(serverDbFinalSnapshot="false").one(DB).inputs
     assert db["skipFinalSnapshot"] is True and "finalSnapshotIdentifier" not in db
     assert db["deleteAutomatedBackups"] is True
 
@@ -64,67 +70,47 @@ def test_a_stack_file_that_turns_either_off_says_why_and_what_it_costs():
         assert "costs" in text and "restored" in text, (stack, text)
 
 
-class _RecordingKey(pulumi_aws.kms.Key):
-    opts_seen: list[Any] = []
-
-    def __init__(self, resource_name, *args, opts=None, **kwargs):
-        _RecordingKey.opts_seen.append((resource_name, opts))
-        super().__init__(resource_name, *args, opts=opts, **kwargs)
-
-
-def _key_retained(config: dict[str, str], monkeypatch, stack: str = "test") -> bool:
-    monkeypatch.setattr(pulumi_aws.kms, "Key", _RecordingKey)
-    _RecordingKey.opts_seen = []
-    evaluation = evaluate(config, stack=stack)
+def _key_retained(evaluation: Evaluation) -> bool:
     (key,) = evaluation.of_type(KEY)
-    ((name, opts),) = _RecordingKey.opts_seen
-    assert name == key.name == "stack-key-key"
-    return bool(opts.retain_on_delete)
+    assert key.name == "stack-key-key"
+    return key.retain_on_delete
 
 
 @pytest.mark.parametrize("stack", stack_names())
 def test_the_stack_key_outlives_destroy_exactly_when_the_database_leaves_a_snapshot(
-        stack, monkeypatch):
-    config = with_credentials(load_stack_config(stack))
+        stack, evaluated):
     values = stack_file_values(stack)
     keeps = (values.get("prefectServer", "none") != "none"
              and values.get("serverDbFinalSnapshot", True) is not False)
-    assert _key_retained(config, monkeypatch, stack) is keeps
+    assert _key_retained(evaluated(stack)) is keeps
     if stack == "selfhosted-prod":
         assert keeps
 
 
-def test_the_key_is_retained_for_a_defaulted_server_and_not_without_its_snapshot(monkeypatch):
-    assert _key_retained(server(), monkeypatch) is True
-    assert _key_retained(server(serverDbFinalSnapshot="false"), monkeypatch) is False
+def test_the_key_is_retained_for_a_defaulted_server_and_not_without_its_snapshot():
+    assert _key_retained(server_evaluation()) is True
+    assert _key_retained(server_evaluation(serverDbFinalSnapshot="false")) is False
 
 
-def test_the_key_alias_is_never_retained_so_a_next_life_of_the_stack_can_name_its_key(
-        monkeypatch):
-    seen: list[Any] = []
-
-    class Alias(pulumi_aws.kms.Alias):
-        def __init__(self, resource_name, *args, opts=None, **kwargs):
-            seen.append(opts)
-            super().__init__(resource_name, *args, opts=opts, **kwargs)
-
-    monkeypatch.setattr(pulumi_aws.kms, "Alias", Alias)
-    evaluate(server(), stack="dev")
-    assert seen and all(opts.retain_on_delete is False for opts in seen)
+def test_the_key_alias_is_never_retained_so_a_next_life_of_the_stack_can_name_its_key():
+    evaluation = server_evaluation()
+    assert _key_retained(evaluation), "the key itself is, in the same evaluation"
+    aliases = evaluation.of_type(ALIAS)
+    assert aliases and not any(alias.retain_on_delete for alias in aliases)
 
 
 def test_the_final_snapshot_is_named_by_the_stack_key_and_the_restored_snapshot():
-    plain = evaluate(server(), stack="dev")
+    plain = server_evaluation()
     key_id = plain.one(KEY).id
     name = plain.one(DB).inputs["finalSnapshotIdentifier"]
     assert name == f"{db_identifier(f'{PROJECT}-dev')}-final-{key_id[:8]}"
-    restored = evaluate(server(serverDbRestoreSnapshot=SNAPSHOT), stack="dev").one(DB).inputs
+    restored = server_evaluation(serverDbRestoreSnapshot=SNAPSHOT).one(DB).inputs
     assert restored["finalSnapshotIdentifier"].startswith(f"{name}-")
     assert restored["finalSnapshotIdentifier"] != name
 
 
 def test_a_restore_copies_the_snapshot_under_the_stack_key_and_starts_from_the_copy():
-    evaluation = evaluate(server(serverDbRestoreSnapshot=SNAPSHOT), stack="dev")
+    evaluation = server_evaluation(serverDbRestoreSnapshot=SNAPSHOT)
     copy = evaluation.one(COPY).inputs
     db = evaluation.one(DB).inputs
     key_arn = evaluation.one(KEY).outputs["arn"]
@@ -134,14 +120,14 @@ def test_a_restore_copies_the_snapshot_under_the_stack_key_and_starts_from_the_c
     assert db["snapshotIdentifier"].startswith(db["identifier"] + "-restore-")
     assert db["tags"][RESTORED_FROM_TAG] == SNAPSHOT
     # The rest of the instance is the stack's own, as for a new database.
-    plain = evaluate(server(), stack="dev").one(DB).inputs
+    plain = server_evaluation().one(DB).inputs
     for key in ("dbSubnetGroupName", "parameterGroupName", "instanceClass", "multiAz",
                 "manageMasterUserPassword", "deletionProtection"):
         assert db[key] == plain[key], key
 
 
 def test_without_a_restore_no_copy_is_declared_and_rds_is_never_asked():
-    evaluation = evaluate(server(), stack="dev")
+    evaluation = server_evaluation()
     assert not evaluation.of_type(COPY)
     assert "snapshotIdentifier" not in evaluation.one(DB).inputs
     assert "aws:rds/getInstances:getInstances" not in evaluation.calls

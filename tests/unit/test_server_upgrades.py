@@ -159,6 +159,7 @@ print(json.dumps([s.events.retention_period.total_seconds(),
 """
 
 
+@pytest.mark.slow  # a Prefect process reads the settings: 1 s to import Prefect
 @pytest.mark.parametrize("events,runs,vacuumed", [
     ("2", "45", ["events", "flow_runs", "orphans"]),
     ("10", "0", ["events"]),

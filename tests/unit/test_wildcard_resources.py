@@ -8,6 +8,7 @@ import ast
 from pathlib import Path
 
 from tests.support.harness import ROOT
+from tests.support.sources import nodes, source
 
 # A reason sits on the lines just above the key (or the dict's opening lines), or on the line.
 REASON_WINDOW = 4
@@ -15,20 +16,20 @@ REASON_WINDOW = 4
 
 def wildcard_resources(path: Path) -> list[int]:
     """The line of each `"Resource": <value with a *>` in a dict literal of this module."""
-    source = path.read_text()
+    text = source(path)
     lines = []
-    for node in ast.walk(ast.parse(source)):
+    for node in nodes(path):
         if not isinstance(node, ast.Dict):
             continue
         for key, value in zip(node.keys, node.values, strict=True):
             if (isinstance(key, ast.Constant) and key.value == "Resource"
-                    and "*" in (ast.get_source_segment(source, value) or "")):
+                    and "*" in (ast.get_source_segment(text, value) or "")):
                 lines.append(key.lineno)
     return lines
 
 
 def unexplained(path: Path) -> list[int]:
-    text = path.read_text().splitlines()
+    text = source(path).splitlines()
     return [line for line in wildcard_resources(path)
             if not any("#" in row for row in text[max(0, line - 1 - REASON_WINDOW):line])]
 

@@ -4,7 +4,6 @@ import base64
 import copy
 import http.server
 import json
-import threading
 
 import dill
 import pytest
@@ -16,6 +15,7 @@ from tests.support.harness import (
     ACCOUNT, PROJECT, REGION, TEST_API_KEY, WORK_POOL, evaluate_stack, pool_template, runs_server,
     stack_names, worker_container,
 )
+from tests.support.loopback_http import serving
 
 
 def defaults(evaluation):
@@ -174,18 +174,13 @@ class _BusyPrefect(http.server.BaseHTTPRequestHandler):
 
 @pytest.mark.parametrize("busy_answers, found", [(2, True), (10, False)])
 def test_provider_rides_out_a_busy_server_but_not_forever(busy_answers, found):
-    server = http.server.HTTPServer(("127.0.0.1", 0), _BusyPrefect)
     _BusyPrefect.busy_answers, _BusyPrefect.requests = busy_answers, 0
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api_url = f"http://127.0.0.1:{server.server_address[1]}/api"
-    try:
+    with serving(_BusyPrefect) as url:
+        api_url = f"{url}/api"
         if found:
             assert WorkPoolProvider().read("pool-id", {"api_url": api_url, "name": "busy-pool"}).id \
                 == "pool-id"
         else:
             with pytest.raises(PrefectApiError, match="failed with HTTP 503"):
                 WorkPoolProvider().read("pool-id", {"api_url": api_url, "name": "busy-pool"})
-    finally:
-        server.shutdown()
-        server.server_close()
     assert _BusyPrefect.requests == (busy_answers + 1 if found else ATTEMPTS)

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import botocore.session
@@ -23,7 +22,7 @@ from tests.support.harness import (
     CLOUD_URL, TEST_API_KEY, evaluate, project_defaults, is_secret_input, load_stack_config,
     stack_file_values, runs_server, stack_names, with_credentials, worker_container,
 )
-from testbed.servers import free_port
+from tests.support.loopback_http import serving
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 SERVICE = "aws:ecs/service:Service"
@@ -144,18 +143,12 @@ def _run_health_check(port: int) -> int:
 
 
 def test_health_check_command_passes_only_while_the_worker_answers_200():
-    server = http.server.HTTPServer(("127.0.0.1", free_port()), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        port = server.server_address[1]
+    with serving(_Health) as url:
+        port = int(url.rsplit(":", 1)[1])
         _Health.status = 200
         assert _run_health_check(port) == 0
         _Health.status = 503  # the worker stopped polling
         assert _run_health_check(port) != 0
-    finally:
-        server.shutdown()
-        server.server_close()
     assert _run_health_check(port) != 0  # nothing listening
 
 
