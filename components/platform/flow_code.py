@@ -72,6 +72,17 @@ def created_bucket_name(settings: FlowCodeSettings, prefix: str,
         lambda account: default_bucket_name(prefix, account))
 
 
+def image_in_repository(image: str, repository_name: Optional[str]) -> Optional[str]:
+    """The reference that puts `image` in this stack's repository, or None for an image used as
+    written. `<repository name>:<tag>` and `<repository name>@<digest>` name the repository; the
+    reference is `@<digest>` whenever there is one (it wins over a tag, as it does for ECS), else
+    `:<tag>`. The repository URL goes before it."""
+    name, tag, digest = image_tag(image)
+    if name != repository_name:
+        return None
+    return f"@{digest}" if digest else f":{tag}" if tag is not None else None
+
+
 def lifecycle_policy(keep_tagged: int, untagged_days: int) -> dict[str, Any]:
     return {"rules": [
         {
@@ -363,14 +374,11 @@ class FlowCode(pulumi.ComponentResource):
     # -- for the stack ------------------------------------------------------------------------
 
     def flow_run_image(self, image: str) -> pulumi.Input[str]:
-        """`flowRunImage` as the job template's default: `<repository name>:<tag>` (or
-        `@<digest>`, which wins over a tag as it does for ECS) becomes this stack's repository
-        URL with that reference; any other image stays."""
-        name, tag, digest = image_tag(image)
-        reference = f"@{digest}" if digest else f":{tag}" if tag is not None else ""
-        if self.repository_url is not None and name == self.repository_name and reference:
-            return pulumi.Output.concat(self.repository_url, reference)
-        return image
+        """`flowRunImage` as the job template's default: see `image_in_repository`."""
+        if self.repository_url is None:
+            return image
+        reference = image_in_repository(image, self.repository_name)
+        return image if reference is None else pulumi.Output.concat(self.repository_url, reference)
 
     def exports(self) -> dict[str, Any]:
         return {

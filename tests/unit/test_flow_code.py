@@ -9,7 +9,9 @@ import json
 import pulumi
 import pytest
 
-from components.platform.flow_code import PULL_ACTIONS, PUSH_ACTIONS, FlowCode, FlowCodeArgs
+from components.platform.flow_code import (
+    PULL_ACTIONS, PUSH_ACTIONS, FlowCode, FlowCodeArgs, image_in_repository,
+)
 from components.config.flow_code import (
     FlowCodeBucketSettings, FlowCodeSettings, FlowImageSettings,
 )
@@ -240,20 +242,30 @@ def test_a_named_bucket_is_created_under_that_name(evaluated):
     assert flow_code_only(evaluation).one(BUCKET).inputs["bucket"] == "team-flow-code"
 
 
-@pytest.mark.parametrize("image, expected", [
-    ("prefect-ecs-worker-dev-flows:2026.11.28",
-     f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/prefect-ecs-worker-dev-flows:2026.11.28"),
-    ("prefect-ecs-worker-dev-flows@sha256:" + "a" * 64,
-     f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/prefect-ecs-worker-dev-flows@sha256:" + "a" * 64),
+REPOSITORY_NAME = "prefect-ecs-worker-dev-flows"
+
+
+@pytest.mark.parametrize("image, reference", [
+    (f"{REPOSITORY_NAME}:2026.11.28", ":2026.11.28"),
+    (f"{REPOSITORY_NAME}@sha256:" + "a" * 64, "@sha256:" + "a" * 64),
     # A digest pins the image; the tag beside it is a label.
-    ("prefect-ecs-worker-dev-flows:2026.11.28@sha256:" + "b" * 64,
-     f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/prefect-ecs-worker-dev-flows@sha256:" + "b" * 64),
+    (f"{REPOSITORY_NAME}:2026.11.28@sha256:" + "b" * 64, "@sha256:" + "b" * 64),
     # Any other image is used as written.
-    ("prefecthq/prefect:3.9.1-python3.12", "prefecthq/prefect:3.9.1-python3.12"),
-    ("ghcr.io/team/prefect-ecs-worker-dev-flows:1", "ghcr.io/team/prefect-ecs-worker-dev-flows:1"),
+    ("prefecthq/prefect:3.9.1-python3.12", None),
+    (f"ghcr.io/team/{REPOSITORY_NAME}:1", None),
+    (REPOSITORY_NAME, None),
 ])
-def test_flow_run_image_may_name_the_repository_by_tag(evaluated, image, expected):
-    assert evaluated("dev", flowRunImage=image).exports["workPoolJobVariables"]["image"] == expected
+def test_flow_run_image_may_name_the_repository_by_tag(image, reference):
+    assert image_in_repository(image, REPOSITORY_NAME) == reference
+    assert image_in_repository(image, None) is None
+
+
+def test_the_pools_image_is_the_repository_url_with_the_reference(evaluated):
+    image = f"{REPOSITORY_NAME}:2026.11.28@sha256:" + "b" * 64
+    evaluation = evaluated("dev", flowRunImage=image)
+    pinned = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY_NAME}@sha256:" + "b" * 64
+    assert evaluation.exports["workPoolJobVariables"]["image"] == pinned
+    assert evaluation.exports["flowImageRepositoryUrl"] + "@sha256:" + "b" * 64 == pinned
 
 
 def test_an_adopted_repository_named_by_tag_is_the_pools_image_too(evaluated):

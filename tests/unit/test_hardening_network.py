@@ -8,7 +8,9 @@ import json
 import pytest
 
 from components.platform.vpc_hardening import FLOW_LOG_AGGREGATION_SECONDS
-from tests.support.harness import ACCOUNT, REGION, evaluate_stack, policy, stack_names
+from tests.support.harness import (
+    ACCOUNT, REGION, evaluate_stack, policy, project_defaults, stack_file_values, stack_names,
+)
 
 DEFAULT_SG = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 FLOW_LOG = "aws:ec2/flowLog:FlowLog"
@@ -57,14 +59,18 @@ def test_flow_log_role_is_for_this_accounts_flow_logs_and_writes_one_group(evalu
     assert find["Action"] == "logs:DescribeLogGroups"
 
 
-def test_flow_logs_off_and_retention_are_configurable():
+def test_flow_logs_off_and_retention_are_configurable(evaluated):
     off = evaluate_stack("dev", vpcFlowLogs="false")
     assert not off.of_type(FLOW_LOG)
     assert "vpc-hardening-flow-logs" not in {g.name for g in off.of_type(LOG_GROUP)}
     assert off.of_type(DEFAULT_SG), "the default group is closed either way"
     assert "vpcFlowLogGroupName" not in off.exports
-    kept = evaluate_stack("dev", vpcFlowLogRetentionDays="365")
-    assert kept.one(LOG_GROUP, "vpc-hardening-flow-logs").inputs["retentionInDays"] == 365
+    # prod's stack file keeps them a year; dev leaves the key to Pulumi.yaml's default.
+    days = {stack: evaluated(stack).one(LOG_GROUP, "vpc-hardening-flow-logs").inputs["retentionInDays"]
+            for stack in ("dev", "prod")}
+    assert days == {"dev": project_defaults()["vpcFlowLogRetentionDays"],
+                    "prod": stack_file_values("prod")["vpcFlowLogRetentionDays"]}
+    assert days["dev"] != days["prod"]
 
 
 def test_an_adopted_vpc_is_left_to_its_owner():

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from tests.support.harness import (
-    evaluate, load_stack_config, runs_server, stack_file_values, stack_names, with_credentials,
-    worker_only_stack_names,
+    evaluate, load_stack_config, runs_server, stack_file_values, stack_names, stack_settings,
+    with_credentials, worker_only_stack_names,
 )
 
 VPC = "awsx:ec2:Vpc"
@@ -102,15 +102,20 @@ def test_worker_egress_to_prefect_cloud_is_https_only(evaluated):
         ("tcp", 443, 443, ["0.0.0.0/0"])]
 
 
-@pytest.mark.parametrize("url,ports", [
-    ("http://prefect.internal:4200/api", [443, 4200]),
-    ("http://prefect.internal/api", [80, 443]),
-    ("https://prefect.example.com/api", [443]),
+@pytest.mark.parametrize("url,port", [
+    ("http://prefect.internal:4200/api", 4200),
+    ("http://prefect.internal/api", 80),
+    ("https://prefect.example.com/api", 443),
 ])
-def test_worker_egress_adds_the_self_hosted_apis_port(url, ports):
-    config = with_credentials(load_stack_config("staging"), prefectApiUrl=url)
+def test_a_self_hosted_apis_port_is_read_from_its_url(url, port):
+    assert stack_settings("staging", prefectApiUrl=url).api_port == port
+
+
+def test_worker_egress_adds_the_self_hosted_apis_port():
+    config = with_credentials(load_stack_config("staging"),
+                              prefectApiUrl="http://prefect.internal:4200/api")
     egress = worker_sg(evaluate(config)).inputs["egress"]
-    assert [(e["fromPort"], e["toPort"]) for e in egress] == [(p, p) for p in ports]
+    assert [(e["fromPort"], e["toPort"]) for e in egress] == [(443, 443), (4200, 4200)]
     assert {e["protocol"] for e in egress} == {"tcp"}
 
 

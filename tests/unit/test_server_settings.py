@@ -230,18 +230,18 @@ def test_stacks_without_a_server_declare_nothing_of_one(evaluated, stack):
     assert not any(key.startswith("server") for key in evaluation.exports)
 
 
-def test_a_server_stack_needs_no_prefect_api_url_or_key():
+def test_a_server_stack_needs_no_prefect_api_url_or_key(evaluated):
     config = single()
     assert not config.get(f"{PROJECT}:prefectApiUrl") and not config.get(f"{PROJECT}:prefectApiKey")
-    evaluation = evaluate(config)
+    evaluation = evaluated("selfhosted-dev")  # that config, evaluated once for the run
     assert evaluation.exports["serverApiUrl"] == (
-        f"http://server.{PROJECT}-test.internal:4200/api")
+        f"http://server.{PROJECT}-selfhosted-dev.internal:4200/api")
     assert "aws:secretsmanager/getRandomPassword:getRandomPassword" in evaluation.calls
     assert GENERATED_PASSWORD[:40] not in json.dumps(evaluation.exports)
 
 
-def test_an_adopted_auth_string_secret_is_used_and_nothing_generated():
-    evaluation = evaluate(single(prefectApiAuthStringSecretArn=SECRET_ARN))
+def test_an_adopted_auth_string_secret_is_used_and_nothing_generated(evaluated):
+    evaluation = evaluated("selfhosted-dev", prefectApiAuthStringSecretArn=SECRET_ARN)
     assert evaluation.exports["credentialSecretArn"] == SECRET_ARN
     # The one generated value is the database role's password (components/server/database.py).
     assert [v.name for v in evaluation.of_type("aws:secretsmanager/secretVersion:SecretVersion")
