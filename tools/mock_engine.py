@@ -30,6 +30,7 @@ from components.config.reader import NAMESPACE as PROJECT
 from components.config.credential import API_KEY, SECRET_VALUE_KEYS
 from components.config.settings import Settings, load_settings
 from components.prefect.api import whole_numbers  # noqa: F401  (the tools' and tests' name for it)
+from tools.mock_structure import Structure, recording_structure
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
@@ -148,6 +149,8 @@ class Evaluation:
     calls: list[str]
     exports: dict[str, Any] = field(default_factory=dict)
     secret_exports: set[str] = field(default_factory=set)
+    # The resource tree as Python built it (tools/mock_structure.py).
+    structure: Structure = field(default_factory=Structure)
 
     def of_type(self, type_: str) -> list[Declared]:
         return [r for r in self.resources if r.type == type_]
@@ -408,9 +411,9 @@ def evaluate(config: dict[str, str], stack: str = "test",
             outputs.append(pulumi.Output.from_input(note_secret(key, output)))
         return pulumi.Output.all(*outputs)
 
-    with _fewer_collections():
+    with _fewer_collections(), recording_structure() as structure:
         run()
-    return Evaluation(mocks.resources, mocks.calls, captured, secret_exports)
+    return Evaluation(mocks.resources, mocks.calls, captured, secret_exports, structure)
 
 
 def evaluate_stack(stack: str, **overrides: str) -> Evaluation:

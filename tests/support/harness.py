@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
-
 from tools.mock_engine import (  # noqa: F401  (re-exported for the tests)
     ACCOUNT, CLOUD_URL, PLACEHOLDER_API_KEY, PROJECT, REGION, ROOT, SECRET_SIG, WORK_POOL, Declared,
     Evaluation, RecordingMocks, evaluate, evaluate_stack, is_secret_input, load_stack_config,
-    project_defaults, read_settings, stack_names, stack_settings, with_credentials,
+    project_defaults, read_settings, read_yaml, stack_names, stack_settings, with_credentials,
     worker_container,
 )
 
@@ -34,7 +32,7 @@ def policy(resource: Declared) -> dict[str, Any]:
 
 def stack_file_values(stack: str) -> dict[str, Any]:
     """The project keys a stack file sets, without the namespace, as YAML typed them."""
-    config = (yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}).get("config", {})
+    config = (read_yaml(ROOT / f"Pulumi.{stack}.yaml") or {}).get("config", {})
     prefix = f"{PROJECT}:"
     return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
 

@@ -9,12 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from scripts import doc_tables
 from scripts.doc_tables import default_cell, table_in
 from tests.support.evaluations import evaluated
-from tests.support.harness import ROOT
+from tests.support.harness import ROOT, read_yaml
 
 README = (ROOT / "README.md").read_text()
 ROW = re.compile(r"^\| `(?P<key>[A-Za-z]+)` \| (?P<type>[a-z ]+) \| (?P<default>[^|]+) \|", re.M)
@@ -24,7 +23,7 @@ GENERATORS = {**{name: generate for name, (_, generate) in doc_tables.TABLES.ite
 
 
 def declared() -> dict[str, dict]:
-    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    return read_yaml(ROOT / "Pulumi.yaml")["config"]
 
 
 @pytest.mark.parametrize("name", doc_tables.TABLES)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
-from typing import Literal, get_args, get_origin
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 import pytest
 
 from components.config import operations, reader, settings
 from tests.support.harness import ROOT, project_defaults
-from tests.support.sources import nodes, parsed
+from tests.support.sources import nodes
 
 PROGRAM = [ROOT / "__main__.py", *sorted((ROOT / "components").rglob("*.py"))]
 READER_METHODS = {name for name in vars(reader.Reader) if not name.startswith("__")}
@@ -68,20 +70,21 @@ def test_settings_fields_have_no_defaults():
                                  if isinstance(v, str) and len(v) >= 8])
 def test_no_string_default_is_copied_into_the_program(key):
     default = project_defaults()[key]
-    copies = [path.name for path in PROGRAM
-              if any(isinstance(node, ast.Constant) and node.value == default
-                     for node in _outside_literal_types(parsed(path)))]
+    copies = [path.name for path in PROGRAM if default in _constants_outside_literal_types(path)]
     assert not copies, f"{key}'s default {default!r} is written again in {copies}"
 
 
-def _outside_literal_types(tree: ast.AST):
-    """Every node but those inside a `Literal[...]`: an enumerated key's type lists its default
-    among the accepted values, which is the one place it belongs besides Pulumi.yaml."""
-    literal_parts = {id(node) for sub in ast.walk(tree)
+@cache
+def _constants_outside_literal_types(path: Path) -> frozenset[Any]:
+    """The file's constants but those inside a `Literal[...]`: an enumerated key's type lists its
+    default among the accepted values, which is the one place it belongs besides Pulumi.yaml."""
+    literal_parts = {id(node) for sub in nodes(path)
                      if isinstance(sub, ast.Subscript) and isinstance(sub.value, ast.Name)
                      and sub.value.id == "Literal"
                      for node in ast.walk(sub.slice)}
-    return (node for node in ast.walk(tree) if id(node) not in literal_parts)
+    return frozenset(node.value for node in nodes(path)
+                     if isinstance(node, ast.Constant) and id(node) not in literal_parts
+                     and isinstance(node.value, str))
 
 
 @pytest.mark.parametrize("key", ENUMERATED)

@@ -14,8 +14,8 @@ from components.config.server import (
 )
 from components.config.reader import ConfigError
 from tests.support.harness import (
-    PROJECT, TEST_API_KEY, RecordingMocks, evaluate, load_stack_config, stack_file_values,
-    with_credentials, worker_only_stack_names,
+    PROJECT, ROOT, TEST_API_KEY, RecordingMocks, evaluate, load_stack_config, read_yaml,
+    stack_file_values, with_credentials, worker_only_stack_names,
 )
 from tools.mock_engine import CLOUD_URL, GENERATED_PASSWORD, PLACEHOLDER_API_KEY
 
@@ -193,11 +193,7 @@ def test_at_least_fifteen_distinct_server_refusals():
 
 
 def test_every_new_key_has_a_bad_value_case():
-    import yaml
-
-    from tests.support.harness import ROOT
-
-    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    declared = read_yaml(ROOT / "Pulumi.yaml")["config"]
     server_keys = {k for k in declared if k == "prefectServer" or k.startswith("server")}
     covered = {case[2] for case in BAD_SERVER_CONFIGS}
     boolean = {"serverDbDeletionProtection", "serverDbFinalSnapshot",

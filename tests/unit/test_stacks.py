@@ -13,16 +13,14 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components.config.credential import CREDENTIAL_KEYS
 from components.composition import CONDITIONAL_EXPORTS
 from components.server.composition import SERVER_EXPORTS
 from components.composition import EXPORTS as STACK_EXPORTS
 from tests.support.harness import (
-    PROJECT, REGION, ROOT, TEST_API_KEY, load_stack_config, project_defaults, runs_server,
-    stack_file_values,
-    stack_names,
+    PROJECT, REGION, ROOT, TEST_API_KEY, load_stack_config, project_defaults, read_yaml,
+    runs_server, stack_file_values, stack_names,
 )
 
 YAML_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list}
@@ -34,7 +32,7 @@ PREFECT_AWS = Path(importlib.util.find_spec("prefect_aws").origin).parent
 
 
 def declared_config() -> dict[str, dict]:
-    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    return read_yaml(ROOT / "Pulumi.yaml")["config"]
 
 
 def is_taggable(type_token: str) -> bool:
