@@ -31,7 +31,7 @@ from components.config.reader import ConfigError
 from testbed.ecs_tasks import FLOW_RUN_TAG
 from testbed.platform_client import SandboxProcess, run_once
 from tests.support.harness import evaluate, load_stack_config, with_credentials
-from tests.support.sandbox_checks import assert_ctrl_c_leaves_nothing
+from tests.support.sandbox_checks import assert_ctrl_c_leaves_nothing, running_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -68,13 +68,8 @@ def test_a_refused_config_stops_with_the_programs_message(tmp_path):
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    running = SandboxProcess("dev", tmp_path_factory.mktemp("sandbox-state"))
-    try:
-        running.wait_ready(READY_WITHIN_S)
+    with running_sandbox("dev", tmp_path_factory.mktemp("sandbox-state"), READY_WITHIN_S) as running:
         yield running
-    finally:
-        if running.process.poll() is None:
-            running.interrupt()
 
 
 def test_the_sample_run_completes_and_the_summary_says_where_everything_is(sandbox):

@@ -22,8 +22,7 @@ import os
 import pytest
 
 from testbed import ui_check
-from testbed.platform_client import SandboxProcess
-from tests.support.sandbox_checks import assert_ctrl_c_leaves_nothing
+from tests.support.sandbox_checks import assert_ctrl_c_leaves_nothing, running_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +41,9 @@ def browser_available():
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    running = SandboxProcess(STACK, tmp_path_factory.mktemp("selfhosted-sandbox"))
-    try:
-        running.wait_ready(READY_WITHIN_S)
+    with running_sandbox(STACK, tmp_path_factory.mktemp("selfhosted-sandbox"),
+                         READY_WITHIN_S) as running:
         yield running
-    finally:
-        if running.process.poll() is None:
-            running.interrupt()
 
 
 def test_the_sample_run_completes_in_a_flow_run_task_of_its_own(sandbox):

@@ -1,5 +1,6 @@
-"""What a sandbox (`make sandbox`, testbed/local_platform.py) must leave behind when Ctrl-C stops it:
-every process it started gone, every port it served free, its lock released."""
+"""A sandbox (`make sandbox`, testbed/local_platform.py) for a test module, and what it must leave
+behind when Ctrl-C stops it: every process it started gone, every port it served free, its lock
+released."""
 
 from __future__ import annotations
 
@@ -8,8 +9,23 @@ import os
 import re
 import socket
 import urllib.parse
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 from testbed.platform_client import SandboxProcess
+
+
+@contextmanager
+def running_sandbox(stack: str, state_dir: Path, ready_within_s: float) -> Iterator[SandboxProcess]:
+    """The stack's sandbox, once its sample run is final; stopped on exit unless a test did."""
+    running = SandboxProcess(stack, state_dir)
+    try:
+        running.wait_ready(ready_within_s)
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.interrupt()
 
 
 def listening(url: str) -> bool:
