@@ -122,8 +122,8 @@ def measure_server(mode: str, workdir: Path, steps: tuple[float, ...], step_seco
     from testbed.databases import start_postgres, start_redis
     from testbed.prefect_worker import deploy
     from testbed.server_containers import (
-        Endpoint, container_launch, family_of, find_container, rds_master, resolve_value_from, server_evaluation,
-        server_stack_name)
+        Endpoint, container_launch, family_of, find_container, resolve_value_from, serve_rds_master,
+        server_evaluation, server_stack_name)
     from testbed.servers import MotoServer, spawn, stop, wait_for_http
 
     evaluation = server_evaluation(mode)
@@ -135,9 +135,8 @@ def measure_server(mode: str, workdir: Path, steps: tuple[float, ...], step_seco
     processes: list[Any] = []
     try:
         stack = deploy(evaluation, moto, prefect_api_url=None)
-        master = rds_master(stack.replayed)
         database = start_postgres(user="postgres", database="postgres", ssl=True)
-        database.rds_database(master.user, master.password, master.database)
+        serve_rds_master(stack.replayed, database)
         assert database.ca_file is not None  # started with ssl
         # PostgreSQL unlimited, measured only: its CPU per run sizes the database class.
         database_group = TaskLimits(f"capacity-{os.getpid()}-{mode}-database", None, None).create()

@@ -38,6 +38,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+from testbed.databases import Postgres
 from testbed.replay import Replay
 from testbed.servers import BIN, _default_sigint, free_port, spawn, stop
 from tools.mock_engine import (
@@ -117,6 +118,15 @@ def find_container(evaluation: Evaluation, name: str, family: Optional[str] = No
 def family_of(evaluation: Evaluation, container: str) -> str:
     """The task definition family of the one task that runs `container`."""
     return str(find_container(evaluation, container)[0].inputs["family"])
+
+
+# The ha stack's processes by role, and the container each role's task runs.
+HA_ROLES = (("api", "prefect-api"), ("services", "prefect-services"), ("worker", "prefect-worker"))
+
+
+def families_by_role(evaluation: Evaluation) -> dict[str, str]:
+    """The ha stack's role -> task definition family, read from which container each family runs."""
+    return {role: family_of(evaluation, container) for role, container in HA_ROLES}
 
 
 def families(evaluation: Evaluation) -> dict[str, list[str]]:
@@ -374,3 +384,11 @@ def rds_master(replayed: Replay) -> RdsMaster:
         SecretId=secret_arn)["SecretString"])["password"]
     return RdsMaster(instance["Endpoint"]["Address"], int(instance["Endpoint"]["Port"]),
                      instance["MasterUsername"], instance["DBName"], password, secret_arn)
+
+
+def serve_rds_master(replayed: Replay, postgres: Postgres) -> RdsMaster:
+    """The replayed RDS instance's master user and database, made on a local PostgreSQL (TLS, as
+    RDS forces it), so the declared containers reach the database the stack says they do."""
+    master = rds_master(replayed)
+    postgres.rds_database(master.user, master.password, master.database)
+    return master

@@ -35,8 +35,8 @@ from components.server.migrate import CA_BUNDLE_ENV
 from testbed.databases import start_redis
 from testbed.prefect_worker import api, basic_auth, deploy, wait_for, workers
 from testbed.server_containers import (
-    container_launch, desired_counts, family_of, find_container, rds_master, resolve_value_from,
-    server_evaluation,
+    container_launch, desired_counts, families_by_role, find_container, resolve_value_from,
+    serve_rds_master, server_evaluation,
 )
 from testbed.servers import BIN, free_port, stop, wait_for_http
 
@@ -67,16 +67,12 @@ def stack(moto_server):
 
 @pytest.fixture(scope="module")
 def families(stack) -> dict[str, str]:
-    """Role -> task definition family, read from which container each family runs."""
-    return {role: family_of(stack.evaluation, container)
-            for role, container in (("api", "prefect-api"), ("services", "prefect-services"),
-                                    ("worker", "prefect-worker"))}
+    return families_by_role(stack.evaluation)
 
 
 @pytest.fixture(scope="module")
 def database(stack, postgres_server):
-    master = rds_master(stack.replayed)
-    postgres_server.rds_database(master.user, master.password, master.database)
+    master = serve_rds_master(stack.replayed, postgres_server)
     postgres_server.sql(DDL_AUDIT, master.database)
     return master
 

@@ -28,7 +28,9 @@ from components.server.database import MASTER_USER, SERVER_USER
 from components.server.migrate import CA_BUNDLE_ENV, MASTER_PASSWORD_ENV
 from testbed.databases import self_signed_ca
 from testbed.prefect_worker import csrf_headers, deploy
-from testbed.server_containers import container_launch, rds_master, server_evaluation
+from testbed.server_containers import (
+    container_launch, serve_rds_master, server_evaluation,
+)
 from testbed.servers import stop, wait_for_http
 
 pytestmark = pytest.mark.slow
@@ -60,9 +62,7 @@ def stack(moto_server):
 
 @pytest.fixture(scope="module")
 def database(stack, postgres_server):
-    master = rds_master(stack.replayed)
-    postgres_server.rds_database(master.user, master.password, master.database)
-    return master
+    return serve_rds_master(stack.replayed, postgres_server)
 
 
 def app_secret(stack) -> dict:

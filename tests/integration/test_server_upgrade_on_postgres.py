@@ -37,7 +37,8 @@ from testbed.upgrade import (
     EVENTS, Api, fill, multiply, row_counts, running, wait_for_rows,
 )
 from testbed.server_containers import (
-    container_launch, family_of, find_container, rds_master, resolve_value_from, server_evaluation,
+    container_launch, families_by_role, find_container, rds_master, resolve_value_from,
+    serve_rds_master, server_evaluation,
 )
 
 pytestmark = pytest.mark.slow
@@ -80,16 +81,12 @@ def stack(moto_server):
 
 @pytest.fixture(scope="module")
 def families(stack) -> dict[str, str]:
-    return {role: family_of(stack.evaluation, container)
-            for role, container in (("api", "prefect-api"), ("services", "prefect-services"),
-                                    ("worker", "prefect-worker"))}
+    return families_by_role(stack.evaluation)
 
 
 @pytest.fixture(scope="module")
 def database(stack, postgres_server):
-    master = rds_master(stack.replayed)
-    postgres_server.rds_database(master.user, master.password, master.database)
-    return master
+    return serve_rds_master(stack.replayed, postgres_server)
 
 
 def launch(stack, postgres_server, name, family, home, redis=None, **endpoints):

@@ -12,11 +12,11 @@ import pytest
 from components.config.server import (
     SERVER_ACCESS, SERVER_MODES, ServerAccess, ServerMode, physical_name,
 )
-from components.config.reader import ConfigError
 from tests.support.harness import (
-    PROJECT, ROOT, TEST_API_KEY, RecordingMocks, evaluate, load_stack_config, read_yaml,
+    PROJECT, ROOT, TEST_API_KEY, evaluate, load_stack_config, read_yaml,
     stack_file_values, with_credentials, worker_only_stack_names,
 )
+from tests.support.refusals import assert_refused_before_any_resource, refused
 from tools.mock_engine import CLOUD_URL, GENERATED_PASSWORD, PLACEHOLDER_API_KEY
 
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prefect/auth-Xy12Ab"
@@ -42,13 +42,6 @@ def public(**overrides: str) -> dict[str, str]:
 
 def without(config: dict[str, str], *keys: str) -> dict[str, str]:
     return {k: v for k, v in config.items() if k.split(":", 1)[1] not in keys}
-
-
-def refused(config: dict[str, str], **kwargs) -> tuple[str, RecordingMocks]:
-    mocks = RecordingMocks()
-    with pytest.raises(ConfigError) as raised:
-        evaluate(config, mocks=mocks, **kwargs)
-    return str(raised.value), mocks
 
 
 SECRET = "[secret]"
@@ -179,11 +172,8 @@ BAD_SERVER_CONFIGS = [
                          [case[1:] for case in BAD_SERVER_CONFIGS],
                          ids=[case[0] for case in BAD_SERVER_CONFIGS])
 def test_bad_server_config_is_refused_before_any_resource(config, key, shown, accepted):
-    message, mocks = refused(config, secret_keys=(f"{PROJECT}:prefectApiKey",))
-    assert f"{PROJECT}:{key} = {shown} is not valid: " in message
-    assert accepted in message
-    assert PLACEHOLDER_API_KEY not in message
-    assert mocks.resources == [] and mocks.calls == []
+    assert_refused_before_any_resource(config, key, shown, accepted,
+                                       secret_keys=(f"{PROJECT}:prefectApiKey",))
 
 
 def test_at_least_fifteen_distinct_server_refusals():

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from components.config.reader import ConfigError
 from tests.support.harness import (
-    CLOUD_URL, PROJECT, TEST_API_KEY, RecordingMocks, evaluate, load_stack_config, read_settings,
+    CLOUD_URL, PROJECT, TEST_API_KEY, evaluate, load_stack_config, read_settings,
     with_credentials, worker_container,
 )
+from tests.support.refusals import assert_refused_before_any_resource, refused
 
 SELF_HOSTED_URL = "http://prefect.internal:4200/api"
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prefect/api-key-Xy12Ab"
@@ -25,13 +25,6 @@ def dev_config(**overrides: str) -> dict[str, str]:
 
 def without(config: dict[str, str], *keys: str) -> dict[str, str]:
     return {k: v for k, v in config.items() if k.split(":", 1)[1] not in keys}
-
-
-def refused(config: dict[str, str], **kwargs) -> tuple[str, RecordingMocks]:
-    mocks = RecordingMocks()
-    with pytest.raises(ConfigError) as raised:
-        evaluate(config, mocks=mocks, **kwargs)
-    return str(raised.value), mocks
 
 
 # (case id, config, key named, value shown, a phrase of what is accepted)
@@ -122,11 +115,7 @@ BAD_CONFIGS = [
                          [case[1:] for case in BAD_CONFIGS], ids=[case[0] for case in BAD_CONFIGS])
 def test_bad_config_is_refused_before_any_resource_with_key_value_and_what_is_accepted(
         config, key, shown, accepted):
-    message, mocks = refused(config)
-    assert f"{PROJECT}:{key} = {shown} is not valid: " in message
-    assert accepted in message
-    assert TEST_API_KEY not in message
-    assert mocks.resources == [] and mocks.calls == []
+    assert_refused_before_any_resource(config, key, shown, accepted)
 
 
 def test_bad_config_cases_are_distinct_and_at_least_twenty():
