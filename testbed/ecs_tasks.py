@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from testbed.server_containers import resolve_value_from
-from testbed.processes import Processes, signal_group, stop_group
+from testbed.processes import Processes, kill_all, signal_group, stop_group, with_environment
 from testbed.replay import Replay
 from testbed.servers import BIN, spawn
 
@@ -203,7 +203,14 @@ class TaskRunner:
         elif now - running.stop_requested > running.stop_timeout:
             signal_group(running.process.pid, signal.SIGKILL)
 
+    def _end_container(self, running: RunningTask) -> None:
+        """What a container's end does to the processes in it: once its first process has exited,
+        the kernel kills every other one in its PID namespace. Here they are the processes with
+        the task's own HOME, whatever session they started."""
+        kill_all(with_environment("HOME", str(running.root / "home")))
+
     def _finish(self, running: RunningTask) -> None:
+        self._end_container(running)
         code = exit_code(running.process.returncode)
         with self._lock:
             self.running.pop(running.arn, None)
@@ -283,5 +290,6 @@ class TaskRunner:
             tasks = list(self.running.values())
         for running in tasks:
             stop_group(running.process, timeout=10)
+            self._end_container(running)
             shutil.rmtree(running.root, ignore_errors=True)
 

@@ -49,6 +49,30 @@ def sessions_alive(sessions: set[int]) -> list[int]:
     return alive
 
 
+def with_environment(name: str, prefix: str) -> list[int]:
+    """PIDs of live processes whose environment sets `name` to a value starting with `prefix`: how
+    the sandbox finds every process of a flow-run task's "container", whatever session a child
+    started (Prefect's runner starts its engine in a session of its own)."""
+    wanted = f"{name}={prefix}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or session_of(int(entry.name)) is None:
+            continue
+        try:
+            environment = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if any(item.startswith(wanted) for item in environment.split(b"\0")):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 class Processes:
     def __init__(self) -> None:
         self.started: list[Started] = []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from testbed.platform_client import SandboxProcess
+from testbed.processes import with_environment
 
 
 @contextmanager
@@ -44,4 +45,6 @@ def assert_ctrl_c_leaves_nothing(sandbox: SandboxProcess) -> None:
     for url in (sandbox.facts["ui"], sandbox.facts["emulator"]):
         assert not listening(url), url
     assert not [pid for pid in task_pids if os.path.exists(f"/proc/{pid}")]
+    # Nor any process a task started, in whatever session (Prefect's engine runs in its own).
+    assert not with_environment("HOME", str(sandbox.state_dir)), "a task's process outlived it"
     assert json.loads((sandbox.state_dir / "lock").read_text() or "null") is None

@@ -15,7 +15,7 @@ import pytest
 from testbed.ecs_tasks import exit_code
 from testbed.local_platform import Lock
 from testbed.platform_stack import stack_config, stack_path
-from testbed.processes import Processes, session_of
+from testbed.processes import Processes, kill_all, session_of, with_environment
 from testbed.servers import spawn
 from tools.mock_engine import PLACEHOLDER_API_KEY, PROJECT, ROOT
 
@@ -87,3 +87,29 @@ def test_what_is_left_counts_a_grandchild_in_a_started_session(tmp_path):
     assert len(processes.left()) == 2
     processes.stop_all()
     assert processes.left() == []
+
+
+def test_a_tasks_child_in_a_session_of_its_own_is_found_and_killed_with_the_task(tmp_path):
+    """Prefect's runner starts its engine in a new session, out of reach of the task's process
+    group: the sandbox finds a task's processes by the task's own HOME, as a container's PID
+    namespace holds them, and kills them when the task ends."""
+    home = tmp_path / "tasks" / "t1" / "home"
+    home.mkdir(parents=True)
+    # The leader, and a child that leaves for a session of its own (setsid).
+    leader = spawn(["sh", "-c", "setsid sleep 60 & exec sleep 60"],
+                   {**os.environ, "HOME": str(home)}, tmp_path / "log", new_session=True)
+    deadline = time.monotonic() + 10
+    while len(with_environment("HOME", str(home))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    found = with_environment("HOME", str(home))
+    assert leader.pid in found and len(found) == 2
+    (child,) = set(found) - {leader.pid}
+    assert session_of(child) == child, "the child runs in a session of its own"
+    os.killpg(leader.pid, signal.SIGKILL)  # the task's group only: the child survives that
+    leader.wait(10)
+    assert with_environment("HOME", str(home)) == [child]
+    kill_all(with_environment("HOME", str(home)))
+    deadline = time.monotonic() + 10
+    while with_environment("HOME", str(home)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert with_environment("HOME", str(tmp_path)) == []
