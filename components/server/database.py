@@ -60,7 +60,7 @@ from components.platform.aws import AwsContext
 from components.config.reader import NAMESPACE
 from components.config.server import RESTORED_FROM_TAG
 from components.platform.network import POSTGRESQL_PORT, clients_only_security_group
-from components.worker.secret import RECOVERY_WINDOW_DAYS, generated_password
+from components.worker.secret import generated_password, secret_with_value
 
 ENGINE_MAJOR = "17"
 PARAMETER_GROUP_FAMILY = f"postgres{ENGINE_MAJOR}"
@@ -268,22 +268,12 @@ class PrefectDatabase(pulumi.ComponentResource):
         self.address = self.instance.address
         self.master_secret_arn = self.instance.master_user_secrets.apply(_first_secret_arn)
 
-        app_secret = aws.secretsmanager.Secret(
-            f"{name}-app-secret",
+        app_secret = secret_with_value(
+            f"{name}-app-secret", f"{name}-app-secret-version",
             description=f"Prefect server database role {SERVER_USER}: its password",
-            recovery_window_in_days=RECOVERY_WINDOW_DAYS,
-            kms_key_id=args.kms_key_arn,
-            tags=tags,
-            opts=child,
-        )
-        aws.secretsmanager.SecretVersion(
-            f"{name}-app-secret-version",
-            secret_id=app_secret.id,
-            secret_string=pulumi.Output.json_dumps(
-                {"username": SERVER_USER, "password": generated_password(app_secret)}),
-            # The invoke answers anew on every run: the first value stays until changed on purpose.
-            opts=pulumi.ResourceOptions(parent=app_secret, ignore_changes=["secretString"]),
-        )
+            value=lambda secret: pulumi.Output.json_dumps(
+                {"username": SERVER_USER, "password": generated_password(secret)}),
+            kms_key_arn=args.kms_key_arn, tags=tags, opts=child, keep_first_value=True)
         self.app_secret_arn = app_secret.arn
 
         self.register_outputs({

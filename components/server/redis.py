@@ -24,7 +24,7 @@ import pulumi_aws as aws
 
 from components.config.reader import NAMESPACE
 from components.platform.network import REDIS_PORT, clients_only_security_group
-from components.worker.secret import RECOVERY_WINDOW_DAYS, generated_password
+from components.worker.secret import generated_password, secret_with_value
 
 ENGINE_VERSION = "7.1"
 PARAMETER_GROUP = "default.redis7"
@@ -55,20 +55,11 @@ class PrefectRedis(pulumi.ComponentResource):
         tags = dict(args.tags)
 
         token = generated_password(self, TOKEN_LENGTH)
-        secret = aws.secretsmanager.Secret(
-            f"{name}-token",
+        secret = secret_with_value(
+            f"{name}-token", f"{name}-token-version",
             description=f"Redis AUTH token of the Prefect server of {args.identifier}",
-            recovery_window_in_days=RECOVERY_WINDOW_DAYS,
-            kms_key_id=args.kms_key_arn,
-            tags=tags,
-            opts=child,
-        )
-        aws.secretsmanager.SecretVersion(
-            f"{name}-token-version",
-            secret_id=secret.id,
-            secret_string=token,
-            opts=pulumi.ResourceOptions(parent=secret, ignore_changes=["secretString"]),
-        )
+            value=lambda _: token, kms_key_arn=args.kms_key_arn, tags=tags, opts=child,
+            keep_first_value=True)
         self.token_secret_arn = secret.arn
 
         subnet_group = aws.elasticache.SubnetGroup(

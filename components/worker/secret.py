@@ -18,7 +18,7 @@ reaches the server and the worker only through their task definitions' `secrets`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -57,26 +57,15 @@ class PrefectSecret(pulumi.ComponentResource):
         if args.credential.secret_arn is not None:
             self.arn = pulumi.Output.from_input(args.credential.secret_arn)
         else:
-            secret = aws.secretsmanager.Secret(
-                f"{name}-secret",
-                description=args.description,
-                recovery_window_in_days=RECOVERY_WINDOW_DAYS,
-                kms_key_id=args.kms_key_arn,
-                tags=dict(args.tags),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
             value: Optional[pulumi.Input[str]] = args.credential.value
-            ignore = None
             if args.credential.generate:
                 value = pulumi.Output.concat(f"{AUTH_USER}:", generated_password(self))
-                ignore = ["secretString"]
             assert value is not None, "a credential has a value, a secret ARN or is generated"
-            aws.secretsmanager.SecretVersion(
-                f"{name}-version",
-                secret_id=secret.id,
-                secret_string=pulumi.Output.secret(value),
-                opts=pulumi.ResourceOptions(parent=secret, ignore_changes=ignore),
-            )
+            secret = secret_with_value(
+                f"{name}-secret", f"{name}-version", description=args.description,
+                value=lambda _: pulumi.Output.secret(value), kms_key_arn=args.kms_key_arn,
+                tags=dict(args.tags), opts=pulumi.ResourceOptions(parent=self),
+                keep_first_value=args.credential.generate)
             self.arn = secret.arn
 
         self.register_outputs({"arn": self.arn})
@@ -89,3 +78,29 @@ def generated_password(parent: pulumi.Resource, length: int = GENERATED_PASSWORD
     return pulumi.Output.secret(aws.secretsmanager.get_random_password_output(
         password_length=length, exclude_punctuation=True, include_space=False,
         opts=pulumi.InvokeOptions(parent=parent)).random_password)
+
+
+def secret_with_value(secret_name: str, version_name: str, *, description: str,
+                      value: Callable[[aws.secretsmanager.Secret], pulumi.Input[str]],
+                      kms_key_arn: Optional[pulumi.Input[str]], tags: Mapping[str, str],
+                      opts: pulumi.ResourceOptions, keep_first_value: bool
+                      ) -> aws.secretsmanager.Secret:
+    """A secret under the stack's key and its value (`value(secret)`: a generated password may
+    hang under the secret). `keep_first_value`: a generated value, which the invoke answers anew
+    on every run, stays as first stored until changed on purpose."""
+    secret = aws.secretsmanager.Secret(
+        secret_name,
+        description=description,
+        recovery_window_in_days=RECOVERY_WINDOW_DAYS,
+        kms_key_id=kms_key_arn,
+        tags=tags,
+        opts=opts,
+    )
+    aws.secretsmanager.SecretVersion(
+        version_name,
+        secret_id=secret.id,
+        secret_string=value(secret),
+        opts=pulumi.ResourceOptions(parent=secret,
+                                    ignore_changes=["secretString"] if keep_first_value else None),
+    )
+    return secret
