@@ -85,13 +85,7 @@ class AccessLogs(pulumi.ComponentResource):
             bucket=ctx.account_id.apply(lambda account: log_bucket_name(args.prefix, account)),
             tags=dict(args.tags), opts=child)
         bucket = self.bucket.bucket
-        aws.s3.BucketOwnershipControls(
-            f"{name}-ownership", bucket=bucket,
-            rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access", bucket=bucket,
-            block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child)
+        public_access = owned_and_private(name, bucket, child)
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption", bucket=bucket,
             rules=[{
@@ -154,3 +148,17 @@ class AccessLogs(pulumi.ComponentResource):
             # S3 checks a new policy against the public access block: put the block first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]))
         self.register_outputs({"bucket_name": bucket})
+
+
+def owned_and_private(prefix: str, bucket: pulumi.Input[str], opts: pulumi.ResourceOptions
+                      ) -> aws.s3.BucketPublicAccessBlock:
+    """A bucket of the stack's own: objects owned by the bucket owner (ACLs off) and every public
+    access blocked. Its `-ownership` and `-public-access` resources; the block is returned, for
+    policies that must wait for it."""
+    aws.s3.BucketOwnershipControls(
+        f"{prefix}-ownership", bucket=bucket,
+        rule={"object_ownership": "BucketOwnerEnforced"}, opts=opts)
+    return aws.s3.BucketPublicAccessBlock(
+        f"{prefix}-public-access", bucket=bucket,
+        block_public_acls=True, block_public_policy=True,
+        ignore_public_acls=True, restrict_public_buckets=True, opts=opts)

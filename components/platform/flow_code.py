@@ -29,7 +29,7 @@ import pulumi_aws as aws
 # Image references are parsed by the policy pack's rule (stdlib only, shared with the config).
 from policies.worker_rules import image_tag
 from components.config.reader import NAMESPACE
-from components.platform.access_logs import S3_PREFIX
+from components.platform.access_logs import S3_PREFIX, owned_and_private
 from components.config.flow_code import (
     CODE_PREFIX, RESULTS_PREFIX, FlowCodeSettings, default_bucket_name,
 )
@@ -271,13 +271,7 @@ class FlowCode(pulumi.ComponentResource):
         args, settings = self._args, self._args.settings
         child = pulumi.ResourceOptions(parent=self)
         bucket = created.bucket
-        aws.s3.BucketOwnershipControls(
-            f"{self._name}-bucket-ownership", bucket=bucket,
-            rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{self._name}-bucket-public-access", bucket=bucket,
-            block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child)
+        public_access = owned_and_private(f"{self._name}-bucket", bucket, child)
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{self._name}-bucket-encryption", bucket=bucket,
             rules=[{  # type: ignore[list-item]
